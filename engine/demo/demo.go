@@ -1,0 +1,475 @@
+// Package demo runs the bundled demo study end to end on nudge's real code
+// paths: the REDCap API client against the in-process REDCap simulator,
+// twilio-go against the Twilio simulator, go-mail against a real SMTP server
+// on loopback, and the SQLite outbox in between.
+package demo
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nudge-study/nudge/engine"
+	"github.com/nudge-study/nudge/engine/email/smtptest"
+	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
+	"github.com/nudge-study/nudge/engine/sms/twiliotest"
+	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/rules/dict"
+)
+
+// StudyTime is the moment the demo study lives in: Monday 23 November 2026,
+// 10:00 in the study's time zone. The demo's clock starts there and runs at
+// real speed, so quiet hours, datediff and repeat schedules give the same
+// answers whatever the time of day the demo is run.
+var StudyTime = time.Date(2026, 11, 23, 10, 0, 0, 0, mustZone("America/Los_Angeles"))
+
+// Twilio credentials of the demo's simulator (not secrets: they open only
+// the in-process simulator).
+const (
+	AccountSID = "ACd3m0000000000000000000000000000a"
+	AuthToken  = "d3m0t0k3n0000000000000000000000a"
+)
+
+// Options tune a demo run.
+type Options struct {
+	Dir      string // the demo study folder (default testdata/demo)
+	DBPath   string // keep the outbox here; "" = a temporary file
+	Log      logrus.FieldLogger
+	Progress func(engine.Progress)
+	Settle   time.Duration // how long to wait for final statuses (default 30 s)
+	// Clock, when set, drives the engine and the Twilio simulator instead
+	// of the real-speed study clock; tests pass an sms.FakeClock so the
+	// whole demo runs without waiting.
+	Clock engine.Clock
+}
+
+// Summary is what `nudge demo --json` prints.
+type Summary struct {
+	Rules       []RuleResult `json:"rules"`
+	Emails      EmailResult  `json:"emails"`
+	WrittenBack int          `json:"written_back"`
+	Duplicates  int          `json:"duplicates"`
+	Pacing      []Pacing     `json:"pacing"`
+	WallSeconds float64      `json:"wall_seconds"`
+	Skips       []Skip       `json:"skips"`
+}
+
+// RuleResult counts one rule's messages in this demo run.
+type RuleResult struct {
+	Name        string `json:"name"`
+	Channel     string `json:"channel"`
+	Selected    int    `json:"selected"`
+	Sent        int    `json:"sent"`
+	Delivered   int    `json:"delivered"`
+	Undelivered int    `json:"undelivered"`
+	Failed      int    `json:"failed"`
+	Skipped     int    `json:"skipped"`
+	Deferred    int    `json:"deferred"`
+}
+
+// EmailResult compares what nudge sent with what the SMTP server received.
+type EmailResult struct {
+	Sent           int `json:"sent"`
+	ReceivedBySMTP int `json:"received_by_smtp"`
+}
+
+// Pacing is the Twilio simulator's own measure of one sender's send rate.
+type Pacing struct {
+	From          string  `json:"from"`
+	Sends         int     `json:"sends"`
+	MinIntervalS  float64 `json:"min_interval_s"`
+	RatePerSecond float64 `json:"rate_per_second"`
+}
+
+// Skip is one participant a rule selected but could not message.
+type Skip struct {
+	Rule   string `json:"rule"`
+	Record string `json:"record"`
+	Reason string `json:"reason"`
+}
+
+// Env is a running demo environment: the simulators and a connected engine.
+type Env struct {
+	Study  *rules.Study
+	Engine *engine.Engine
+	REDCap *redcaptest.Server
+	Twilio *twiliotest.Server
+	SMTP   *smtptest.Server
+	tokens map[string]string
+	closer []func()
+}
+
+// Start loads the demo study, starts the simulators and connects an engine
+// to them.
+func Start(opt Options) (*Env, error) {
+	if opt.Dir == "" {
+		opt.Dir = filepath.Join("testdata", "demo")
+	}
+	study, err := rules.Load(filepath.Join(opt.Dir, "nudge.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	env := &Env{Study: study, tokens: make(map[string]string)}
+	ok := false
+	defer func() {
+		if !ok {
+			env.Close()
+		}
+	}()
+
+	// REDCap: one simulated project per configured project.
+	var projects []*redcaptest.Project
+	var seeds []func() error
+	for i, p := range study.Config.Projects {
+		pr, rows, err := loadProject(opt.Dir, p, i+1)
+		if err != nil {
+			return nil, err
+		}
+		env.tokens[p.Name] = pr.Token
+		projects = append(projects, pr)
+		seeds = append(seeds, func() error { return env.REDCap.Load(pr.Token, rows) })
+	}
+	env.REDCap = redcaptest.New(projects...)
+	rcURL, err := env.REDCap.Start()
+	if err != nil {
+		return nil, err
+	}
+	env.closer = append(env.closer, func() { env.REDCap.Close() })
+	for _, seed := range seeds {
+		if err := seed(); err != nil {
+			return nil, fmt.Errorf("demo records: %w", err)
+		}
+	}
+
+	// Twilio.
+	clock := opt.Clock
+	if clock == nil {
+		clock = newStudyClock()
+	}
+	env.Twilio = twiliotest.New(twiliotest.Options{AccountSID: AccountSID, AuthToken: AuthToken, Clock: clock})
+	if err := applyOutcomes(filepath.Join(opt.Dir, "twilio.json"), env.Twilio); err != nil {
+		return nil, err
+	}
+	twURL, err := env.Twilio.Start()
+	if err != nil {
+		return nil, err
+	}
+	env.closer = append(env.closer, func() { env.Twilio.Close() })
+
+	// SMTP.
+	if env.SMTP, err = smtptest.Start(); err != nil {
+		return nil, err
+	}
+	env.closer = append(env.closer, func() { env.SMTP.Close() })
+	host, port := env.SMTP.Addr()
+
+	// Point the study at the simulators. Secrets go through the
+	// environment, as in production.
+	cfg := study.Config
+	for i := range cfg.Projects {
+		p := &cfg.Projects[i]
+		p.RedcapURL = rcURL
+		if err := os.Setenv(p.TokenEnv, env.tokens[p.Name]); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Twilio.APIBaseURL = twURL
+	os.Setenv(cfg.Twilio.AccountSIDEnv, AccountSID)
+	os.Setenv(cfg.Twilio.AuthTokenEnv, AuthToken)
+	cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = host, port, "none"
+	cfg.SMTP.UsernameEnv, cfg.SMTP.PasswordEnv = "", ""
+
+	db := opt.DBPath
+	if db == "" {
+		dir, err := os.MkdirTemp("", "nudge-demo-")
+		if err != nil {
+			return nil, err
+		}
+		env.closer = append(env.closer, func() { os.RemoveAll(dir) })
+		db = filepath.Join(dir, "demo.db")
+	}
+	env.Engine, err = engine.New(study, engine.Options{Log: opt.Log, Clock: clock, DBPath: db,
+		Progress: opt.Progress, Timeout: 10 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	env.closer = append(env.closer, func() { env.Engine.Close() })
+	ok = true
+	return env, nil
+}
+
+// Close stops the simulators and closes the store.
+func (env *Env) Close() {
+	for i := len(env.closer) - 1; i >= 0; i-- {
+		env.closer[i]()
+	}
+	env.closer = nil
+}
+
+// Run starts the demo, makes one full pass, waits for every SMS to reach a
+// final status while writing statuses back to REDCap, and summarises.
+func Run(ctx context.Context, opt Options) (*Summary, error) {
+	started := time.Now()
+	env, err := Start(opt)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+	sum, err := env.Pass(ctx, opt.Settle)
+	if err != nil {
+		return nil, err
+	}
+	sum.WallSeconds = time.Since(started).Seconds()
+	return sum, nil
+}
+
+// Pass makes one `nudge run` pass, then keeps tracking and reporting until
+// every SMS of the pass has a final status (or settle runs out).
+func (env *Env) Pass(ctx context.Context, settle time.Duration) (*Summary, error) {
+	if settle <= 0 {
+		settle = 30 * time.Second
+	}
+	e := env.Engine
+	if err := e.Prepare(ctx); err != nil {
+		return nil, err
+	}
+	res, err := e.Run(ctx, engine.PlanOptions{})
+	if err != nil {
+		return nil, err
+	}
+	deadline := e.Clock.Now().Add(settle)
+	for {
+		if _, err := e.Track(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := e.Report(ctx); err != nil {
+			return nil, err
+		}
+		open, err := e.Store.Outstanding(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if open == 0 || e.Clock.Now().After(deadline) {
+			break
+		}
+		if e.Progress != nil {
+			e.Progress(engine.Progress{Stage: "track", Total: open})
+		}
+		if err := e.Clock.Sleep(ctx, 500*time.Millisecond); err != nil {
+			return nil, err
+		}
+	}
+	return env.summarize(ctx, res)
+}
+
+func (env *Env) summarize(ctx context.Context, res *engine.RunResult) (*Summary, error) {
+	e := env.Engine
+	sum := &Summary{}
+	counts, err := e.Store.Counts(ctx, res.RunID)
+	if err != nil {
+		return nil, err
+	}
+	byRule := make(map[string]map[string]int)
+	for _, c := range counts {
+		if byRule[c.Rule] == nil {
+			byRule[c.Rule] = make(map[string]int)
+		}
+		for state, n := range c.States {
+			byRule[c.Rule][string(state)] += n
+		}
+	}
+	for _, s := range res.Plan.Summaries(e) {
+		st := byRule[s.Name]
+		r := RuleResult{Name: s.Name, Channel: s.Channel, Selected: s.Selected, Skipped: s.Skipped, Deferred: s.Deferred,
+			Delivered: st["delivered"], Undelivered: st["undelivered"], Failed: st["failed"]}
+		r.Sent = r.Delivered + r.Undelivered + r.Failed + st["sent"]
+		if s.Channel == "email" {
+			sum.Emails.Sent += st["sent"]
+		}
+		sum.Rules = append(sum.Rules, r)
+	}
+	for _, d := range res.Plan.Decisions {
+		if d.Outcome == engine.Skipped {
+			sum.Skips = append(sum.Skips, Skip{Rule: d.Rule, Record: d.Record, Reason: d.Reason})
+		}
+	}
+	sum.Emails.ReceivedBySMTP = len(env.SMTP.Messages())
+	if sum.WrittenBack, err = e.Store.WrittenBack(ctx, res.RunID); err != nil {
+		return nil, err
+	}
+	sum.Duplicates = env.duplicates()
+	sum.Pacing = env.pacing()
+	return sum, nil
+}
+
+// duplicates counts messages the simulators received more than once: the
+// same body to the same number, or the same subject to the same address.
+func (env *Env) duplicates() int {
+	seen := make(map[string]int)
+	for _, c := range env.Twilio.Creates() {
+		seen["sms\x00"+c.To+"\x00"+c.Body]++
+	}
+	for _, m := range env.SMTP.Messages() {
+		seen["email\x00"+fmt.Sprint(m.To)+"\x00"+m.Subject]++
+	}
+	n := 0
+	for _, c := range seen {
+		n += c - 1
+	}
+	return n
+}
+
+// pacing measures each sender's rate from the Twilio simulator's record of
+// create calls.
+func (env *Env) pacing() []Pacing {
+	times := make(map[string][]time.Time)
+	for _, c := range env.Twilio.Creates() {
+		times[c.From] = append(times[c.From], c.Time)
+	}
+	var out []Pacing
+	for from, ts := range times {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		p := Pacing{From: from, Sends: len(ts)}
+		if len(ts) > 1 {
+			minGap := ts[1].Sub(ts[0])
+			for i := 2; i < len(ts); i++ {
+				minGap = min(minGap, ts[i].Sub(ts[i-1]))
+			}
+			p.MinIntervalS = round3(minGap.Seconds())
+			p.RatePerSecond = round3(float64(len(ts)-1) / ts[len(ts)-1].Sub(ts[0]).Seconds())
+		}
+		out = append(out, p)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].From < out[j].From })
+	return out
+}
+
+func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
+
+// loadProject reads one demo project's dictionary, records and (for a
+// longitudinal project) its events from the demo folder.
+func loadProject(dir string, p rules.Project, id int) (*redcaptest.Project, []map[string]string, error) {
+	if p.Dictionary == "" {
+		return nil, nil, fmt.Errorf("demo project %s: no dictionary file configured", p.Name)
+	}
+	f, err := os.Open(p.Dictionary)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	d, err := dict.ParseCSV(f)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", p.Dictionary, err)
+	}
+	pr := &redcaptest.Project{Token: newToken(), ID: 1000 + id, Title: "Demo " + p.Name, Dict: d,
+		MissingCodes: "UNK, Unknown | NA, Not applicable"}
+	base := filepath.Join(dir, "redcap", p.Name)
+	var rows []map[string]string
+	if err := readJSON(base+".records.json", &rows); err != nil {
+		return nil, nil, err
+	}
+	// The structure file holds REDCap's own API answers for events,
+	// form-event mapping and repeating instruments.
+	var structure struct {
+		Events []struct {
+			Name   string `json:"event_name"`
+			Arm    int    `json:"arm_num"`
+			Unique string `json:"unique_event_name"`
+			ID     int    `json:"event_id"`
+		} `json:"events"`
+		FormEvents []struct {
+			Arm   int    `json:"arm_num"`
+			Event string `json:"unique_event_name"`
+			Form  string `json:"form"`
+		} `json:"form_events"`
+		Repeating []struct {
+			Event string `json:"event_name"`
+			Form  string `json:"form_name"`
+		} `json:"repeating"`
+	}
+	if err := readJSON(base+".structure.json", &structure); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, nil, err
+	}
+	for _, ev := range structure.Events {
+		pr.Events = append(pr.Events, redcap.Event{Name: ev.Name, UniqueName: ev.Unique, Arm: ev.Arm, ID: ev.ID})
+	}
+	for _, fe := range structure.FormEvents {
+		pr.FormEvents = append(pr.FormEvents, redcap.FormEvent{Arm: fe.Arm, Event: fe.Event, Form: fe.Form})
+	}
+	for _, r := range structure.Repeating {
+		pr.Repeating = append(pr.Repeating, redcap.Repeating{Event: r.Event, Form: r.Form})
+	}
+	return pr, rows, nil
+}
+
+func applyOutcomes(path string, tw *twiliotest.Server) error {
+	var f struct {
+		Outcomes map[string]struct {
+			CreateError int    `json:"create_error"`
+			Final       string `json:"final"`
+			ErrorCode   int    `json:"error_code"`
+		} `json:"outcomes"`
+	}
+	if err := readJSON(path, &f); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	for to, o := range f.Outcomes {
+		tw.SetOutcome(to, twiliotest.Outcome{CreateError: o.CreateError, Final: o.Final, ErrorCode: o.ErrorCode})
+	}
+	return nil
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func newToken() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return fmt.Sprintf("%X", b)
+}
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+// studyClock runs at real speed from StudyTime.
+type studyClock struct{ start time.Time }
+
+func newStudyClock() *studyClock { return &studyClock{start: time.Now()} }
+
+func (c *studyClock) Now() time.Time { return StudyTime.Add(time.Since(c.start)) }
+
+func (c *studyClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,299 @@
+// Package smtptest runs a real SMTP server on the loopback interface that
+// keeps every message it accepts in memory. nudge's email tests send to it,
+// and `nudge demo` uses it as the study's mail server. It speaks plain SMTP
+// (or, when asked, STARTTLS or implicit TLS) and can require AUTH PLAIN and
+// refuse chosen recipients.
+package smtptest
+
+import (
+	"bytes"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net"
+	"net/mail"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Received is one message the server accepted.
+type Received struct {
+	From     string      // envelope sender (MAIL FROM)
+	To       []string    // envelope recipients (RCPT TO)
+	AuthUser string      // the user that authenticated, "" without AUTH
+	Data     []byte      // the message exactly as transmitted after DATA
+	Header   mail.Header // parsed header of Data; nil when Data is not a valid message
+	Subject  string      // Subject header with encoded words decoded
+	Text     string      // decoded text/plain part, "" when there is none
+	HTML     string      // decoded text/html part, "" when there is none
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithAuth makes the server advertise AUTH PLAIN and accept mail only from a
+// client that authenticated with this username and password.
+func WithAuth(username, password string) Option {
+	return func(s *Server) { s.user, s.pass = username, password }
+}
+
+// WithTLS makes the server offer STARTTLS with cfg. With WithAuth, AUTH is
+// then accepted only after STARTTLS, as a real submission server does.
+func WithTLS(cfg *tls.Config) Option {
+	return func(s *Server) { s.tls = cfg }
+}
+
+// WithImplicitTLS makes the server speak TLS from the first byte (as on port
+// 465) with cfg.
+func WithImplicitTLS(cfg *tls.Config) Option {
+	return func(s *Server) { s.tls, s.implicit = cfg, true }
+}
+
+// Server is a running SMTP server on 127.0.0.1. It is safe for concurrent use.
+type Server struct {
+	smtp *smtp.Server
+	ln   net.Listener
+	done chan struct{}
+
+	user, pass string
+	tls        *tls.Config
+	implicit   bool
+
+	mu     sync.Mutex
+	msgs   []Received
+	reject map[string]int
+}
+
+// Start listens on a free port of 127.0.0.1 and serves SMTP until Close.
+func Start(opts ...Option) (*Server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("smtptest: listen on loopback: %w", err)
+	}
+	s := &Server{ln: ln, done: make(chan struct{}), reject: map[string]int{}}
+	for _, o := range opts {
+		o(s)
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
+		return &session{srv: s}, nil
+	}))
+	srv.Domain = "localhost"
+	srv.AllowInsecureAuth = s.user != "" && s.tls == nil
+	if s.tls != nil && !s.implicit {
+		srv.TLSConfig = s.tls
+	}
+	if s.implicit {
+		ln = tls.NewListener(ln, s.tls)
+		s.ln = ln
+	}
+	srv.ReadTimeout = 30 * time.Second
+	srv.WriteTimeout = 30 * time.Second
+	srv.MaxMessageBytes = 10 << 20
+	srv.ErrorLog = quietLog{}
+	s.smtp = srv
+	go func() {
+		defer close(s.done)
+		_ = srv.Serve(ln) // returns smtp.ErrServerClosed after Close
+	}()
+	return s, nil
+}
+
+// Addr returns the host and port the server listens on.
+func (s *Server) Addr() (host string, port int) {
+	a := s.ln.Addr().(*net.TCPAddr)
+	return a.IP.String(), a.Port
+}
+
+// Messages returns a copy of the messages accepted so far, oldest first.
+func (s *Server) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Received, len(s.msgs))
+	copy(out, s.msgs)
+	return out
+}
+
+// Reject makes RCPT TO for the address to (compared case-insensitively) fail
+// with the SMTP reply code, e.g. 550 for a permanent or 450 for a temporary
+// failure. A code of 0 accepts the address again.
+func (s *Server) Reject(to string, code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := strings.ToLower(to)
+	if code == 0 {
+		delete(s.reject, key)
+		return
+	}
+	s.reject[key] = code
+}
+
+// Close stops the server, drops open connections and waits for it to finish.
+func (s *Server) Close() error {
+	err := s.smtp.Close()
+	// Close the listener too: Serve may not have registered it yet.
+	if lerr := s.ln.Close(); lerr != nil && !errors.Is(lerr, net.ErrClosed) && err == nil {
+		err = lerr
+	}
+	<-s.done
+	if errors.Is(err, smtp.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}
+
+func (s *Server) rejectCode(to string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reject[strings.ToLower(to)]
+}
+
+func (s *Server) store(r Received) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.msgs = append(s.msgs, r)
+}
+
+// session is one SMTP connection's transaction state.
+type session struct {
+	srv      *Server
+	authUser string
+	from     string
+	to       []string
+}
+
+var _ smtp.AuthSession = (*session)(nil)
+
+func (ss *session) AuthMechanisms() []string {
+	if ss.srv.user == "" {
+		return nil
+	}
+	return []string{sasl.Plain}
+}
+
+func (ss *session) Auth(mech string) (sasl.Server, error) {
+	if ss.srv.user == "" || mech != sasl.Plain {
+		return nil, smtp.ErrAuthUnknownMechanism
+	}
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		if user != ss.srv.user || pass != ss.srv.pass {
+			return smtp.ErrAuthFailed
+		}
+		ss.authUser = user
+		return nil
+	}), nil
+}
+
+func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
+	if ss.srv.user != "" && ss.authUser == "" {
+		return smtp.ErrAuthRequired
+	}
+	ss.from = from
+	return nil
+}
+
+func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if code := ss.srv.rejectCode(to); code != 0 {
+		return &smtp.SMTPError{
+			Code:         code,
+			EnhancedCode: smtp.EnhancedCodeNotSet,
+			Message:      "recipient refused by smtptest",
+		}
+	}
+	ss.to = append(ss.to, to)
+	return nil
+}
+
+func (ss *session) Data(r io.Reader) error {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	rec := Received{From: ss.from, To: ss.to, AuthUser: ss.authUser, Data: data}
+	parse(&rec)
+	ss.srv.store(rec)
+	return nil
+}
+
+func (ss *session) Reset() { ss.from, ss.to = "", nil }
+
+func (ss *session) Logout() error { return nil }
+
+// parse fills the header, subject and body parts of r from r.Data. A message
+// that does not parse is still kept, with only Data set.
+func parse(r *Received) {
+	msg, err := mail.ReadMessage(bytes.NewReader(r.Data))
+	if err != nil {
+		return
+	}
+	r.Header = msg.Header
+	var dec mime.WordDecoder
+	if subj, err := dec.DecodeHeader(msg.Header.Get("Subject")); err == nil {
+		r.Subject = subj
+	} else {
+		r.Subject = msg.Header.Get("Subject")
+	}
+	walk(r, msg.Header.Get("Content-Type"), msg.Header.Get("Content-Transfer-Encoding"), msg.Body)
+	if !strings.HasPrefix(strings.ToLower(msg.Header.Get("Content-Type")), "multipart/") {
+		// The line break that ends DATA belongs to the transport, not the body.
+		r.Text = strings.TrimSuffix(r.Text, "\n")
+		r.HTML = strings.TrimSuffix(r.HTML, "\n")
+	}
+}
+
+// walk visits a MIME entity and its children, keeping the first text/plain
+// and text/html bodies it finds.
+func walk(r *Received, contentType, encoding string, body io.Reader) {
+	mediaType, params, err := mime.ParseMediaType(contentType)
+	if contentType == "" || err != nil {
+		mediaType = "text/plain"
+	}
+	if strings.HasPrefix(mediaType, "multipart/") {
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			p, err := mr.NextRawPart()
+			if err != nil {
+				return
+			}
+			walk(r, p.Header.Get("Content-Type"), p.Header.Get("Content-Transfer-Encoding"), p)
+		}
+	}
+	var dst *string
+	switch mediaType {
+	case "text/plain":
+		dst = &r.Text
+	case "text/html":
+		dst = &r.HTML
+	default:
+		return
+	}
+	if *dst != "" {
+		return
+	}
+	switch strings.ToLower(encoding) {
+	case "quoted-printable":
+		body = quotedprintable.NewReader(body)
+	case "base64":
+		body = base64.NewDecoder(base64.StdEncoding, body)
+	}
+	b, err := io.ReadAll(body)
+	if err != nil {
+		return
+	}
+	*dst = strings.ReplaceAll(string(b), "\r\n", "\n")
+}
+
+// quietLog discards go-smtp's connection error log; the server is for tests
+// and demos, where a client hanging up is not news.
+type quietLog struct{}
+
+func (quietLog) Printf(string, ...any) {}
+func (quietLog) Println(...any)        {}

@@ -1,0 +1,146 @@
+// Package engine runs nudge's pipeline: export participant records from
+// REDCap, select who each rule applies to, plan and enqueue messages in the
+// SQLite outbox, dispatch them through Twilio and SMTP, track their delivery
+// status and report it back to REDCap.
+//
+// Every stage reads its input from the store and writes its output there, so
+// a pass interrupted at any point can simply be run again: the outbox's
+// idempotency keys make enqueueing repeatable, a row is claimed in a
+// committed transaction before it is sent, and a row left "sending" by a
+// crash is looked up at Twilio before anything is sent again.
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nudge-study/nudge/engine/email"
+	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/engine/sms"
+	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/rules/dict"
+	"github.com/nudge-study/nudge/storage"
+)
+
+// REDCap is what the engine needs from one REDCap project.
+type REDCap interface {
+	ExportRecords(ctx context.Context, p redcap.ExportParams) ([]redcap.Row, error)
+	Project(ctx context.Context) (redcap.Project, error)
+	Metadata(ctx context.Context) (*dict.Dictionary, error)
+	Events(ctx context.Context) ([]redcap.Event, error)
+	ImportRecords(ctx context.Context, rows []redcap.Row) (redcap.ImportResult, error)
+}
+
+// SMSSender sends text messages and looks them up again.
+type SMSSender interface {
+	Send(ctx context.Context, from, to, body string) (sms.Message, error)
+	Fetch(ctx context.Context, sid string) (sms.Message, error)
+	Find(ctx context.Context, from, to string, after time.Time) ([]sms.Message, error)
+}
+
+// EmailSender hands one email to an SMTP server.
+type EmailSender interface {
+	Send(ctx context.Context, m email.Message) (messageID string, err error)
+}
+
+// Clock tells the time and waits; tests and the demo inject their own.
+type Clock interface {
+	Now() time.Time
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// Engine wires a loaded study to its outside world. Fields left nil are
+// simply not used: preview needs no senders, check needs no store.
+type Engine struct {
+	Study  *rules.Study
+	Store  *storage.Store
+	REDCap map[string]REDCap // by project name
+	SMS    SMSSender
+	Pacer  *sms.Pacer
+	Email  EmailSender
+	Clock  Clock
+	Log    logrus.FieldLogger
+
+	// Progress, when set, is told about each message handed to a provider.
+	Progress func(Progress)
+
+	// Dicts holds each project's data dictionary once Prepare has run.
+	Dicts map[string]*dict.Dictionary
+	infos map[string]redcap.Project
+}
+
+// Progress is a snapshot of a pass for a live progress line.
+type Progress struct {
+	Stage   string
+	Done    int
+	Total   int
+	Message string
+}
+
+func (e *Engine) log() logrus.FieldLogger {
+	if e.Log == nil {
+		l := logrus.New()
+		l.SetOutput(io.Discard)
+		e.Log = l
+	}
+	return e.Log
+}
+
+func (e *Engine) now() time.Time {
+	if e.Clock == nil {
+		return time.Now()
+	}
+	return e.Clock.Now()
+}
+
+func (e *Engine) progress(p Progress) {
+	if e.Progress != nil {
+		e.Progress(p)
+	}
+}
+
+// Prepare reads each project's data dictionary and project information and
+// checks every field and event the rules use against them. A study that
+// fails the check must not send anything: the returned error is a
+// rules.Errors with one FILE:LINE:COL line per problem.
+func (e *Engine) Prepare(ctx context.Context) error {
+	e.Dicts = make(map[string]*dict.Dictionary)
+	e.infos = make(map[string]redcap.Project)
+	var errs rules.Errors
+	for _, p := range e.Study.Config.Projects {
+		rc, ok := e.REDCap[p.Name]
+		if !ok {
+			return fmt.Errorf("project %s: no REDCap connection configured", p.Name)
+		}
+		d, err := rc.Metadata(ctx)
+		if err != nil {
+			return fmt.Errorf("project %s: reading the data dictionary: %w", p.Name, err)
+		}
+		info, err := rc.Project(ctx)
+		if err != nil {
+			return fmt.Errorf("project %s: reading project information: %w", p.Name, err)
+		}
+		e.Dicts[p.Name] = d
+		e.infos[p.Name] = info
+		if info.Longitudinal {
+			evs, err := rc.Events(ctx)
+			if err != nil {
+				return fmt.Errorf("project %s: reading events: %w", p.Name, err)
+			}
+			names := make([]string, len(evs))
+			for i, ev := range evs {
+				names[i] = ev.UniqueName
+			}
+			errs = append(errs, e.Study.CheckEvents(p.Name, names)...)
+		}
+	}
+	errs = append(errs, e.Study.CheckFields(e.Dicts)...)
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}

@@ -1,0 +1,321 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/mail"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+
+	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/storage"
+	"github.com/nudge-study/nudge/templates"
+)
+
+// maxSMSLength is the longest body Twilio accepts (error 21617 above it).
+const maxSMSLength = 1600
+
+// Snapshot is one project's records as exported for one pass.
+type Snapshot struct {
+	Project string
+	Records []*rules.Record
+	Missing []string // the project's missing-data codes
+}
+
+// Outcome is what the planner decided for one rule and one record row.
+type Outcome string
+
+// The planner's outcomes.
+const (
+	Send     Outcome = "send"     // a message is planned now
+	Deferred Outcome = "deferred" // a message is planned for the next allowed hour
+	Excluded Outcome = "excluded" // the rule's condition is false
+	Skipped  Outcome = "skipped"  // selected, but the message cannot be sent (bad number, opt-out, blank piped value, …)
+	Done     Outcome = "done"     // selected, and already messaged as often as the rule allows for now
+)
+
+// Decision is the planner's verdict for one rule over one record row, with
+// the reason a coordinator reads in `nudge preview`.
+type Decision struct {
+	Rule, Project, Record, Event, Instrument string
+	Instance                                 int
+	Outcome                                  Outcome
+	Reason                                   string
+	Message                                  *storage.Message // for Send and Deferred
+}
+
+// Plan is the outcome of select and plan for one pass.
+type Plan struct {
+	Decisions []Decision
+}
+
+// Messages returns the messages the plan wants enqueued.
+func (p *Plan) Messages() []*storage.Message {
+	var out []*storage.Message
+	for i := range p.Decisions {
+		if m := p.Decisions[i].Message; m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// Export reads every project's records, limited to the fields its rules need.
+func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
+	snaps := make(map[string]*Snapshot)
+	for _, p := range e.Study.Config.Projects {
+		fields := e.Study.Fields(p.Name)
+		if len(fields) == 0 {
+			continue // no rule uses this project
+		}
+		d := e.Dicts[p.Name]
+		if d == nil {
+			return nil, fmt.Errorf("project %s: data dictionary not loaded (call Prepare first)", p.Name)
+		}
+		id := d.RecordID()
+		fields = append([]string{id}, fields...)
+		start := time.Now()
+		rows, err := e.REDCap[p.Name].ExportRecords(ctx, redcap.ExportParams{Fields: dedupe(fields)})
+		if err != nil {
+			return nil, fmt.Errorf("project %s: exporting records: %w", p.Name, err)
+		}
+		flat := make([]map[string]string, len(rows))
+		for i, r := range rows {
+			flat[i] = r
+		}
+		recs := rules.GroupRows(id, flat)
+		e.log().WithFields(map[string]any{"project": p.Name, "records": len(recs), "rows": len(rows),
+			"fields": len(fields), "took": time.Since(start).Round(time.Millisecond).String()}).Info("exported records")
+		snaps[p.Name] = &Snapshot{Project: p.Name, Records: recs, Missing: e.infos[p.Name].MissingCodes}
+	}
+	return snaps, nil
+}
+
+func dedupe(xs []string) []string {
+	seen := make(map[string]bool, len(xs))
+	out := xs[:0]
+	for _, x := range xs {
+		if !seen[x] {
+			seen[x] = true
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// PlanOptions narrows a plan.
+type PlanOptions struct {
+	Rules   map[string]bool // only these rules; nil = every enabled rule
+	Records map[string]bool // only these record ids; nil = all
+}
+
+// Plan evaluates every enabled rule over every exported record row and
+// decides, for each row the rule selects, whether a message goes out now,
+// later (quiet hours), not at all (with the reason) or not again.
+func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions) (*Plan, error) {
+	optedOut, err := e.Store.OptedOut(ctx)
+	if err != nil {
+		return nil, err
+	}
+	occs, err := e.Store.AllOccurrences(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sent := make(map[string]storage.Occurrence, len(occs))
+	for _, o := range occs {
+		sent[occurrenceKey(o.Project, o.Rule, o.Record, o.Event, o.Instance)] = o
+	}
+	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent}
+	plan := &Plan{}
+	for _, r := range e.Study.Rules {
+		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) {
+			continue
+		}
+		snap := snaps[r.Project]
+		if snap == nil {
+			continue
+		}
+		for _, rec := range snap.Records {
+			if opt.Records != nil && !opt.Records[rec.ID] {
+				continue
+			}
+			for _, d := range r.Evaluate(rec, now, snap.Missing) {
+				plan.Decisions = append(plan.Decisions, pl.decide(r, rec, d, snap))
+			}
+		}
+	}
+	return plan, nil
+}
+
+type planner struct {
+	e        *Engine
+	now      time.Time
+	optedOut map[string]bool
+	sent     map[string]storage.Occurrence
+}
+
+func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, snap *Snapshot) Decision {
+	row := d.Row
+	out := Decision{Rule: r.Name, Project: r.Project, Record: rec.ID, Event: row.Event,
+		Instrument: row.RepeatInstrument, Instance: row.Instance}
+	switch {
+	case d.Err != nil:
+		out.Outcome, out.Reason = Skipped, "the condition could not be evaluated: "+d.Err.Error()
+		return out
+	case !d.Selected:
+		out.Outcome, out.Reason = Excluded, d.Reason
+		return out
+	}
+
+	to, reason := pl.address(r, d.To)
+	if reason != "" {
+		out.Outcome, out.Reason = Skipped, reason
+		return out
+	}
+	if r.Channel == "sms" && pl.optedOut[to] {
+		out.Outcome, out.Reason = Skipped, "opted out"
+		return out
+	}
+
+	// Repeat schedule: which occurrence is due, if any.
+	occ := pl.sent[occurrenceKey(r.Project, r.Name, rec.ID, row.Event, row.Instance)]
+	max := r.Repeat.Max
+	if max < 1 {
+		max = 1
+	}
+	switch {
+	case occ.Count >= max:
+		out.Outcome, out.Reason = Done, fmt.Sprintf("already messaged (%d of %d)", occ.Count, max)
+		return out
+	case occ.Count > 0 && pl.now.Sub(occ.Last) < r.Repeat.Every:
+		next := occ.Last.Add(r.Repeat.Every).In(pl.e.Study.Config.Location)
+		out.Outcome, out.Reason = Done, fmt.Sprintf("messaged %d of %d; the next one is due %s", occ.Count, max, next.Format("2006-01-02 15:04"))
+		return out
+	}
+
+	scope := rules.NewScope(rec, row, pl.now, snap.Missing)
+	notBefore := pl.now
+	out.Outcome = Send
+	if r.Window != nil {
+		loc, err := r.Location(scope, pl.e.Study.Config.Location)
+		if err != nil {
+			out.Outcome, out.Reason = Skipped, err.Error()
+			return out
+		}
+		notBefore = r.Window.Next(pl.now, loc)
+		if notBefore.After(pl.now) {
+			out.Outcome = Deferred
+			out.Reason = "outside the allowed hours; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
+		}
+	}
+
+	m := &storage.Message{
+		Key:     messageKey(r.Project, r.Name, rec.ID, row.Event, row.Instance, occ.Count+1),
+		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
+		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Count + 1,
+		Channel: r.Channel, To: to, State: storage.StatePlanned,
+		NotBefore: notBefore, CreatedAt: pl.now,
+	}
+	dict := pl.e.Dicts[r.Project]
+	var err error
+	switch r.Channel {
+	case "sms":
+		m.From = pl.e.Study.Config.SenderFor(r.Project)
+		if m.Body, err = r.SMS.Body.Render(scope, dict); err == nil {
+			if n := len([]rune(m.Body)); n > maxSMSLength {
+				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
+			}
+			m.Segments = templates.Count(m.Body).Count
+		}
+	case "email":
+		m.From = pl.e.Study.Config.SMTP.From
+		if m.Subject, err = r.Email.Subject.Render(scope, dict); err == nil {
+			if m.Body, err = r.Email.Text.Render(scope, dict); err == nil && r.Email.HTML != nil {
+				m.HTML, err = r.Email.HTML.Render(scope, dict)
+			}
+		}
+	}
+	if err != nil {
+		out.Outcome, out.Reason = Skipped, "template "+r.Template+": "+err.Error()
+		return out
+	}
+	if out.Outcome == Send {
+		out.Reason = fmt.Sprintf("to %s", redact(to))
+	}
+	out.Message = m
+	return out
+}
+
+// address turns the raw value of the rule's `to` field into the address a
+// message goes to, or says why there is none.
+func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
+	raw = strings.TrimSpace(raw)
+	field := r.To.String()
+	if raw == "" {
+		if r.Channel == "sms" {
+			return "", "no phone number in " + field
+		}
+		return "", "no email address in " + field
+	}
+	if r.Channel == "email" {
+		a, err := mail.ParseAddress(raw)
+		if err != nil {
+			return "", fmt.Sprintf("invalid email address in %s", field)
+		}
+		return a.Address, ""
+	}
+	e164, err := NormalizePhone(raw, pl.e.Study.Config.Twilio.Region)
+	if err != nil {
+		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field, redact(raw), err)
+	}
+	return e164, ""
+}
+
+// NormalizePhone parses a phone number as a coordinator typed it and returns
+// it in E.164 form; region is the ISO country assumed for numbers written
+// without a country code ("US" when empty).
+func NormalizePhone(raw, region string) (string, error) {
+	if region == "" {
+		region = "US"
+	}
+	n, err := phonenumbers.Parse(raw, region)
+	if err != nil {
+		return "", fmt.Errorf("not a phone number")
+	}
+	if !phonenumbers.IsValidNumber(n) {
+		return "", fmt.Errorf("not a valid number")
+	}
+	return phonenumbers.Format(n, phonenumbers.E164), nil
+}
+
+// messageKey is the outbox idempotency key
+// project/rule/record/event/instance/occurrence; each part is escaped so a
+// record id holding a slash cannot collide with another key.
+func messageKey(project, rule, record, event string, instance, occurrence int) string {
+	return occurrenceKey(project, rule, record, event, instance) + "/" + strconv.Itoa(occurrence)
+}
+
+func occurrenceKey(project, rule, record, event string, instance int) string {
+	return strings.Join([]string{url.PathEscape(project), url.PathEscape(rule), url.PathEscape(record),
+		url.PathEscape(event), strconv.Itoa(instance)}, "/")
+}
+
+// redact hides all but the last two characters of a phone number or address
+// so that logs and previews never show one in full.
+func redact(s string) string {
+	r := []rune(s)
+	if len(r) <= 4 {
+		return strings.Repeat("•", len(r))
+	}
+	keep := 2
+	prefix := 0
+	if r[0] == '+' {
+		prefix = 2
+	}
+	return string(r[:prefix]) + strings.Repeat("•", len(r)-keep-prefix) + string(r[len(r)-keep:])
+}

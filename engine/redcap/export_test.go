@@ -1,0 +1,9 @@
+package redcap
+
+import (
+	"context"
+	"time"
+)
+
+// SetWait replaces the pause between retries so tests need not sleep.
+func SetWait(c *Client, wait func(ctx context.Context, d time.Duration) error) { c.wait = wait }

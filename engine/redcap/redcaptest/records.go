@@ -1,0 +1,625 @@
+package redcaptest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nudge-study/nudge/rules/dict"
+)
+
+// The pseudo-columns of a flat export.
+const (
+	colEvent      = "redcap_event_name"
+	colInstrument = "redcap_repeat_instrument"
+	colInstance   = "redcap_repeat_instance"
+	colDAG        = "redcap_data_access_group"
+)
+
+func isPseudo(col string) bool {
+	return col == colEvent || col == colInstrument || col == colInstance || col == colDAG
+}
+
+// rowKey identifies one exported row of a record: its event ("" in a classic project), the
+// repeating instrument ("" for the base row or a repeating event) and the instance (0 for the
+// base row).
+type rowKey struct {
+	event, instrument string
+	instance          int
+}
+
+// state is one project and its records; the Server's mutex guards it.
+type state struct {
+	p          *Project
+	d          *dict.Dictionary
+	idField    string
+	records    map[string]map[rowKey]map[string]string // record → row → column → non-blank value
+	eventIdx   map[string]int
+	eventArm   map[string]int
+	formIdx    map[string]int
+	designated map[string]map[string]bool // event → forms; nil: every form in every event
+	repForms   map[string]map[string]bool // event → repeating forms
+	repEvents  map[string]bool
+	missing    map[string]bool
+	colIdx     map[string]int
+}
+
+func newState(p *Project) *state {
+	st := &state{
+		p:         p,
+		d:         p.Dict,
+		idField:   p.Dict.RecordID(),
+		records:   map[string]map[rowKey]map[string]string{},
+		eventIdx:  map[string]int{},
+		eventArm:  map[string]int{},
+		formIdx:   map[string]int{},
+		repForms:  map[string]map[string]bool{},
+		repEvents: map[string]bool{},
+		missing:   map[string]bool{},
+		colIdx:    map[string]int{},
+	}
+	for i, c := range p.Dict.ExportColumns() {
+		st.colIdx[c.Name] = i
+	}
+	for i, e := range p.Events {
+		st.eventIdx[e.UniqueName] = i
+		st.eventArm[e.UniqueName] = e.Arm
+	}
+	for i, f := range p.Dict.Forms() {
+		st.formIdx[f] = i
+	}
+	if p.Longitudinal() && len(p.FormEvents) > 0 {
+		st.designated = map[string]map[string]bool{}
+		for _, fe := range p.FormEvents {
+			if st.designated[fe.Event] == nil {
+				st.designated[fe.Event] = map[string]bool{}
+			}
+			st.designated[fe.Event][fe.Form] = true
+		}
+	}
+	for _, r := range p.Repeating {
+		ev := r.Event
+		if !p.Longitudinal() {
+			ev = ""
+		}
+		if r.Form == "" {
+			st.repEvents[ev] = true
+			continue
+		}
+		if st.repForms[ev] == nil {
+			st.repForms[ev] = map[string]bool{}
+		}
+		st.repForms[ev][r.Form] = true
+	}
+	for _, part := range strings.Split(p.MissingCodes, "|") {
+		code, _, _ := strings.Cut(part, ",")
+		if code = strings.TrimSpace(code); code != "" {
+			st.missing[code] = true
+		}
+	}
+	return st
+}
+
+func (st *state) hasRepeating() bool { return len(st.p.Repeating) > 0 }
+
+func (st *state) isDesignated(event, form string) bool {
+	if st.designated == nil {
+		return true
+	}
+	return st.designated[event][form]
+}
+
+// applies reports whether a form's columns belong to a row.
+func (st *state) applies(k rowKey, form string) bool {
+	switch {
+	case k.instrument != "":
+		return form == k.instrument
+	case st.repEvents[k.event]:
+		return st.isDesignated(k.event, form)
+	default:
+		return st.isDesignated(k.event, form) && !st.repForms[k.event][form]
+	}
+}
+
+// kv is one column of an ordered row.
+type kv struct{ key, value string }
+
+type exportRequest struct {
+	records, fields, forms, events []string
+}
+
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = "'" + x + "'"
+	}
+	return strings.Join(q, ", ")
+}
+
+func (st *state) handleExport(p url.Values) answer {
+	for _, unsupported := range []string{"filterLogic", "dateRangeBegin", "dateRangeEnd"} {
+		if p.Get(unsupported) != "" {
+			return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest does not support the parameter %s; export without it and filter the rows in the caller", unsupported))
+		}
+	}
+	if t := p.Get("type"); t != "" && t != "flat" {
+		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports type=flat only, not %q", t))
+	}
+	if r := p.Get("rawOrLabel"); r != "" && r != "raw" {
+		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports rawOrLabel=raw only, not %q", r))
+	}
+	req := exportRequest{records: list(p, "records"), fields: list(p, "fields"), forms: list(p, "forms"), events: list(p, "events")}
+	var bad []string
+	for _, f := range req.fields {
+		if _, ok := st.d.Field(f); ok {
+			continue
+		}
+		if c, ok := st.d.Column(f); ok && c.Complete {
+			continue
+		}
+		bad = append(bad, f)
+	}
+	if len(bad) > 0 {
+		return errAnswer(http.StatusBadRequest, "The following values in the parameter fields are not valid: "+quoteList(bad))
+	}
+	bad = nil
+	for _, f := range req.forms {
+		if _, ok := st.formIdx[f]; !ok {
+			bad = append(bad, f)
+		}
+	}
+	if len(bad) > 0 {
+		return errAnswer(http.StatusBadRequest, "The following values in the parameter forms are not valid: "+quoteList(bad))
+	}
+	bad = nil
+	for _, e := range req.events {
+		if _, ok := st.eventIdx[e]; !ok {
+			bad = append(bad, e)
+		}
+	}
+	if len(bad) > 0 {
+		return errAnswer(http.StatusBadRequest, "The following values in the parameter events are not valid: "+quoteList(bad))
+	}
+	return rawJSON(encodeRows(st.export(req)))
+}
+
+// export builds the rows of an export in REDCap's order.
+func (st *state) export(req exportRequest) [][]kv {
+	cols := st.selectColumns(req.fields, req.forms)
+	ids := make([]string, 0, len(st.records))
+	if len(req.records) > 0 {
+		for _, id := range req.records {
+			if _, ok := st.records[id]; ok && !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	} else {
+		for id := range st.records {
+			ids = append(ids, id)
+		}
+	}
+	sort.Slice(ids, func(i, j int) bool { return lessID(ids[i], ids[j]) })
+	var events map[string]bool
+	if len(req.events) > 0 {
+		events = map[string]bool{}
+		for _, e := range req.events {
+			events[e] = true
+		}
+	}
+
+	var out [][]kv
+	for _, id := range ids {
+		rows := st.records[id]
+		keys := make([]rowKey, 0, len(rows))
+		for k := range rows {
+			if events != nil && !events[k.event] {
+				continue
+			}
+			if k.instrument != "" && !hasForm(cols, k.instrument) {
+				continue
+			}
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool { return st.lessKey(keys[i], keys[j]) })
+		for _, k := range keys {
+			out = append(out, st.exportRow(id, k, rows[k], cols))
+		}
+	}
+	return out
+}
+
+func hasForm(cols []dict.Column, form string) bool {
+	for _, c := range cols {
+		if c.Form == form {
+			return true
+		}
+	}
+	return false
+}
+
+// selectColumns returns the data columns an export includes, the record id first.
+func (st *state) selectColumns(fields, forms []string) []dict.Column {
+	all := st.d.ExportColumns()
+	if len(fields) == 0 && len(forms) == 0 {
+		return all
+	}
+	fieldSet := map[string]bool{st.idField: true}
+	for _, f := range fields {
+		fieldSet[f] = true
+	}
+	formSet := map[string]bool{}
+	for _, f := range forms {
+		formSet[f] = true
+	}
+	var out []dict.Column
+	for _, c := range all {
+		if formSet[c.Form] || fieldSet[c.Field] || (c.Complete && fieldSet[c.Name]) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func (st *state) exportRow(id string, k rowKey, stored map[string]string, cols []dict.Column) []kv {
+	row := []kv{{st.idField, id}}
+	if st.p.Longitudinal() {
+		row = append(row, kv{colEvent, k.event})
+	}
+	if st.hasRepeating() {
+		inst := ""
+		if k.instance > 0 {
+			inst = strconv.Itoa(k.instance)
+		}
+		row = append(row, kv{colInstrument, k.instrument}, kv{colInstance, inst})
+	}
+	for _, c := range cols {
+		if c.Name == st.idField {
+			continue
+		}
+		v := ""
+		if st.applies(k, c.Form) {
+			v = stored[c.Name]
+			if v == "" && c.Code != "" {
+				v = "0"
+			}
+		}
+		row = append(row, kv{c.Name, v})
+	}
+	return row
+}
+
+func (st *state) lessKey(a, b rowKey) bool {
+	if a.event != b.event {
+		return st.eventIdx[a.event] < st.eventIdx[b.event]
+	}
+	if a.instrument != b.instrument {
+		if a.instrument == "" || b.instrument == "" {
+			return a.instrument == ""
+		}
+		return st.formIdx[a.instrument] < st.formIdx[b.instrument]
+	}
+	return a.instance < b.instance
+}
+
+// lessID orders record ids as REDCap lists them: numbers numerically, before other names.
+func lessID(a, b string) bool {
+	na, ea := strconv.Atoi(a)
+	nb, eb := strconv.Atoi(b)
+	switch {
+	case ea == nil && eb == nil:
+		return na < nb
+	case ea == nil:
+		return true
+	case eb == nil:
+		return false
+	}
+	return a < b
+}
+
+// encodeRows writes rows as a JSON array of objects, keeping the column order.
+func encodeRows(rows [][]kv) []byte {
+	var b bytes.Buffer
+	b.WriteByte('[')
+	for i, r := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('{')
+		for j, c := range r {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			k, _ := json.Marshal(c.key)
+			v, _ := json.Marshal(c.value)
+			b.Write(k)
+			b.WriteByte(':')
+			b.Write(v)
+		}
+		b.WriteByte('}')
+	}
+	b.WriteByte(']')
+	return b.Bytes()
+}
+
+// importError is REDCap's refusal of an import: HTTP 400 and a message.
+type importError struct{ msg string }
+
+func (st *state) handleImport(p url.Values) answer {
+	if t := p.Get("type"); t != "" && t != "flat" {
+		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports type=flat only, not %q", t))
+	}
+	overwrite := false
+	switch p.Get("overwriteBehavior") {
+	case "", "normal":
+	case "overwrite":
+		overwrite = true
+	default:
+		return errAnswer(http.StatusBadRequest, "The value of the parameter overwriteBehavior must be 'normal' or 'overwrite'")
+	}
+	if p.Get("forceAutoNumber") == "true" {
+		return errAnswer(http.StatusBadRequest, "redcaptest does not support forceAutoNumber")
+	}
+	if f := p.Get("dateFormat"); f != "" && f != "YMD" {
+		return errAnswer(http.StatusBadRequest, "redcaptest supports dateFormat=YMD only")
+	}
+	ret := p.Get("returnContent")
+	if ret != "" && ret != "count" && ret != "ids" {
+		return errAnswer(http.StatusBadRequest, "redcaptest supports returnContent=count or ids only")
+	}
+	var raw []map[string]any
+	dec := json.NewDecoder(strings.NewReader(p.Get("data")))
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return errAnswer(http.StatusBadRequest, "The data being imported is not formatted correctly: it must be a JSON array of records")
+	}
+	rows := make([]map[string]string, len(raw))
+	for i, m := range raw {
+		r := make(map[string]string, len(m))
+		for k, v := range m {
+			switch v := v.(type) {
+			case string:
+				r[k] = v
+			case json.Number:
+				r[k] = v.String()
+			case nil:
+				r[k] = ""
+			default:
+				return errAnswer(http.StatusBadRequest, fmt.Sprintf("The data being imported is not formatted correctly: the value of %s in record %d is not a string", k, i+1))
+			}
+		}
+		rows[i] = r
+	}
+	ids, ierr := st.importRows(rows, overwrite)
+	if ierr != nil {
+		return errAnswer(http.StatusBadRequest, ierr.msg)
+	}
+	if ret == "ids" {
+		return jsonAnswer(ids)
+	}
+	return jsonAnswer(map[string]int{"count": len(ids)})
+}
+
+// importRows checks every row and, when all are good, stores them; it returns the distinct
+// record ids in order of appearance.
+func (st *state) importRows(rows []map[string]string, overwrite bool) ([]string, *importError) {
+	keys, ierr := st.validate(rows)
+	if ierr != nil {
+		return nil, ierr
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for i, r := range rows {
+		id := r[st.idField]
+		if !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+		if st.records[id] == nil {
+			st.records[id] = map[rowKey]map[string]string{}
+		}
+		stored := st.records[id][keys[i]]
+		if stored == nil {
+			stored = map[string]string{}
+			st.records[id][keys[i]] = stored
+		}
+		touched := map[string]bool{}
+		for col, v := range r {
+			if col == st.idField || isPseudo(col) {
+				continue
+			}
+			c, _ := st.d.Column(col)
+			switch {
+			case v == "" && overwrite, c.Code != "" && v == "0":
+				delete(stored, col)
+			case v == "":
+			default:
+				stored[col] = v
+				if !c.Complete {
+					touched[c.Form] = true
+				}
+			}
+		}
+		for form := range touched {
+			if _, ok := stored[form+"_complete"]; !ok {
+				stored[form+"_complete"] = "0"
+			}
+		}
+	}
+	return ids, nil
+}
+
+// validate checks rows the way REDCap does before an import, in REDCap's order: unknown
+// fields, then event names, then values. It returns each row's key.
+func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
+	var unknown []string
+	for _, r := range rows {
+		for col := range r {
+			if col != st.idField && !isPseudo(col) && !st.d.HasColumn(col) && !slices.Contains(unknown, col) {
+				unknown = append(unknown, col)
+			}
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		return nil, &importError{"The following fields were not found in the project as real data fields: " + strings.Join(unknown, ", ")}
+	}
+	var badEvents []string
+	for i, r := range rows {
+		if strings.TrimSpace(r[st.idField]) == "" {
+			return nil, &importError{fmt.Sprintf("Record %d of the data has no value for the record ID field (%s)", i+1, st.idField)}
+		}
+		ev := r[colEvent]
+		if st.p.Longitudinal() && ev == "" {
+			return nil, &importError{fmt.Sprintf("The %s field is required in a longitudinal project, but record %s has none", colEvent, r[st.idField])}
+		}
+		if _, ok := st.eventIdx[ev]; ev != "" && !ok && !slices.Contains(badEvents, ev) {
+			badEvents = append(badEvents, ev)
+		}
+	}
+	if len(badEvents) > 0 {
+		return nil, &importError{"The following values of redcap_event_name are invalid: " + strings.Join(badEvents, ", ")}
+	}
+
+	var lines []string
+	bad := func(record, field, value, msg string) {
+		lines = append(lines, csvLine(record, field, value, msg))
+	}
+	keys := make([]rowKey, len(rows))
+	for i, r := range rows {
+		id := r[st.idField]
+		k := rowKey{event: r[colEvent], instrument: r[colInstrument]}
+		inst := r[colInstance]
+		switch {
+		case k.instrument != "" && !st.repForms[k.event][k.instrument]:
+			bad(id, colInstrument, k.instrument, "The instrument is not set up as a repeating instrument in this event")
+		case k.instrument == "" && inst != "" && !st.repEvents[k.event]:
+			bad(id, colInstance, inst, "A repeat instance was given but neither an instrument nor the event repeats")
+		case (k.instrument != "" || st.repEvents[k.event]) && !positive(inst):
+			bad(id, colInstance, inst, "The repeat instance must be a whole number of 1 or more")
+		}
+		k.instance, _ = strconv.Atoi(inst)
+		keys[i] = k
+
+		cols := make([]string, 0, len(r))
+		for col := range r {
+			cols = append(cols, col)
+		}
+		sort.Slice(cols, func(a, b int) bool { return st.colOrder(cols[a]) < st.colOrder(cols[b]) })
+		for _, col := range cols {
+			v := r[col]
+			if v == "" || col == st.idField || isPseudo(col) {
+				continue
+			}
+			c, _ := st.d.Column(col)
+			if !st.applies(k, c.Form) {
+				bad(id, col, v, st.whyNotHere(k, c.Form))
+				continue
+			}
+			if msg := st.checkValue(c, v); msg != "" {
+				bad(id, col, v, msg)
+			}
+		}
+	}
+	if len(lines) > 0 {
+		return nil, &importError{strings.Join(lines, "\n")}
+	}
+	return keys, nil
+}
+
+func (st *state) colOrder(col string) int {
+	if i, ok := st.colIdx[col]; ok {
+		return i
+	}
+	return -1
+}
+
+func (st *state) whyNotHere(k rowKey, form string) string {
+	switch {
+	case k.instrument != "":
+		return fmt.Sprintf("The field is not on the repeating instrument %s", k.instrument)
+	case st.repForms[k.event][form]:
+		return fmt.Sprintf("The instrument %s repeats: give %s and %s", form, colInstrument, colInstance)
+	default:
+		return fmt.Sprintf("The instrument %s is not designated for the event %s", form, k.event)
+	}
+}
+
+func positive(s string) bool {
+	n, err := strconv.Atoi(s)
+	return err == nil && n >= 1
+}
+
+var (
+	reInteger = regexp.MustCompile(`^[-+]?[0-9]+$`)
+	reNumber  = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$`)
+)
+
+// checkValue returns why REDCap would refuse v for column c, or "".
+func (st *state) checkValue(c dict.Column, v string) string {
+	if st.missing[v] {
+		return ""
+	}
+	if c.Complete {
+		if v != "0" && v != "1" && v != "2" {
+			return "The value is not a valid category for " + c.Name
+		}
+		return ""
+	}
+	if c.Code != "" {
+		if v != "0" && v != "1" {
+			return "The value is not a valid category for " + c.Name
+		}
+		return ""
+	}
+	f, _ := st.d.Field(c.Field)
+	switch f.Type {
+	case "dropdown", "radio", "yesno", "truefalse":
+		if _, ok := f.Label(v); !ok {
+			return "The value is not a valid category for " + f.Name
+		}
+		return ""
+	case "text":
+	default:
+		return ""
+	}
+	switch f.Validation {
+	case "integer":
+		if !reInteger.MatchString(v) {
+			return "The value must be an integer"
+		}
+	case "number":
+		if !reNumber.MatchString(v) {
+			return "The value must be a number"
+		}
+	case "date_ymd", "date_mdy", "date_dmy":
+		if _, err := time.Parse("2006-01-02", v); err != nil {
+			return "The value must be a date in the format YYYY-MM-DD"
+		}
+	case "datetime_ymd", "datetime_mdy", "datetime_dmy":
+		if _, err := time.Parse("2006-01-02 15:04", v); err != nil {
+			return "The value must be a date and time in the format YYYY-MM-DD HH:MM"
+		}
+	case "datetime_seconds_ymd", "datetime_seconds_mdy", "datetime_seconds_dmy":
+		if _, err := time.Parse("2006-01-02 15:04:05", v); err != nil {
+			return "The value must be a date and time in the format YYYY-MM-DD HH:MM:SS"
+		}
+	}
+	return ""
+}
+
+// csvLine writes one line of REDCap's value-error answer: every item double-quoted.
+func csvLine(items ...string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	}
+	return strings.Join(q, ",")
+}

@@ -1,0 +1,344 @@
+// Package redcaptest is an in-memory REDCap API for tests and for `nudge demo`: records with
+// events and repeat instances, the data dictionary and project structure, REDCap's import
+// semantics and error answers, a log of the calls it received and injectable faults.
+//
+// What it imitates and where it differs from REDCap is listed in the README beside this file.
+package redcaptest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/rules/dict"
+)
+
+// Version is what content=version answers.
+const Version = "14.5.1"
+
+// Project is one simulated REDCap project. A project with Events is longitudinal.
+type Project struct {
+	Token      string
+	ID         int
+	Title      string
+	Dict       *dict.Dictionary
+	Events     []redcap.Event     // empty: a classic project
+	FormEvents []redcap.FormEvent // empty in a longitudinal project: every form in every event
+	Repeating  []redcap.Repeating // Event "" in a classic project; Form "" for a repeating event
+	// MissingCodes is the project's missing-data codes as REDCap lists them, e.g.
+	// "UNK, Unknown | NA, Not applicable".
+	MissingCodes string
+}
+
+// Longitudinal reports whether the project has events.
+func (p *Project) Longitudinal() bool { return len(p.Events) > 0 }
+
+// Call is one request the server received; Params never holds the token.
+type Call struct {
+	Time    time.Time
+	Content string
+	Action  string
+	Params  url.Values
+	Status  int
+}
+
+// Fault makes the server misbehave for the next Times requests (0 counts as 1) whose content
+// is Content ("" for any): wait Delay first (or until the client gives up), then answer with
+// Status (0: answer normally) and, when HTML is set, an HTML page instead of JSON.
+type Fault struct {
+	Content string
+	Status  int
+	Delay   time.Duration
+	HTML    bool
+	Times   int
+}
+
+// Server is the simulated REDCap API. It implements http.Handler; Start serves it on a local
+// port. It is safe for concurrent use.
+type Server struct {
+	mu       sync.Mutex
+	projects map[string]*state
+	calls    []Call
+	faults   []Fault
+	now      func() time.Time
+	hs       *http.Server
+}
+
+// New returns a server holding the given projects. It panics when a project has no
+// dictionary or two projects share a token: both are mistakes in the caller's set-up.
+func New(projects ...*Project) *Server {
+	s := &Server{projects: map[string]*state{}, now: time.Now}
+	for _, p := range projects {
+		if p.Dict == nil || len(p.Dict.Fields) == 0 {
+			panic(fmt.Sprintf("redcaptest: project %d (%q) has no data dictionary", p.ID, p.Title))
+		}
+		if _, dup := s.projects[p.Token]; dup {
+			panic(fmt.Sprintf("redcaptest: two projects share a token (project %d)", p.ID))
+		}
+		s.projects[p.Token] = newState(p)
+	}
+	return s
+}
+
+// Start serves the API on 127.0.0.1 at a free port and returns its URL, ending in /api/.
+func (s *Server) Start() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("redcaptest: listening on 127.0.0.1: %w", err)
+	}
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.mu.Lock()
+	s.hs = hs
+	s.mu.Unlock()
+	go hs.Serve(ln)
+	return "http://" + ln.Addr().String() + "/api/", nil
+}
+
+// Close stops a server started with Start.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	hs := s.hs
+	s.hs = nil
+	s.mu.Unlock()
+	if hs == nil {
+		return nil
+	}
+	return hs.Close()
+}
+
+// Load seeds a project with flat rows shaped like an export (blank values are ignored). The
+// rows are checked like an import and nothing is stored when one is bad.
+func (s *Server) Load(token string, rows []map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.projects[token]
+	if !ok {
+		return errors.New("redcaptest: Load: no project has that token")
+	}
+	if _, err := st.importRows(rows, false); err != nil {
+		return fmt.Errorf("redcaptest: Load into project %d: %s", st.p.ID, err.msg)
+	}
+	return nil
+}
+
+// Export returns every record of a project as an unfiltered export would, in export order.
+func (s *Server) Export(token string) []map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.projects[token]
+	if !ok {
+		return nil
+	}
+	ordered := st.export(exportRequest{})
+	out := make([]map[string]string, len(ordered))
+	for i, r := range ordered {
+		m := make(map[string]string, len(r))
+		for _, kv := range r {
+			m[kv.key] = kv.value
+		}
+		out[i] = m
+	}
+	return out
+}
+
+// Calls returns the requests received so far, oldest first.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Call, len(s.calls))
+	for i, c := range s.calls {
+		c.Params = cloneValues(c.Params)
+		out[i] = c
+	}
+	return out
+}
+
+// Fault queues a fault; faults apply in the order they were queued.
+func (s *Server) Fault(f Fault) {
+	if f.Times <= 0 {
+		f.Times = 1
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = append(s.faults, f)
+}
+
+// takeFault returns the first queued fault matching content and uses up one of its times.
+func (s *Server) takeFault(content string) (Fault, bool) {
+	for i := range s.faults {
+		f := &s.faults[i]
+		if f.Content != "" && f.Content != content {
+			continue
+		}
+		got := *f
+		f.Times--
+		if f.Times == 0 {
+			s.faults = slices.Delete(s.faults, i, i+1)
+		}
+		return got, true
+	}
+	return Fault{}, false
+}
+
+// answer is an HTTP answer: a status and a body of the given content type.
+type answer struct {
+	status int
+	ctype  string
+	body   []byte
+}
+
+func jsonAnswer(v any) answer {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return errAnswer(http.StatusInternalServerError, "redcaptest: "+err.Error())
+	}
+	return answer{http.StatusOK, "application/json", b}
+}
+
+func rawJSON(b []byte) answer { return answer{http.StatusOK, "application/json", b} }
+
+func errAnswer(status int, msg string) answer {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	return answer{status, "application/json", b}
+}
+
+const htmlPage = "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body><h1>Bad Gateway</h1><p>The proxy server received an invalid response from an upstream server.</p></body></html>"
+
+// ServeHTTP answers one API request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var a answer
+	var params url.Values
+	if r.Method != http.MethodPost {
+		a = errAnswer(http.StatusMethodNotAllowed, "The REDCap API accepts POST requests only")
+	} else if err := r.ParseForm(); err != nil {
+		a = errAnswer(http.StatusBadRequest, "The request body could not be read: "+err.Error())
+	} else {
+		params = r.PostForm
+	}
+	content, action := params.Get("content"), params.Get("action")
+
+	s.mu.Lock()
+	f, faulty := s.takeFault(content)
+	s.mu.Unlock()
+	if faulty && f.Delay > 0 {
+		t := time.NewTimer(f.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		t.Stop()
+	}
+
+	s.mu.Lock()
+	switch {
+	case a.status != 0:
+	case faulty && f.Status != 0 && f.HTML:
+		a = answer{f.Status, "text/html; charset=utf-8", []byte(htmlPage)}
+	case faulty && f.Status != 0:
+		a = errAnswer(f.Status, fmt.Sprintf("redcaptest: injected fault (HTTP %d)", f.Status))
+	case faulty && f.HTML:
+		a = answer{http.StatusOK, "text/html; charset=utf-8", []byte(htmlPage)}
+	default:
+		a = s.handle(params)
+	}
+	logged := cloneValues(params)
+	logged.Del("token")
+	s.calls = append(s.calls, Call{Time: s.now(), Content: content, Action: action, Params: logged, Status: a.status})
+	s.mu.Unlock()
+
+	w.Header().Set("Content-Type", a.ctype)
+	w.WriteHeader(a.status)
+	w.Write(a.body)
+}
+
+// handle dispatches a request by content; s.mu is held.
+func (s *Server) handle(p url.Values) answer {
+	st, ok := s.projects[p.Get("token")]
+	if p.Get("token") == "" || !ok {
+		return errAnswer(http.StatusForbidden, "You do not have permissions to use the API")
+	}
+	content := p.Get("content")
+	if f := p.Get("format"); f != "" && f != "json" && content != "version" {
+		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports format=json only, not %q", f))
+	}
+	switch content {
+	case "record":
+		if p.Get("action") == "import" {
+			return st.handleImport(p)
+		}
+		return st.handleExport(p)
+	case "metadata":
+		return st.metadata(list(p, "fields"), list(p, "forms"))
+	case "project":
+		return st.projectInfo()
+	case "event":
+		return st.events()
+	case "arm":
+		return st.arms()
+	case "formEventMapping":
+		return st.formEventMapping()
+	case "repeatingFormsEvents":
+		return st.repeating()
+	case "exportFieldNames":
+		return st.exportFieldNames(p.Get("field"))
+	case "version":
+		return answer{http.StatusOK, "text/html; charset=UTF-8", []byte(Version)}
+	case "":
+		return errAnswer(http.StatusBadRequest, "The parameter 'content' is missing")
+	default:
+		return errAnswer(http.StatusBadRequest, fmt.Sprintf("The value of the parameter 'content' (%s) is not valid", content))
+	}
+}
+
+// list reads an array parameter sent as name[0]=a&name[1]=b, or as name=a,b.
+func list(p url.Values, name string) []string {
+	type item struct {
+		i int
+		v string
+	}
+	var items []item
+	for k, vs := range p {
+		idx, ok := strings.CutPrefix(k, name+"[")
+		if !ok || !strings.HasSuffix(idx, "]") || len(vs) == 0 {
+			continue
+		}
+		i, err := strconv.Atoi(strings.TrimSuffix(idx, "]"))
+		if err != nil {
+			i = 1 << 30
+		}
+		items = append(items, item{i, vs[0]})
+	}
+	sort.SliceStable(items, func(a, b int) bool { return items[a].i < items[b].i })
+	var out []string
+	for _, it := range items {
+		if v := strings.TrimSpace(it.v); v != "" {
+			out = append(out, v)
+		}
+	}
+	for _, v := range p[name] {
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+func cloneValues(v url.Values) url.Values {
+	out := make(url.Values, len(v))
+	for k, vs := range v {
+		out[k] = append([]string(nil), vs...)
+	}
+	return out
+}

@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+)
+
+// RuleSummary counts one rule's decisions in a pass.
+type RuleSummary struct {
+	Name     string `json:"name"`
+	Channel  string `json:"channel"`
+	Selected int    `json:"selected"`
+	Planned  int    `json:"planned"`
+	Deferred int    `json:"deferred"`
+	Skipped  int    `json:"skipped"`
+	Done     int    `json:"already_sent"`
+	Excluded int    `json:"excluded"`
+}
+
+// RunResult is what one pass did.
+type RunResult struct {
+	RunID    int64
+	Plan     *Plan
+	Enqueued int
+	Dispatch DispatchStats
+	Track    TrackStats
+	Report   ReportStats
+}
+
+// Summaries counts the plan's decisions per rule, in rule order.
+func (p *Plan) Summaries(e *Engine) []RuleSummary {
+	idx := make(map[string]*RuleSummary)
+	var out []*RuleSummary
+	for _, r := range e.Study.Rules {
+		s := &RuleSummary{Name: r.Name, Channel: r.Channel}
+		idx[r.Name] = s
+		out = append(out, s)
+	}
+	for _, d := range p.Decisions {
+		s := idx[d.Rule]
+		if s == nil {
+			continue
+		}
+		switch d.Outcome {
+		case Send:
+			s.Selected++
+			s.Planned++
+		case Deferred:
+			s.Selected++
+			s.Deferred++
+		case Skipped:
+			s.Selected++
+			s.Skipped++
+		case Done:
+			s.Selected++
+			s.Done++
+		case Excluded:
+			s.Excluded++
+		}
+	}
+	res := make([]RuleSummary, len(out))
+	for i, s := range out {
+		res[i] = *s
+	}
+	return res
+}
+
+// Run is one full pass — export, select, plan, enqueue, dispatch, track,
+// report — as `nudge run` does it from cron. Prepare must have run.
+func (e *Engine) Run(ctx context.Context, opt PlanOptions) (*RunResult, error) {
+	res := &RunResult{}
+	start := e.now()
+	id, err := e.Store.StartRun(ctx, "run", start)
+	if err != nil {
+		return nil, err
+	}
+	res.RunID = id
+	err = e.pass(ctx, res, opt)
+	outcome := "ok"
+	if err != nil {
+		outcome = "failed: " + err.Error()
+	}
+	if ferr := e.Store.FinishRun(ctx, id, e.now(), outcome, res.summary(e)); ferr != nil && err == nil {
+		err = ferr
+	}
+	return res, err
+}
+
+func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) error {
+	e.progress(Progress{Stage: "export"})
+	snaps, err := e.Export(ctx)
+	if err != nil {
+		return err
+	}
+	now := e.now()
+	e.progress(Progress{Stage: "plan"})
+	plan, err := e.Plan(ctx, snaps, now, opt)
+	if err != nil {
+		return err
+	}
+	res.Plan = plan
+	msgs := plan.Messages()
+	for _, m := range msgs {
+		m.RunID = res.RunID
+	}
+	if res.Enqueued, err = e.Store.EnqueueBatch(ctx, msgs); err != nil {
+		return fmt.Errorf("enqueue: %w", err)
+	}
+	e.logPlan(plan, res.Enqueued)
+	if res.Dispatch, err = e.Dispatch(ctx); err != nil {
+		return fmt.Errorf("dispatch: %w", err)
+	}
+	if res.Track, err = e.Track(ctx); err != nil {
+		return fmt.Errorf("track: %w", err)
+	}
+	if res.Report, err = e.Report(ctx); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) logPlan(p *Plan, enqueued int) {
+	for _, s := range p.Summaries(e) {
+		e.log().WithFields(map[string]any{"rule": s.Name, "channel": s.Channel, "selected": s.Selected,
+			"planned": s.Planned, "deferred": s.Deferred, "skipped": s.Skipped, "already_sent": s.Done,
+			"excluded": s.Excluded}).Info("planned")
+	}
+	for _, d := range p.Decisions {
+		if d.Outcome == Skipped {
+			e.log().WithFields(map[string]any{"rule": d.Rule, "project": d.Project, "record": d.Record,
+				"event": d.Event, "instance": d.Instance, "reason": d.Reason}).Warn("participant skipped")
+		}
+	}
+	e.log().WithField("messages", enqueued).Info("enqueued")
+}
+
+func (r *RunResult) summary(e *Engine) map[string]any {
+	out := map[string]any{"enqueued": r.Enqueued, "dispatch": r.Dispatch, "track": r.Track, "report": r.Report}
+	if r.Plan != nil {
+		s := r.Plan.Summaries(e)
+		sort.SliceStable(s, func(i, j int) bool { return s[i].Name < s[j].Name })
+		out["rules"] = s
+	}
+	return out
+}

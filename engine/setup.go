@@ -1,0 +1,123 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/nudge-study/nudge/engine/email"
+	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/engine/sms"
+	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/rules/dict"
+	"github.com/nudge-study/nudge/storage"
+)
+
+// Options tune how New connects a study to the outside world.
+type Options struct {
+	Log      logrus.FieldLogger
+	Clock    Clock  // nil: the real clock
+	DBPath   string // overrides the config's storage path
+	NoSend   bool   // preview: connect to REDCap only
+	Timeout  time.Duration
+	Progress func(Progress)
+}
+
+// New connects a loaded study: a REDCap client per project (tokens from the
+// environment variables the config names), Twilio and SMTP when a rule
+// uses them, and the SQLite store. Close releases them.
+func New(study *rules.Study, opt Options) (*Engine, error) {
+	cfg := study.Config
+	e := &Engine{Study: study, Log: opt.Log, Clock: opt.Clock, Progress: opt.Progress, REDCap: make(map[string]REDCap)}
+	if e.Clock == nil {
+		e.Clock = sms.RealClock{}
+	}
+	for _, p := range cfg.Projects {
+		token, err := cfg.Secret(p.TokenEnv)
+		if err != nil {
+			return nil, fmt.Errorf("project %s: %w", p.Name, err)
+		}
+		c, err := redcap.New(p.RedcapURL, token, redcap.WithLogger(e.log().WithField("project", p.Name)))
+		if err != nil {
+			return nil, fmt.Errorf("project %s: %w", p.Name, err)
+		}
+		e.REDCap[p.Name] = c
+	}
+	if !opt.NoSend && study.Uses("sms") {
+		sid, err := cfg.Secret(cfg.Twilio.AccountSIDEnv)
+		if err != nil {
+			return nil, fmt.Errorf("twilio: %w", err)
+		}
+		token, err := cfg.Secret(cfg.Twilio.AuthTokenEnv)
+		if err != nil {
+			return nil, fmt.Errorf("twilio: %w", err)
+		}
+		c, err := sms.NewClient(sms.Config{AccountSID: sid, AuthToken: token, BaseURL: cfg.Twilio.APIBaseURL,
+			StatusCallback: cfg.Twilio.StatusCallback, Timeout: opt.Timeout})
+		if err != nil {
+			return nil, fmt.Errorf("twilio: %w", err)
+		}
+		e.SMS = c
+		e.Pacer = sms.NewPacer(cfg.Twilio.RatePerSecond, e.Clock)
+	}
+	if !opt.NoSend && study.Uses("email") {
+		user, pass := "", ""
+		if cfg.SMTP.UsernameEnv != "" {
+			var err error
+			if user, err = cfg.Secret(cfg.SMTP.UsernameEnv); err != nil {
+				return nil, fmt.Errorf("smtp: %w", err)
+			}
+			if pass, err = cfg.Secret(cfg.SMTP.PasswordEnv); err != nil {
+				return nil, fmt.Errorf("smtp: %w", err)
+			}
+		}
+		s, err := email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: user, Password: pass,
+			From: cfg.SMTP.From, TLS: cfg.SMTP.TLS, Timeout: opt.Timeout}, e.log())
+		if err != nil {
+			return nil, fmt.Errorf("smtp: %w", err)
+		}
+		e.Email = s
+	}
+	path := cfg.Storage.Path
+	if opt.DBPath != "" {
+		path = opt.DBPath
+	}
+	st, err := storage.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	e.Store = st
+	return e, nil
+}
+
+// Close releases the store.
+func (e *Engine) Close() error {
+	if e.Store == nil {
+		return nil
+	}
+	return e.Store.Close()
+}
+
+// LoadDictionaries reads the data dictionary files the config names for
+// offline checks; projects without one are left out.
+func LoadDictionaries(cfg *rules.Config) (map[string]*dict.Dictionary, error) {
+	out := make(map[string]*dict.Dictionary)
+	for _, p := range cfg.Projects {
+		if p.Dictionary == "" {
+			continue
+		}
+		f, err := os.Open(p.Dictionary)
+		if err != nil {
+			return nil, fmt.Errorf("project %s: %w", p.Name, err)
+		}
+		d, err := dict.ParseCSV(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("project %s: data dictionary %s: %w", p.Name, p.Dictionary, err)
+		}
+		out[p.Name] = d
+	}
+	return out, nil
+}

@@ -1,0 +1,211 @@
+// Package sms sends text messages through Twilio with twilio-go, classifies
+// failures so that nudge never sends a message twice, and paces sends per
+// sending number. Package twiliotest holds a Twilio API simulator for tests
+// and the demo.
+package sms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twilio/twilio-go/client"
+	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+)
+
+// DefaultTimeout bounds each HTTP request to Twilio when Config.Timeout is 0.
+const DefaultTimeout = 10 * time.Second
+
+// MaxFind is the most messages Find returns; more is an error.
+const MaxFind = 500
+
+// Config configures a Client.
+type Config struct {
+	AccountSID string
+	AuthToken  string
+	// BaseURL replaces https://api.twilio.com, e.g. a twiliotest simulator's
+	// address. Empty means the real Twilio API.
+	BaseURL string
+	// Timeout bounds every HTTP request (DefaultTimeout when 0). A create
+	// that times out after it was written is reported as Ambiguous.
+	Timeout time.Duration
+	// StatusCallback, when set, is the URL Twilio posts status changes to.
+	StatusCallback string
+}
+
+// Message is a message as Twilio reports it.
+type Message struct {
+	SID, Status, From, To string
+	Body                  string
+	ErrorCode             int // Twilio's error code for undelivered/failed, else 0
+	Segments              int
+	Created, Sent         time.Time // zero when Twilio has not set them
+}
+
+// Client sends and looks up messages. It is safe for concurrent use.
+// twilio-go's calls take no context: each call checks ctx first and carries
+// it into the HTTP requests, which also end after Config.Timeout.
+type Client struct {
+	cfg       Config
+	base      *url.URL
+	transport http.RoundTripper
+}
+
+var alphanumeric = regexp.MustCompile(`^[A-Za-z0-9]+$`)
+
+// NewClient checks cfg and returns a Client. It makes no request.
+func NewClient(cfg Config) (*Client, error) {
+	if !alphanumeric.MatchString(cfg.AccountSID) {
+		return nil, errors.New("twilio account SID is empty or has characters other than letters and digits; set it from the Twilio console (AC…)")
+	}
+	if !alphanumeric.MatchString(cfg.AuthToken) {
+		return nil, errors.New("twilio auth token is empty or has characters other than letters and digits; set it from the Twilio console")
+	}
+	if cfg.Timeout < 0 {
+		return nil, fmt.Errorf("twilio timeout %v is negative; use a positive duration or 0 for %v", cfg.Timeout, DefaultTimeout)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	c := &Client{cfg: cfg, transport: http.DefaultTransport.(*http.Transport).Clone()}
+	if cfg.BaseURL != "" {
+		u, err := url.Parse(cfg.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("twilio base URL %q is not an http(s) URL with a host; leave it empty for api.twilio.com", cfg.BaseURL)
+		}
+		c.base = u
+	}
+	if cfg.StatusCallback != "" {
+		if u, err := url.Parse(cfg.StatusCallback); err != nil || !u.IsAbs() {
+			return nil, fmt.Errorf("twilio status callback %q is not an absolute URL; use the public URL of /twilio/status", cfg.StatusCallback)
+		}
+	}
+	return c, nil
+}
+
+// api returns a twilio-go service whose requests run under ctx and are
+// recorded in the returned attempt.
+func (c *Client) api(ctx context.Context) (*openapi.ApiService, *attempt) {
+	att := &attempt{}
+	hc := &client.Client{
+		Credentials: client.NewCredentials(c.cfg.AccountSID, c.cfg.AuthToken),
+		HTTPClient: &http.Client{
+			Timeout:   c.cfg.Timeout,
+			Transport: &callTransport{ctx: ctx, base: c.base, next: c.transport, att: att},
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		},
+	}
+	hc.SetAccountSid(c.cfg.AccountSID)
+	return openapi.NewApiServiceWithClient(hc), att
+}
+
+// Send asks Twilio to send body from a number (or a Messaging Service SID,
+// MG…) to a number. On failure the error is an *Error whose Kind says
+// whether the message may be sent again.
+func (c *Client) Send(ctx context.Context, from, to, body string) (Message, error) {
+	if err := ctx.Err(); err != nil {
+		return Message{}, ctxError(err)
+	}
+	params := &openapi.CreateMessageParams{}
+	params.SetTo(to).SetBody(body)
+	if strings.HasPrefix(from, "MG") {
+		params.SetMessagingServiceSid(from)
+	} else {
+		params.SetFrom(from)
+	}
+	if c.cfg.StatusCallback != "" {
+		params.SetStatusCallback(c.cfg.StatusCallback)
+	}
+	api, att := c.api(ctx)
+	m, err := api.CreateMessage(params)
+	if err != nil {
+		return Message{}, classify(err, att, true)
+	}
+	return fromAPI(m), nil
+}
+
+// Fetch returns the current state of the message with the given SID.
+func (c *Client) Fetch(ctx context.Context, sid string) (Message, error) {
+	if err := ctx.Err(); err != nil {
+		return Message{}, ctxError(err)
+	}
+	api, att := c.api(ctx)
+	m, err := api.FetchMessage(sid, nil)
+	if err != nil {
+		return Message{}, classify(err, att, false)
+	}
+	return fromAPI(m), nil
+}
+
+// Find lists the messages from one number to another created at or after
+// after (to the second), in Twilio's order (newest first). It resolves an Ambiguous send: a
+// message found here was taken by Twilio and must not be sent again.
+//
+// The date is filtered here, not by Twilio: Twilio filters on date_sent,
+// which stays empty while a message is queued, and a queued message is
+// exactly what an ambiguous send may have left behind. At most MaxFind
+// messages are read; more is an error rather than a silent cut.
+func (c *Client) Find(ctx context.Context, from, to string, after time.Time) ([]Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(err)
+	}
+	params := &openapi.ListMessageParams{}
+	params.SetTo(to).SetFrom(from).SetPageSize(50).SetLimit(MaxFind + 1)
+	api, att := c.api(ctx)
+	list, err := api.ListMessage(params)
+	if err != nil {
+		return nil, classify(err, att, false)
+	}
+	if len(list) > MaxFind {
+		return nil, fmt.Errorf("twilio lists more than %d messages between these numbers; look the message up in the Twilio console", MaxFind)
+	}
+	after = after.Truncate(time.Second)
+	var out []Message
+	for i := range list {
+		m := fromAPI(&list[i])
+		if m.Created.IsZero() || !m.Created.Before(after) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+// fromAPI converts twilio-go's message, whose fields are all optional
+// strings, into a Message. Fields Twilio left out stay zero.
+func fromAPI(m *openapi.ApiV2010Message) Message {
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	date := func(p *string) time.Time {
+		t, err := time.Parse(time.RFC1123Z, str(p))
+		if err != nil {
+			return time.Time{}
+		}
+		return t
+	}
+	out := Message{
+		SID:     str(m.Sid),
+		Status:  str(m.Status),
+		From:    str(m.From),
+		To:      str(m.To),
+		Body:    str(m.Body),
+		Created: date(m.DateCreated),
+		Sent:    date(m.DateSent),
+	}
+	out.Segments, _ = strconv.Atoi(str(m.NumSegments))
+	if m.ErrorCode != nil {
+		out.ErrorCode = *m.ErrorCode
+	}
+	return out
+}

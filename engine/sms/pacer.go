@@ -1,0 +1,93 @@
+package sms
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"time"
+)
+
+// DefaultRate is the pacing rate, in segments per second per sending number,
+// used when none is configured: just under the 1 segment/s that Twilio
+// accepts from a US long code, so Twilio's own queue never grows.
+const DefaultRate = 0.95
+
+// ValidateRate checks a configured pacing rate in segments per second.
+// The rate must be a finite number above zero; for a long code (a normal
+// 10-digit number) it must also stay below 1, Twilio's limit for those
+// senders. Toll-free numbers (3/s) and short codes (100/s) pass longCode
+// false.
+func ValidateRate(rate float64, longCode bool) error {
+	switch {
+	case math.IsNaN(rate) || math.IsInf(rate, 0) || rate <= 0:
+		return fmt.Errorf("sms rate %v: must be a number of segments per second above 0, e.g. %v", rate, DefaultRate)
+	case longCode && rate >= 1:
+		return fmt.Errorf("sms rate %v: a long-code sender takes at most 1 segment per second; use a rate below 1, e.g. %v", rate, DefaultRate)
+	}
+	return nil
+}
+
+// Pacer spaces out sends so that each sending number stays under its rate.
+// Every number has its own schedule: a k-segment message takes k slots of
+// 1/rate seconds, and the next send from that number waits until those
+// slots have passed. Numbers that have been idle do not bank credit, so a
+// burst never exceeds the rate. A Pacer is safe for concurrent use; waiters
+// on the same number are served in the order they reserved their slots.
+type Pacer struct {
+	clk  Clock
+	slot time.Duration // length of one segment's slot
+
+	mu   sync.Mutex
+	next map[string]time.Time // per sender: earliest start of the next send
+}
+
+// NewPacer returns a Pacer allowing rate segments per second per sending
+// number. A rate that ValidateRate would reject as non-positive falls back
+// to DefaultRate (callers validate configured rates with ValidateRate); a
+// nil clk means RealClock.
+func NewPacer(rate float64, clk Clock) *Pacer {
+	if ValidateRate(rate, false) != nil {
+		rate = DefaultRate
+	}
+	if clk == nil {
+		clk = RealClock{}
+	}
+	return &Pacer{
+		clk:  clk,
+		slot: time.Duration(math.Ceil(float64(time.Second) / rate)), // never shorter than 1/rate
+		next: make(map[string]time.Time),
+	}
+}
+
+// Wait blocks until from's next slot, then reserves segments slots for the
+// message about to be sent (a count below 1 counts as 1). The first send
+// from a number goes at once. When ctx ends first Wait returns its error
+// and, if no later send has reserved behind it, gives the slot back.
+func (p *Pacer) Wait(ctx context.Context, from string, segments int) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if segments < 1 {
+		segments = 1
+	}
+	p.mu.Lock()
+	now := p.clk.Now()
+	start := now
+	if n, ok := p.next[from]; ok && n.After(now) {
+		start = n
+	}
+	end := start.Add(time.Duration(segments) * p.slot)
+	p.next[from] = end
+	p.mu.Unlock()
+
+	if err := p.clk.Sleep(ctx, start.Sub(now)); err != nil {
+		p.mu.Lock()
+		if p.next[from].Equal(end) {
+			p.next[from] = start
+		}
+		p.mu.Unlock()
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,274 @@
+package rules
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/nudge-study/nudge/rules/dict"
+	"github.com/nudge-study/nudge/rules/logic"
+	"github.com/nudge-study/nudge/templates"
+)
+
+// usedRef is one field reference somewhere in the study, with where it is
+// written and who uses it.
+type usedRef struct {
+	ref     logic.Ref
+	pos     Pos
+	rule    string
+	what    string // "" for logic/piping references; else the key, e.g. "write_back.sid"
+	channel string // for "to": the rule's channel
+}
+
+// refs lists every field reference of the project's rules and replies.
+func (s *Study) refs(project string) []usedRef {
+	var out []usedRef
+	for _, r := range s.Rules {
+		if r.Project != project {
+			continue
+		}
+		if r.When != nil {
+			for _, ref := range r.When.Refs() {
+				p, ok := r.whenRefs[ref]
+				if !ok {
+					p = r.pos["when"]
+				}
+				out = append(out, usedRef{ref: ref, pos: p, rule: r.Name})
+			}
+		}
+		if r.To.Field != "" {
+			out = append(out, usedRef{ref: r.To, pos: r.pos["to"], rule: r.Name, what: "to", channel: r.Channel})
+		}
+		for _, ref := range r.templateRefs() {
+			out = append(out, usedRef{ref: ref, pos: findRef(r.tmplFiles, ref, r.pos["template"]), rule: r.Name})
+		}
+		if r.Window != nil && r.Window.TimezoneField != "" {
+			out = append(out, usedRef{ref: logic.Ref{Field: r.Window.TimezoneField},
+				pos: r.pos["window.timezone_field"], rule: r.Name, what: "window.timezone_field"})
+		}
+		for key, field := range map[string]string{"status": r.WriteBack.Status, "sid": r.WriteBack.SID,
+			"sent_at": r.WriteBack.SentAt, "error": r.WriteBack.Error} {
+			if field != "" {
+				out = append(out, usedRef{ref: logic.Ref{Field: field}, pos: r.pos["write_back."+key],
+					rule: r.Name, what: "write_back." + key})
+			}
+		}
+	}
+	for _, rep := range s.Replies {
+		if rep.Project != project {
+			continue
+		}
+		for field := range rep.Set {
+			out = append(out, usedRef{ref: logic.Ref{Field: field}, pos: rep.pos["set."+field], what: "set"})
+		}
+		if rep.Reply != nil {
+			for _, ref := range rep.Reply.Refs() {
+				out = append(out, usedRef{ref: ref, pos: rep.pos["reply"]})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].pos, out[j].pos
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+	return out
+}
+
+// templateRefs lists the references of every part of the rule's template.
+func (r *Rule) templateRefs() []logic.Ref {
+	var texts []*templates.Text
+	if r.SMS != nil {
+		texts = append(texts, r.SMS.Body)
+	}
+	if r.Email != nil {
+		texts = append(texts, r.Email.Subject, r.Email.Text, r.Email.HTML)
+	}
+	var refs []logic.Ref
+	for _, t := range texts {
+		if t != nil {
+			refs = append(refs, t.Refs()...)
+		}
+	}
+	return refs
+}
+
+// findRef locates where ref is written in the first of files that holds
+// it, or returns fallback.
+func findRef(files []string, ref logic.Ref, fallback Pos) Pos {
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for i, line := range strings.Split(string(data), "\n") {
+			if off := refIndex(line, ref); off >= 0 {
+				return Pos{File: f, Line: i + 1, Col: off + 1}
+			}
+		}
+	}
+	return fallback
+}
+
+// CheckFields checks every field the rules, templates and replies use
+// against their project's data dictionary: the field exists, holds data,
+// and a checkbox code is one of its choices. Projects missing from dicts
+// are not checked. Instruments are checked against the dictionary's forms.
+func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
+	var errs Errors
+	seen := map[string]bool{}
+	add := func(e *Error) {
+		key := e.Error()
+		if !seen[key] {
+			seen[key] = true
+			errs = append(errs, e)
+		}
+	}
+	for _, p := range s.Config.Projects {
+		d := dicts[p.Name]
+		if d == nil {
+			continue
+		}
+		names := dataFieldNames(d)
+		for _, u := range s.refs(p.Name) {
+			if u.ref.IsSmart() {
+				continue
+			}
+			if msg := checkRef(d, names, u, p.Name); msg != "" {
+				add(&Error{Pos: u.pos, Rule: u.rule, Msg: msg})
+			}
+		}
+		forms := d.Forms()
+		for _, r := range s.Rules {
+			if r.Project == p.Name && r.Instrument != "" && !contains(forms, r.Instrument) {
+				add(&Error{Pos: r.pos["instrument"], Rule: r.Name, Msg: fmt.Sprintf(
+					"unknown instrument '%s' in project %s%s: use the instrument's unique name (the data dictionary's Form Name)",
+					r.Instrument, p.Name, didYouMean(r.Instrument, forms, "'%s'"))})
+			}
+		}
+	}
+	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
+	return errs
+}
+
+// dataFieldNames lists the dictionary's fields that hold data.
+func dataFieldNames(d *dict.Dictionary) []string {
+	var names []string
+	for _, f := range d.Fields {
+		if f.Type != "descriptive" {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+}
+
+// checkRef checks one reference, returning "" when it is fine.
+func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) string {
+	ref := u.ref
+	prefix := ""
+	if u.what != "" {
+		prefix = u.what + ": "
+	}
+	f, known := d.Field(ref.Field)
+	if !known && !d.HasColumn(ref.Field) {
+		return fmt.Sprintf("%sunknown field [%s] in project %s%s", prefix, ref.Field, project,
+			didYouMean(ref.Field, names, "[%s]"))
+	}
+	if !known {
+		return "" // a <form>_complete status field
+	}
+	if f.Type == "descriptive" {
+		return fmt.Sprintf("%s[%s] is a descriptive field and holds no data: use a data field", prefix, ref.Field)
+	}
+	if ref.Code != "" {
+		if f.Type != "checkbox" {
+			return fmt.Sprintf("%s is not a checkbox ([%s] is a %s field): compare its value instead, e.g. [%s] = '%s'",
+				ref, ref.Field, f.Type, ref.Field, ref.Code)
+		}
+		var codes []string
+		for _, c := range f.Choices {
+			if c.Code == ref.Code {
+				return ""
+			}
+			codes = append(codes, c.Code)
+		}
+		return fmt.Sprintf("%s: [%s] has no choice '%s' (its choices are %s)", ref, ref.Field, ref.Code, strings.Join(codes, ", "))
+	}
+	if u.what == "to" && f.Validation != "" {
+		if u.channel == ChannelSMS && f.Validation == "email" {
+			return fmt.Sprintf("to: [%s] holds email addresses, but the channel is sms: name the phone number field", ref.Field)
+		}
+		if u.channel == ChannelEmail && f.Validation != "email" {
+			return fmt.Sprintf("to: [%s] is validated as %s, but the channel is email: name the email address field", ref.Field, f.Validation)
+		}
+	}
+	if strings.HasPrefix(u.what, "write_back.") || u.what == "set" {
+		if f.Type == "checkbox" || f.Type == "calc" {
+			return fmt.Sprintf("%s[%s] is a %s field and cannot be written: use a text field", prefix, ref.Field, f.Type)
+		}
+	}
+	return ""
+}
+
+// CheckEvents checks the events the project's rules and templates name
+// against the project's unique event names (for a longitudinal project).
+func (s *Study) CheckEvents(project string, events []string) Errors {
+	var errs Errors
+	seen := map[string]bool{}
+	add := func(p Pos, rule, format string, args ...any) {
+		e := &Error{Pos: p, Rule: rule, Msg: fmt.Sprintf(format, args...)}
+		if !seen[e.Error()] {
+			seen[e.Error()] = true
+			errs = append(errs, e)
+		}
+	}
+	known := func(ev string) bool { return contains(events, ev) }
+	for _, r := range s.Rules {
+		if r.Project != project || r.Event == "" || known(r.Event) {
+			continue
+		}
+		add(r.pos["event"], r.Name, "unknown event '%s' in project %s%s: use a unique event name such as %s",
+			r.Event, project, didYouMean(r.Event, events, "'%s'"), firstOr(events, "baseline_arm_1"))
+	}
+	for _, u := range s.refs(project) {
+		if u.ref.Event == "" || known(u.ref.Event) {
+			continue
+		}
+		add(u.pos, u.rule, "%s: unknown event '%s' in project %s%s", u.ref, u.ref.Event, project,
+			didYouMean(u.ref.Event, events, "'%s'"))
+	}
+	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
+	return errs
+}
+
+func firstOr(list []string, def string) string {
+	if len(list) > 0 {
+		return list[0]
+	}
+	return def
+}
+
+// Fields lists the data fields the project's rules need exported: those
+// read by conditions, `to`, templates, window time zones and replies'
+// templates. Checkbox references yield the checkbox field's name. Sorted.
+func (s *Study) Fields(project string) []string {
+	set := map[string]bool{}
+	for _, u := range s.refs(project) {
+		if u.ref.IsSmart() || strings.HasPrefix(u.what, "write_back.") || u.what == "set" {
+			continue
+		}
+		set[u.ref.Field] = true
+	}
+	fields := make([]string, 0, len(set))
+	for f := range set {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	return fields
+}

@@ -1,0 +1,150 @@
+package rules
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Pos is a position in a config, rule or template file. Line and Col are
+// 1-based; zero means unknown.
+type Pos struct {
+	File      string
+	Line, Col int
+}
+
+// String formats the position as FILE:LINE:COL, leaving out unknown parts.
+func (p Pos) String() string {
+	switch {
+	case p.Line == 0:
+		return p.File
+	case p.Col == 0:
+		return fmt.Sprintf("%s:%d", p.File, p.Line)
+	default:
+		return fmt.Sprintf("%s:%d:%d", p.File, p.Line, p.Col)
+	}
+}
+
+// Error is one problem in the study's files: where it is, the rule it
+// belongs to (if any) and what is wrong.
+type Error struct {
+	Pos  Pos
+	Rule string
+	Msg  string
+}
+
+// Error formats the problem as `FILE:LINE:COL: rule "name": msg`.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Pos.String())
+	b.WriteString(": ")
+	if e.Rule != "" {
+		fmt.Fprintf(&b, "rule %q: ", e.Rule)
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors is every problem found at once; loading and checking never stop
+// at the first one.
+type Errors []*Error
+
+// Error joins the problems, one per line.
+func (es Errors) Error() string {
+	lines := make([]string, len(es))
+	for i, e := range es {
+		lines[i] = e.Error()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Err returns es as an error, or nil when there are none (avoiding a
+// non-nil error interface holding an empty list).
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// sortErrors orders errors by file (in the order the files were first
+// seen), then line and column.
+func sortErrors(es Errors, fileOrder []string) {
+	rank := make(map[string]int, len(fileOrder))
+	for i, f := range fileOrder {
+		if _, ok := rank[f]; !ok {
+			rank[f] = i
+		}
+	}
+	fileRank := func(f string) int {
+		if r, ok := rank[f]; ok {
+			return r
+		}
+		return len(fileOrder)
+	}
+	sort.SliceStable(es, func(i, j int) bool {
+		a, b := es[i].Pos, es[j].Pos
+		if ra, rb := fileRank(a.File), fileRank(b.File); ra != rb {
+			return ra < rb
+		}
+		if a.File != b.File {
+			return a.File < b.File
+		}
+		if a.Line != b.Line {
+			return a.Line < b.Line
+		}
+		return a.Col < b.Col
+	})
+}
+
+// suggest returns the candidate closest to word by edit distance, or ""
+// when none is close enough to be a likely typo.
+func suggest(word string, candidates []string) string {
+	best, bestDist := "", -1
+	for _, c := range candidates {
+		d := editDistance(word, c)
+		if bestDist < 0 || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	limit := 2
+	if l := len([]rune(word)) / 3; l > limit {
+		limit = l
+	}
+	if bestDist < 0 || bestDist > limit || bestDist >= len([]rune(word)) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// didYouMean formats a suggestion as " (did you mean 'x'?)", or "" when
+// there is none. quote wraps the suggestion (e.g. "'%s'" or "[%s]").
+func didYouMean(word string, candidates []string, quote string) string {
+	s := suggest(word, candidates)
+	if s == "" {
+		return ""
+	}
+	return " (did you mean " + fmt.Sprintf(quote, s) + "?)"
+}

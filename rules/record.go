@@ -1,0 +1,280 @@
+package rules
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nudge-study/nudge/rules/dict"
+	"github.com/nudge-study/nudge/rules/logic"
+	"github.com/nudge-study/nudge/templates"
+)
+
+// REDCap's export pseudo-columns.
+const (
+	ColEvent            = "redcap_event_name"
+	ColRepeatInstrument = "redcap_repeat_instrument"
+	ColRepeatInstance   = "redcap_repeat_instance"
+)
+
+// Row is one exported row of a record: an event's base row (Instance 0),
+// a repeating instrument's instance (RepeatInstrument set) or a repeating
+// event's instance (RepeatInstrument "", Instance ≥ 1).
+type Row struct {
+	Event            string // unique event name, "" in a classic project
+	RepeatInstrument string
+	Instance         int // 0 = base row
+	Values           map[string]string
+}
+
+// Record is one REDCap record with every exported row of it.
+type Record struct {
+	ID   string
+	Rows []*Row
+}
+
+// GroupRows groups REDCap flat export rows (with the redcap_event_name,
+// redcap_repeat_instrument and redcap_repeat_instance pseudo-columns when
+// present) into records, in the order records first appear. Each Row's
+// Values is the export row itself (not copied).
+func GroupRows(idField string, rows []map[string]string) []*Record {
+	var recs []*Record
+	byID := map[string]*Record{}
+	for _, values := range rows {
+		id := values[idField]
+		rec := byID[id]
+		if rec == nil {
+			rec = &Record{ID: id}
+			byID[id] = rec
+			recs = append(recs, rec)
+		}
+		inst, _ := strconv.Atoi(strings.TrimSpace(values[ColRepeatInstance]))
+		rec.Rows = append(rec.Rows, &Row{
+			Event:            values[ColEvent],
+			RepeatInstrument: values[ColRepeatInstrument],
+			Instance:         inst,
+			Values:           values,
+		})
+	}
+	return recs
+}
+
+// Scope is one record and the row being evaluated: it answers field
+// references for logic (logic.Env) and piping (templates.Source).
+type Scope struct {
+	rec     *Record
+	row     *Row
+	now     time.Time
+	missing map[string]bool
+}
+
+// NewScope returns the scope of row within rec at time now; missing lists
+// the project's missing-data codes.
+func NewScope(rec *Record, row *Row, now time.Time, missing []string) *Scope {
+	s := &Scope{rec: rec, row: row, now: now, missing: map[string]bool{}}
+	for _, m := range missing {
+		s.missing[m] = true
+	}
+	return s
+}
+
+// Record is the record in scope.
+func (s *Scope) Record() *Record { return s.rec }
+
+// Row is the row in scope.
+func (s *Scope) Row() *Row { return s.row }
+
+// Now is the evaluation time ('today' and 'now' in logic).
+func (s *Scope) Now() time.Time { return s.now }
+
+// IsMissingCode reports whether v is one of the project's missing-data codes.
+func (s *Scope) IsMissingCode(v string) bool { return s.missing[v] }
+
+// Smart variables the scope answers.
+const (
+	smartRecordName       = "record-name"
+	smartEventName        = "event-name"
+	smartCurrentInstance  = "current-instance"
+	smartPreviousInstance = "previous-instance"
+	smartLastInstance     = "last-instance"
+	smartFirstInstance    = "first-instance"
+)
+
+// Lookup returns the value a reference names. ok is false when there is no
+// such column or row (the value is then blank). An unqualified reference on
+// an instance row falls back to the event's base row when blank there,
+// because fields of non-repeating forms live on the base row.
+func (s *Scope) Lookup(r logic.Ref) (string, bool) {
+	event := r.Event
+	if event == "" {
+		event = s.row.Event
+	}
+	if v, ok, smart := s.smart(r.Field, event); smart {
+		return v, ok
+	}
+	col := r.Field
+	if r.Code != "" {
+		col = dict.CheckboxColumn(r.Field, r.Code)
+	}
+	if r.Instance == "" {
+		return s.lookupDefault(event, col)
+	}
+	group, ok := s.repeatGroup(event, col)
+	if !ok {
+		return "", false
+	}
+	n, ok := s.instanceNumber(r.Instance, group)
+	if !ok {
+		return "", false
+	}
+	for _, row := range group {
+		if row.Instance == n {
+			v, ok := row.Values[col]
+			return v, ok
+		}
+	}
+	return "", false
+}
+
+// smart answers smart variables; smart is false when field is a data field.
+func (s *Scope) smart(field, event string) (v string, ok, smart bool) {
+	switch field {
+	case smartRecordName:
+		return s.rec.ID, true, true
+	case smartEventName:
+		return event, event != "", true
+	case smartCurrentInstance, smartPreviousInstance, smartLastInstance, smartFirstInstance:
+		group := s.sameGroup(s.row)
+		n, ok := s.instanceNumber(field, group)
+		if !ok {
+			return "", false, true
+		}
+		return strconv.Itoa(n), true, true
+	}
+	return "", false, false
+}
+
+// lookupDefault reads col from the current row when event is the row's
+// event, falling back to the event's base row; otherwise from the other
+// event's first row.
+func (s *Scope) lookupDefault(event, col string) (string, bool) {
+	if event == s.row.Event {
+		v, ok := s.row.Values[col]
+		if v != "" || s.row.Instance == 0 {
+			return v, ok
+		}
+		if base := s.baseRow(event); base != nil && base != s.row {
+			if bv, bok := base.Values[col]; bok {
+				return bv, true
+			}
+		}
+		return v, ok
+	}
+	base := s.baseRow(event)
+	if base == nil {
+		return "", false
+	}
+	v, ok := base.Values[col]
+	return v, ok
+}
+
+// baseRow is the event's base row, or for a repeating event (which has no
+// base row) its lowest instance.
+func (s *Scope) baseRow(event string) *Row {
+	var best *Row
+	for _, row := range s.rec.Rows {
+		if row.Event != event || row.RepeatInstrument != "" {
+			continue
+		}
+		if best == nil || row.Instance < best.Instance {
+			best = row
+		}
+	}
+	return best
+}
+
+// sameGroup lists the instance rows of the same repeating instrument (or
+// repeating event) as row.
+func (s *Scope) sameGroup(row *Row) []*Row {
+	if row.Instance == 0 {
+		return nil
+	}
+	var group []*Row
+	for _, r := range s.rec.Rows {
+		if r.Event == row.Event && r.RepeatInstrument == row.RepeatInstrument && r.Instance > 0 {
+			group = append(group, r)
+		}
+	}
+	return group
+}
+
+// repeatGroup finds the instance rows an instance-qualified reference to
+// col in event addresses: the current row's group when the row is an
+// instance in that event, else the group whose rows hold col with a value.
+func (s *Scope) repeatGroup(event, col string) ([]*Row, bool) {
+	if s.row.Event == event && s.row.Instance > 0 {
+		if _, has := s.row.Values[col]; has {
+			return s.sameGroup(s.row), true
+		}
+	}
+	var fallback *Row
+	for _, r := range s.rec.Rows {
+		if r.Event != event || r.Instance == 0 {
+			continue
+		}
+		v, has := r.Values[col]
+		if !has {
+			continue
+		}
+		if v != "" {
+			return s.sameGroup(r), true
+		}
+		if fallback == nil {
+			fallback = r
+		}
+	}
+	if fallback != nil {
+		return s.sameGroup(fallback), true
+	}
+	return nil, false
+}
+
+// instanceNumber resolves an instance qualifier ("2", "current-instance",
+// "previous-instance", "last-instance", "first-instance") within group.
+func (s *Scope) instanceNumber(inst string, group []*Row) (int, bool) {
+	current := 0
+	for _, r := range group {
+		if r == s.row {
+			current = r.Instance
+		}
+	}
+	switch inst {
+	case smartCurrentInstance:
+		if current == 0 {
+			// Not on an instance row of this group: REDCap treats it as 1.
+			return 1, true
+		}
+		return current, true
+	case smartPreviousInstance:
+		if current <= 1 {
+			return 0, false
+		}
+		return current - 1, true
+	case smartLastInstance, smartFirstInstance:
+		n := 0
+		for _, r := range group {
+			if n == 0 || (inst == smartLastInstance && r.Instance > n) || (inst == smartFirstInstance && r.Instance < n) {
+				n = r.Instance
+			}
+		}
+		return n, n > 0
+	}
+	n, err := strconv.Atoi(inst)
+	return n, err == nil && n > 0
+}
+
+// Scope answers both conditions and templates.
+var (
+	_ logic.Env        = (*Scope)(nil)
+	_ templates.Source = (*Scope)(nil)
+)

@@ -1,0 +1,167 @@
+package rules
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nudge-study/nudge/rules/logic"
+	"github.com/nudge-study/nudge/templates"
+)
+
+// Channels a rule can send on.
+const (
+	ChannelSMS   = "sms"
+	ChannelEmail = "email"
+)
+
+// Rule is one messaging rule from a rule file: who (when, event,
+// instrument), how (channel, to, template), when it runs (schedule,
+// repeat, window) and what is written back to REDCap.
+type Rule struct {
+	Name        string
+	Description string
+	Project     string
+	Pos         Pos // the rule's entry in its file
+
+	When       *logic.Expr // nil = every candidate row is selected
+	Event      string      // unique event name, "" = any event
+	Instrument string      // repeating instrument, "" = base rows
+	Channel    string      // ChannelSMS or ChannelEmail
+	To         logic.Ref   // the field holding the phone number or email address
+	Template   string      // the template's name
+	SMS        *templates.SMS
+	Email      *templates.Email
+
+	// Schedule is the 5-field cron expression (study time zone) saying when
+	// the rule is evaluated; "" with OnSave false means every run. OnSave
+	// rules run when REDCap reports a saved record; Schedule is then "".
+	Schedule  string
+	OnSave    bool
+	Repeat    Repeat
+	Window    *Window // nil = any time
+	WriteBack WriteBack
+	Enabled   bool
+
+	pos       map[string]Pos    // value positions by key ("when", "to", "write_back.sid", …)
+	whenRefs  map[logic.Ref]Pos // where each reference of When is written
+	tmplFiles []string          // the template files, for positions of their references
+}
+
+// Repeat says how often a selected participant is messaged again while the
+// rule keeps selecting them.
+type Repeat struct {
+	Every time.Duration // 0 = no repeat
+	Max   int           // total messages, at least 1
+}
+
+// WriteBack names the REDCap fields nudge fills with the message's outcome
+// ("" = not written).
+type WriteBack struct {
+	Status, SID, SentAt, Error string
+}
+
+// Reply is a rule for inbound SMS: a pattern, optionally only shortly after
+// a rule's message, the REDCap fields to set and the answer to send.
+type Reply struct {
+	Name          string
+	Project       string
+	Pos           Pos
+	Match         *regexp.Regexp // case-insensitive; nil when Keywords are used
+	Keywords      []string       // whole-message keywords, matched case-insensitively
+	OnlyAfterRule string         // "" = any time
+	Within        time.Duration  // with OnlyAfterRule: how long after that message
+	Set           map[string]string
+	Reply         *templates.Text // nil = no answer
+
+	pos map[string]Pos // value positions ("set.<field>", "reply", …)
+}
+
+// Matches reports whether an inbound message body triggers the reply.
+func (r *Reply) Matches(body string) bool {
+	body = strings.TrimSpace(body)
+	if r.Match != nil {
+		return r.Match.MatchString(body)
+	}
+	for _, k := range r.Keywords {
+		if strings.EqualFold(body, k) {
+			return true
+		}
+	}
+	return false
+}
+
+// Study is everything nudge loads: the config, every rule and reply, and
+// the rule files they came from.
+type Study struct {
+	Config  *Config
+	Rules   []*Rule
+	Replies []*Reply
+	Files   []string // rule files as the user would type them (config dir joined with the glob match)
+}
+
+// Rule returns the rule with the given name, or nil.
+func (s *Study) Rule(name string) *Rule {
+	for _, r := range s.Rules {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
+}
+
+// Uses reports whether any enabled rule sends on channel.
+func (s *Study) Uses(channel string) bool {
+	for _, r := range s.Rules {
+		if r.Enabled && r.Channel == channel {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	ruleNameRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	fieldNameRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+	eventNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_]*$`)
+	tmplNameRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	toRE        = regexp.MustCompile(`^\s*(?:\[([a-z0-9_]+)\])?\[([a-z][a-z0-9_]*)\]\s*$`)
+	clockRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])$`)
+	durationRE  = regexp.MustCompile(`^(?:[0-9]+[dhm])+$`)
+	durationTok = regexp.MustCompile(`([0-9]+)([dhm])`)
+)
+
+// parseDuration reads durations written with d (days), h and m units,
+// e.g. "72h", "3d", "1d12h", "90m".
+func parseDuration(s string) (time.Duration, error) {
+	bad := fmt.Errorf("%q is not a duration: write a whole number with d, h or m, e.g. 72h, 3d or 1d12h", s)
+	if !durationRE.MatchString(s) {
+		return 0, bad
+	}
+	var total time.Duration
+	for _, m := range durationTok.FindAllStringSubmatch(s, -1) {
+		n, err := strconv.Atoi(m[1])
+		if err != nil {
+			return 0, bad
+		}
+		unit := map[string]time.Duration{"d": 24 * time.Hour, "h": time.Hour, "m": time.Minute}[m[2]]
+		total += time.Duration(n) * unit
+	}
+	if total <= 0 {
+		return 0, fmt.Errorf("%q is zero: a duration must be positive", s)
+	}
+	return total, nil
+}
+
+// parseClock reads "HH:MM" as minutes after midnight.
+func parseClock(s string) (int, bool) {
+	m := clockRE.FindStringSubmatch(s)
+	if m == nil {
+		return 0, false
+	}
+	h, _ := strconv.Atoi(m[1])
+	mm, _ := strconv.Atoi(m[2])
+	return h*60 + mm, true
+}

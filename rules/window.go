@@ -1,0 +1,101 @@
+package rules
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nudge-study/nudge/rules/logic"
+)
+
+// Window is the local time of day messages may be sent: [From, To). A
+// window with From after To runs across midnight (e.g. 22:00–06:00).
+type Window struct {
+	From, To      int    // minutes after local midnight
+	TimezoneField string // field holding the participant's IANA zone, "" = study zone
+	Pos           Pos
+}
+
+// String formats the window as "HH:MM-HH:MM".
+func (w *Window) String() string {
+	return formatClock(w.From) + "-" + formatClock(w.To)
+}
+
+func formatClock(m int) string {
+	return fmt.Sprintf("%02d:%02d", m/60, m%60)
+}
+
+// Contains reports whether t falls inside the window in loc.
+func (w *Window) Contains(t time.Time, loc *time.Location) bool {
+	if w == nil {
+		return true
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	t = t.In(loc)
+	m := t.Hour()*60 + t.Minute()
+	if w.From < w.To {
+		return w.From <= m && m < w.To
+	}
+	return m >= w.From || m < w.To
+}
+
+// Next returns now when now is inside the window in loc, else the start of
+// the next window. Window starts are wall-clock times, so they follow
+// daylight-saving changes; a start that falls in a skipped hour becomes
+// the moment the clock jumps (02:30 on a spring-forward day becomes 03:00).
+func (w *Window) Next(now time.Time, loc *time.Location) time.Time {
+	if w == nil || w.Contains(now, loc) {
+		return now
+	}
+	if loc == nil {
+		loc = time.UTC
+	}
+	y, mo, d := now.In(loc).Date()
+	for i := 0; i < 3; i++ {
+		start := time.Date(y, mo, d+i, w.From/60, w.From%60, 0, 0, loc)
+		start = afterGap(start, time.Date(y, mo, d+i, w.From/60, w.From%60, 0, 0, time.UTC), loc)
+		if start.After(now) {
+			return start
+		}
+	}
+	// Unreachable: a start on one of the next two days is always after now.
+	return now
+}
+
+// afterGap corrects a start whose wall-clock time did not exist (a
+// daylight-saving gap): time.Date then lands before the gap, and the first
+// minute at or past the wanted wall-clock time is when the clock jumps.
+// want is that wall-clock time written in UTC.
+func afterGap(start, want time.Time, loc *time.Location) time.Time {
+	wall := func(t time.Time) time.Time {
+		t = t.In(loc)
+		return time.Date(t.Year(), t.Month(), t.Day(), t.Hour(), t.Minute(), 0, 0, time.UTC)
+	}
+	for i := 0; i < 24*60 && wall(start).Before(want); i++ {
+		start = start.Add(time.Minute)
+	}
+	return start
+}
+
+// Location is the time zone the rule's window applies in for one
+// participant: the zone named in the window's timezone_field, or the study
+// zone when there is no such field or it is blank. A value that is not an
+// IANA zone name is an error (the participant is skipped with it).
+func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, error) {
+	if r.Window == nil || r.Window.TimezoneField == "" {
+		return study, nil
+	}
+	ref := logic.Ref{Field: r.Window.TimezoneField}
+	v, _ := scope.Lookup(ref)
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return study, nil
+	}
+	loc, err := loadZone(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s is %q, which is not an IANA time zone name: correct it in REDCap (e.g. America/Chicago) or clear it to use the study time zone", ref, v)
+	}
+	return loc, nil
+}

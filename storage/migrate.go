@@ -1,0 +1,178 @@
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations are the schema changes, in order: migrations[i] takes the
+// schema from version i to version i+1. Never edit a released migration;
+// append a new one.
+var migrations = []string{
+	migration1,
+}
+
+// SchemaVersion is the schema version this nudge writes.
+func SchemaVersion() int { return len(migrations) }
+
+const sqlCreateSchemaVersion = `
+CREATE TABLE IF NOT EXISTS schema_version (
+	id      INTEGER PRIMARY KEY CHECK (id = 1),
+	version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO schema_version (id, version) VALUES (1, 0);`
+
+const (
+	sqlSchemaVersion    = `SELECT version FROM schema_version WHERE id = 1`
+	sqlSetSchemaVersion = `UPDATE schema_version SET version = ? WHERE id = 1`
+)
+
+// migration1 is the first schema. Times are unix nanoseconds (UTC), NULL
+// when unset. Empty strings are stored as empty text, except where a UNIQUE index
+// needs NULL (messages.sid).
+const migration1 = `
+CREATE TABLE runs (
+	id          INTEGER PRIMARY KEY,
+	kind        TEXT    NOT NULL,
+	started_at  INTEGER NOT NULL,
+	finished_at INTEGER,
+	outcome     TEXT    NOT NULL DEFAULT '',
+	summary     TEXT             -- JSON
+);
+
+CREATE TABLE messages (
+	id              INTEGER PRIMARY KEY,
+	key             TEXT    NOT NULL UNIQUE, -- project/rule/record/event/instance/occurrence
+	run_id          INTEGER REFERENCES runs (id),
+	project         TEXT    NOT NULL,
+	rule            TEXT    NOT NULL,
+	record          TEXT    NOT NULL,
+	event           TEXT    NOT NULL DEFAULT '',
+	instrument      TEXT    NOT NULL DEFAULT '',
+	instance        INTEGER NOT NULL DEFAULT 0,
+	occurrence      INTEGER NOT NULL DEFAULT 0,
+	channel         TEXT    NOT NULL CHECK (channel IN ('sms', 'email')),
+	to_addr         TEXT    NOT NULL,
+	from_addr       TEXT    NOT NULL DEFAULT '',
+	subject         TEXT    NOT NULL DEFAULT '',
+	body            TEXT    NOT NULL DEFAULT '',
+	html            TEXT    NOT NULL DEFAULT '', -- email only: the HTML part
+	state           TEXT    NOT NULL CHECK (state IN ('planned', 'sending', 'sent', 'delivered',
+	                                                  'undelivered', 'failed', 'skipped', 'retry')),
+	status          TEXT    NOT NULL DEFAULT '',
+	sid             TEXT    UNIQUE,
+	error_code      INTEGER NOT NULL DEFAULT 0,
+	reason          TEXT    NOT NULL DEFAULT '',
+	segments        INTEGER NOT NULL DEFAULT 0,
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	not_before      INTEGER,
+	next_poll       INTEGER,
+	created_at      INTEGER NOT NULL,
+	sent_at         INTEGER,
+	final_at        INTEGER,
+	updated_at      INTEGER NOT NULL,
+	reported_status TEXT    NOT NULL DEFAULT ''
+);
+CREATE INDEX messages_due ON messages (state, channel, not_before);
+CREATE INDEX messages_poll ON messages (state, channel, next_poll);
+CREATE INDEX messages_participant ON messages (project, rule, record, event, instance);
+CREATE INDEX messages_run ON messages (run_id);
+CREATE INDEX messages_unreported ON messages (id) WHERE status <> reported_status;
+
+CREATE TABLE status_history (
+	id         INTEGER PRIMARY KEY,
+	message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+	status     TEXT    NOT NULL,
+	error_code INTEGER NOT NULL DEFAULT 0,
+	source     TEXT    NOT NULL DEFAULT '',
+	at         INTEGER NOT NULL
+);
+CREATE INDEX status_history_message ON status_history (message_id, id);
+
+CREATE TABLE writebacks (
+	id                INTEGER PRIMARY KEY,
+	project           TEXT    NOT NULL,
+	record            TEXT    NOT NULL,
+	event             TEXT    NOT NULL DEFAULT '',
+	repeat_instrument TEXT    NOT NULL DEFAULT '',
+	instance          INTEGER NOT NULL DEFAULT 0,
+	fields            TEXT    NOT NULL, -- JSON object of field name to value
+	state             TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'failed')),
+	attempts          INTEGER NOT NULL DEFAULT 0,
+	last_error        TEXT    NOT NULL DEFAULT '',
+	not_before        INTEGER,
+	created_at        INTEGER NOT NULL,
+	done_at           INTEGER
+);
+CREATE INDEX writebacks_pending ON writebacks (project, state, not_before);
+
+CREATE TABLE optouts (
+	phone      TEXT    PRIMARY KEY, -- E.164
+	opted_out  INTEGER NOT NULL CHECK (opted_out IN (0, 1)),
+	source     TEXT    NOT NULL DEFAULT '',
+	updated_at INTEGER NOT NULL
+);
+
+CREATE TABLE inbound (
+	id          INTEGER PRIMARY KEY,
+	message_sid TEXT    NOT NULL UNIQUE,
+	from_number TEXT    NOT NULL,
+	to_number   TEXT    NOT NULL,
+	body        TEXT    NOT NULL DEFAULT '',
+	received_at INTEGER NOT NULL
+);
+CREATE INDEX inbound_from ON inbound (from_number, received_at);
+
+CREATE TABLE locks (
+	name       TEXT    PRIMARY KEY,
+	owner      TEXT    NOT NULL,
+	expires_at INTEGER NOT NULL
+);`
+
+// migrate brings the schema to len(migs). Each migration runs in its own
+// immediate transaction together with the version update, and re-reads the
+// version inside it, so two processes opening a fresh file at once apply
+// each migration exactly once.
+func (s *Store) migrate(ctx context.Context, migs []string) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, sqlCreateSchemaVersion)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create schema_version: %w", err)
+	}
+	for {
+		done := false
+		err := s.inTx(ctx, func(tx *sql.Tx) error {
+			var v int
+			if err := tx.QueryRowContext(ctx, sqlSchemaVersion).Scan(&v); err != nil {
+				return fmt.Errorf("read schema version: %w", err)
+			}
+			switch {
+			case v > len(migs):
+				return fmt.Errorf("%w (database schema version %d, this nudge knows up to %d)", ErrTooNew, v, len(migs))
+			case v == len(migs):
+				done = true
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, migs[v]); err != nil {
+				return fmt.Errorf("apply migration %d: %w", v+1, err)
+			}
+			if _, err := tx.ExecContext(ctx, sqlSetSchemaVersion, v+1); err != nil {
+				return fmt.Errorf("record schema version %d: %w", v+1, err)
+			}
+			return nil
+		})
+		if err != nil || done {
+			return err
+		}
+	}
+}
+
+// schemaVersion reports the database's current schema version.
+func (s *Store) schemaVersion(ctx context.Context) (int, error) {
+	var v int
+	err := s.db.QueryRowContext(ctx, sqlSchemaVersion).Scan(&v)
+	return v, err
+}

@@ -1,0 +1,183 @@
+// Package storage is nudge's SQLite store: the outbox of messages (which is
+// also the dedupe log and the work queue for sending, status polling and
+// write-back), the status history, the REDCap write-back queue, opt-outs,
+// runs and leases.
+//
+// Every stage of a run reads its input from here and writes its output here,
+// so a crashed run can be repeated and picks up where it stopped. Two
+// guarantees rest on this package:
+//
+//   - never lose a queued message: every change is committed before the
+//     caller acts on it, and the database runs in WAL mode with
+//     synchronous=FULL so a commit survives a power cut;
+//   - never send one twice: a message's idempotency key is UNIQUE, and a row
+//     moves from planned/retry to sending in one committed statement
+//     (Claim) that only one worker, in any process, can win.
+//
+// All times are stored as UTC unix nanoseconds; the zero time.Time is stored
+// as NULL and read back as the zero time. Times read back are in UTC.
+// The store never reads the clock: callers pass the time of every change.
+package storage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	sqlite3 "github.com/mattn/go-sqlite3" // also registers the "sqlite3" driver
+)
+
+// Sentinel errors. Use errors.Is: returned errors wrap these with details.
+var (
+	// ErrTooNew is returned by Open when the database was migrated by a newer
+	// nudge than this one.
+	ErrTooNew = errors.New("storage: database schema is newer than this nudge understands; upgrade nudge to open it")
+	// ErrNotFound is returned when the requested row does not exist.
+	ErrNotFound = errors.New("storage: not found")
+	// ErrNotClaimable is returned by Claim when the message is no longer
+	// planned or retry and due (another worker claimed it, or it finished).
+	ErrNotClaimable = errors.New("storage: message cannot be claimed: another worker took it, it is finished, or it is not due yet")
+	// ErrWrongState is returned when a change does not fit the row's current
+	// state, e.g. MarkSent on a message that was never claimed.
+	ErrWrongState = errors.New("storage: message is not in a state that allows this change")
+	// ErrUnknownStatus is returned for a provider status nudge does not know.
+	ErrUnknownStatus = errors.New("storage: unknown provider status")
+	// ErrInvalid is returned when an argument is missing or malformed.
+	ErrInvalid = errors.New("storage: invalid argument")
+	// ErrLockNotHeld is returned by Unlock when the lease is not held by the
+	// given owner (it expired and was taken, or was never taken).
+	ErrLockNotHeld = errors.New("storage: lock is not held by this owner")
+)
+
+// dsnParams are the connection settings of every connection in the pool.
+// mattn/go-sqlite3 applies them as PRAGMAs when it opens a connection:
+// busy_timeout first, so that concurrent openers wait instead of failing.
+// WAL lets readers run beside the single writer; synchronous=FULL (the
+// driver would pick NORMAL for WAL) makes each commit durable against power
+// loss, which a claimed-then-sent message needs; _txlock=immediate makes every
+// transaction take the write lock at BEGIN, so two read-then-write
+// transactions can never deadlock on a lock upgrade.
+const dsnParams = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
+
+// Store is nudge's database. It is safe for concurrent use by many
+// goroutines, and several processes may open the same file.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating it if needed) the SQLite database at path, and brings
+// its schema up to date. It refuses a database written by a newer nudge
+// (ErrTooNew).
+func Open(path string) (*Store, error) {
+	return open(context.Background(), path, migrations)
+}
+
+func open(ctx context.Context, path string, migs []string) (*Store, error) {
+	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("%w: database path %q: give a plain file path without '?' or a file: prefix", ErrInvalid, path)
+	}
+	db, err := sql.Open("sqlite3", path+"?"+dsnParams)
+	if err != nil {
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := firstConnect(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	if err := s.migrate(ctx, migs); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("storage: open %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// busyWait bounds how long firstConnect retries a busy brand-new file; it
+// matches _busy_timeout.
+const busyWait = 5 * time.Second
+
+// firstConnect opens the pool's first connection, which switches the file to
+// WAL. On a brand-new file that switch fails with SQLITE_BUSY at once, without
+// the busy timeout, when another process is creating the same file at the
+// same moment; retry that case for up to busyWait. Once the file is in WAL
+// mode, later connections do not meet it.
+func firstConnect(ctx context.Context, db *sql.DB) error {
+	delay, waited := 5*time.Millisecond, time.Duration(0)
+	for {
+		err := db.PingContext(ctx)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || waited >= busyWait {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		waited += delay
+		delay = min(2*delay, 100*time.Millisecond)
+	}
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return s.db.Close()
+}
+
+// limitArg turns a caller's limit into SQLite's: ≤ 0 means no limit.
+func limitArg(limit int) int {
+	if limit <= 0 {
+		return -1
+	}
+	return limit
+}
+
+// dbTime converts a time to its stored form: unix nanoseconds, NULL for zero.
+func dbTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixNano()
+}
+
+// goTime converts a stored time back: NULL is the zero time.
+func goTime(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.Unix(0, n.Int64).UTC()
+}
+
+// nullString stores "" as NULL (for columns with a UNIQUE index).
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// nullID stores 0 as NULL (for optional foreign keys).
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// inTx runs fn in one (immediate) transaction, committing if fn returns nil.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}

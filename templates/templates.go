@@ -1,0 +1,482 @@
+// Package templates holds nudge's message templates: SMS and email text
+// written in REDCap's piping syntax, parsed when the study is loaded and
+// rendered per participant, and the SMS segment counter.
+//
+// # Piping
+//
+// A template is literal text with piping tags, as in REDCap:
+//
+//	[first_name]               the field's value; for a multiple-choice field
+//	                           (dropdown, radio, yesno, truefalse) its choice label
+//	[arm:value]                the raw value (the choice code)
+//	[arm:label]                the choice label
+//	[race] or [race:checked]   checkbox: labels of the checked choices, "A, B"
+//	[race:unchecked]           checkbox: labels of the unchecked choices
+//	[race:value]               checkbox: codes of the checked choices, "1, 3"
+//	[race(2)]                  checkbox: one choice's raw 0 or 1
+//	[visit_arm_1][visit_date]  a field of another event
+//	[bp_sys][2]                a repeating instance: a number, current-instance,
+//	                           previous-instance, next-instance, first-instance
+//	                           or last-instance; [event][field][instance] for both
+//	[record-name]              a smart variable (any name with a dash), looked
+//	                           up through Source as written
+//
+// REDCap's :hideunderscore modifier is accepted and ignored: nudge never pipes
+// REDCap's "______" for a blank.
+//
+// A blank value is an error at render time (*MissingError): a participant
+// must never receive a message with a hole in it. nudge adds one thing to
+// REDCap's syntax for this, a fallback after a bar: [first_name|there]
+// pipes "there" when first_name is blank. The fallback is literal text up to
+// the closing bracket and goes inside the field's brackets, after any
+// modifier: [visit_arm_1][visit_date:value|soon], [bp_sys|?][2]. An empty
+// fallback, [middle_name|], allows a blank on purpose.
+//
+// REDCap has no escape for a literal "[". nudge reads "[" as the start of a
+// tag only when a letter follows it; "[" followed by anything else (a space,
+// a digit, punctuation, the end of the text) is literal text, so "[ ]",
+// "[1]" and "[*]" need no escaping. A "[" followed by a letter must form a
+// valid tag closed on the same line, or the template does not load.
+package templates
+
+import (
+	"fmt"
+	"html"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/nudge-study/nudge/rules/dict"
+	"github.com/nudge-study/nudge/rules/logic"
+)
+
+// Source supplies piped values; rules.Scope satisfies it. ok is false when
+// the record has no such field, event or instance (piped as blank).
+type Source interface {
+	Lookup(r logic.Ref) (value string, ok bool)
+}
+
+// Error is a piping syntax error at a position of a template file. Line and
+// Col are 1-based; Col counts characters (runes), not bytes.
+type Error struct {
+	File      string
+	Line, Col int
+	Msg       string
+}
+
+func (e *Error) Error() string {
+	if e.File == "" {
+		return fmt.Sprintf("%d:%d: %s", e.Line, e.Col, e.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
+}
+
+// MissingError reports a piped value that is blank in the record while the
+// tag has no fallback. The message must not be sent.
+type MissingError struct {
+	Ref logic.Ref
+}
+
+func (e *MissingError) Error() string { return "no value for " + e.Ref.String() }
+
+// ChoiceError reports a multiple-choice field whose value is not one of the
+// choices the data dictionary lists, so it has no label to pipe.
+type ChoiceError struct {
+	Ref   logic.Ref
+	Value string
+}
+
+func (e *ChoiceError) Error() string {
+	return fmt.Sprintf("%s holds %q, which is not one of its choices in the data dictionary; pipe [%s:value] or fix the record",
+		e.Ref, e.Value, e.Ref.Field)
+}
+
+// Text is a parsed template. It is immutable and safe for concurrent use.
+type Text struct {
+	src   string
+	parts []part
+	refs  []logic.Ref
+	html  bool // escape piped values for HTML
+}
+
+// part is literal text or one piping tag.
+type part struct {
+	lit string
+	tag *tag
+}
+
+// Modifiers of a field tag.
+const (
+	modNone      = ""
+	modValue     = "value"
+	modLabel     = "label"
+	modChecked   = "checked"
+	modUnchecked = "unchecked"
+)
+
+// tag is one piping tag such as [visit_arm_1][visit_date|soon].
+type tag struct {
+	ref         logic.Ref
+	mod         string
+	fallback    string
+	hasFallback bool
+}
+
+// Parse parses src, a template read from file (used in errors only). Errors
+// are *Error with positions in src.
+func Parse(file, src string) (*Text, error) {
+	return parse(file, src, 1, 1, false)
+}
+
+// ParseHTML is Parse for the HTML part of an email: Render escapes piped
+// values (not the template's own text or fallbacks) for HTML.
+func ParseHTML(file, src string) (*Text, error) {
+	return parse(file, src, 1, 1, true)
+}
+
+// Source returns the template text as written.
+func (t *Text) Source() string { return t.src }
+
+// Refs lists every reference the template pipes, deduplicated, in order of
+// appearance; a checkbox tag such as [race] yields Ref{Field: "race"}.
+func (t *Text) Refs() []logic.Ref {
+	return append([]logic.Ref(nil), t.refs...)
+}
+
+// Render pipes the values of src into the template. d gives field types and
+// choice labels; with a nil d every value is piped raw and checkbox labels
+// are unavailable. A blank value without a fallback is a *MissingError, a
+// multiple-choice code without a label a *ChoiceError.
+func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.tag == nil {
+			b.WriteString(p.lit)
+			continue
+		}
+		v, err := p.tag.value(src, d)
+		if err != nil {
+			return "", err
+		}
+		if strings.TrimSpace(v) == "" {
+			if !p.tag.hasFallback {
+				return "", &MissingError{Ref: p.tag.ref}
+			}
+			b.WriteString(p.tag.fallback)
+			continue
+		}
+		if t.html {
+			v = html.EscapeString(v)
+		}
+		b.WriteString(v)
+	}
+	return b.String(), nil
+}
+
+// value looks up what the tag pipes; "" means blank.
+func (tg *tag) value(src Source, d *dict.Dictionary) (string, error) {
+	r := tg.ref
+	if r.IsSmart() || r.Code != "" {
+		v, _ := src.Lookup(r)
+		return v, nil
+	}
+	var f dict.Field
+	known := false
+	if d != nil {
+		f, known = d.Field(r.Field)
+	}
+	if known && f.Type == "checkbox" {
+		return checkbox(src, r, f, tg.mod), nil
+	}
+	if tg.mod == modChecked || tg.mod == modUnchecked {
+		return "", fmt.Errorf("[%s:%s] is for checkbox fields, and %s is not one in the data dictionary", r.Field, tg.mod, r.Field)
+	}
+	v, _ := src.Lookup(r)
+	v = strings.TrimSpace(v)
+	if v == "" || tg.mod == modValue || !known {
+		return v, nil
+	}
+	choices := choicesOf(f)
+	if choices == nil {
+		return v, nil
+	}
+	for _, c := range choices {
+		if c.Code == v {
+			return c.Label, nil
+		}
+	}
+	return "", &ChoiceError{Ref: r, Value: v}
+}
+
+// choicesOf returns the choices whose label [field] pipes, nil for a field
+// that pipes its value.
+func choicesOf(f dict.Field) []dict.Choice {
+	switch f.Type {
+	case "dropdown", "radio":
+		return f.Choices
+	case "yesno":
+		if len(f.Choices) == 0 {
+			return []dict.Choice{{Code: "1", Label: "Yes"}, {Code: "0", Label: "No"}}
+		}
+		return f.Choices
+	case "truefalse":
+		if len(f.Choices) == 0 {
+			return []dict.Choice{{Code: "1", Label: "True"}, {Code: "0", Label: "False"}}
+		}
+		return f.Choices
+	}
+	return nil
+}
+
+// checkbox pipes a checkbox field: labels (or codes, for :value) of the
+// checked choices, or labels of the unchecked ones, joined by ", ".
+func checkbox(src Source, r logic.Ref, f dict.Field, mod string) string {
+	var out []string
+	for _, c := range f.Choices {
+		cr := r
+		cr.Code = c.Code
+		v, ok := src.Lookup(cr)
+		if !ok {
+			continue // no data for this choice: neither checked nor unchecked
+		}
+		checked := strings.TrimSpace(v) == "1"
+		switch {
+		case mod == modUnchecked && !checked:
+			out = append(out, c.Label)
+		case mod == modValue && checked:
+			out = append(out, c.Code)
+		case mod != modUnchecked && mod != modValue && checked:
+			out = append(out, c.Label)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// parser turns template source into parts. Positions are computed from byte
+// offsets only when an error is reported.
+type parser struct {
+	file      string
+	src       string
+	line, col int // position of src[0] in the file
+	text      *Text
+	lit       strings.Builder
+	seen      map[logic.Ref]bool
+}
+
+// parse parses src whose first byte sits at line:col of file.
+func parse(file, src string, line, col int, html bool) (*Text, error) {
+	p := &parser{file: file, src: src, line: line, col: col,
+		text: &Text{src: src, html: html}, seen: map[logic.Ref]bool{}}
+	for i := 0; i < len(src); {
+		if !startsTag(src, i) {
+			p.lit.WriteByte(src[i])
+			i++
+			continue
+		}
+		tg, end, err := p.tag(i)
+		if err != nil {
+			return nil, err
+		}
+		p.flush()
+		p.text.parts = append(p.text.parts, part{tag: tg})
+		if !p.seen[tg.ref] {
+			p.seen[tg.ref] = true
+			p.text.refs = append(p.text.refs, tg.ref)
+		}
+		i = end
+	}
+	p.flush()
+	return p.text, nil
+}
+
+func (p *parser) flush() {
+	if p.lit.Len() > 0 {
+		p.text.parts = append(p.text.parts, part{lit: p.lit.String()})
+		p.lit.Reset()
+	}
+}
+
+// startsTag reports whether a tag starts at src[i]: "[" and a letter.
+func startsTag(src string, i int) bool {
+	return src[i] == '[' && i+1 < len(src) && isLetter(src[i+1])
+}
+
+// group is the text between one pair of brackets and its byte offset.
+type group struct {
+	text string
+	off  int
+}
+
+// tag parses the tag starting at src[i] and returns it with the offset just
+// past it. Up to three adjacent groups form one tag, as in REDCap logic.
+func (p *parser) tag(i int) (*tag, int, error) {
+	var groups []group
+	j := i
+	for len(groups) == 0 || j+1 < len(p.src) && p.src[j] == '[' && isAlnum(p.src[j+1]) {
+		if len(groups) == 3 {
+			return nil, 0, p.errAt(j, "too many [ ] in a row: the most is [event][field][instance]; put a space before a literal [")
+		}
+		k := j + 1
+		for k < len(p.src) && p.src[k] != ']' && p.src[k] != '[' && p.src[k] != '\n' {
+			k++
+		}
+		if k == len(p.src) || p.src[k] != ']' {
+			return nil, 0, p.errAt(j, "unclosed [: close the tag with ] on the same line (a literal [ must not be followed by a letter)")
+		}
+		groups = append(groups, group{text: p.src[j+1 : k], off: j + 1})
+		j = k + 1
+	}
+
+	var field group
+	var event, instance *group
+	switch {
+	case len(groups) == 1:
+		field = groups[0]
+	case len(groups) == 2 && isInstance(groups[1].text):
+		field, instance = groups[0], &groups[1]
+	case len(groups) == 2:
+		event, field = &groups[0], groups[1]
+	default:
+		event, field, instance = &groups[0], groups[1], &groups[2]
+		if !isInstance(instance.text) {
+			return nil, 0, p.errAt(instance.off, "[%s] is not an instance: use a number or current-instance, previous-instance, next-instance, first-instance, last-instance", instance.text)
+		}
+	}
+	tg := &tag{}
+	if event != nil {
+		if !validName(event.text, true) {
+			return nil, 0, p.errAt(event.off, "[%s] is not an event name: use letters, digits and _ as in [baseline_arm_1]", event.text)
+		}
+		tg.ref.Event = event.text
+	}
+	if instance != nil {
+		tg.ref.Instance = instance.text
+	}
+	if err := p.fieldSpec(field, tg); err != nil {
+		return nil, 0, err
+	}
+	return tg, j, nil
+}
+
+// modifiers nudge accepts after a field name.
+var modifiers = map[string]bool{
+	modValue: true, modLabel: true, modChecked: true, modUnchecked: true, "hideunderscore": true,
+}
+
+// fieldSpec parses the field group: name, optional (code), :modifiers and
+// |fallback.
+func (p *parser) fieldSpec(g group, tg *tag) error {
+	spec := g.text
+	if k := strings.IndexByte(spec, '|'); k >= 0 {
+		tg.fallback, tg.hasFallback = spec[k+1:], true
+		spec = spec[:k]
+	}
+	if isDigit(spec[0]) {
+		return p.errAt(g.off, "[%s] is an instance number: put it after a field, as in [field][%s]", spec, spec)
+	}
+	end := 0
+	for end < len(spec) && (isAlnum(spec[end]) || spec[end] == '-') {
+		end++
+	}
+	name := spec[:end]
+	if strings.Contains(name, "-") {
+		// A smart variable, with any parameters: looked up as written.
+		if !validName(name, true) || strings.ContainsAny(spec, "()") {
+			return p.errAt(g.off, "[%s] is not a field name or smart variable", g.text)
+		}
+		for k := end; k < len(spec); k++ {
+			if c := spec[k]; !isAlnum(c) && c != '-' && c != ':' && c != '.' {
+				return p.errAt(g.off+k, "unexpected %q in [%s]", c, g.text)
+			}
+		}
+		tg.ref.Field = spec
+		return nil
+	}
+	tg.ref.Field = name
+	rest := spec[end:]
+	off := g.off + end
+	if strings.HasPrefix(rest, "(") {
+		k := strings.IndexByte(rest, ')')
+		if k < 0 {
+			return p.errAt(off, "unclosed ( in [%s]: a checkbox choice is written [field(code)], as in [race(2)]", g.text)
+		}
+		code := rest[1:k]
+		if code == "" || strings.IndexFunc(code, func(r rune) bool {
+			return r > 127 || !isAlnum(byte(r)) && r != '-' && r != '.'
+		}) >= 0 {
+			return p.errAt(off+1, "(%s) is not a checkbox choice code: use letters, digits and _", code)
+		}
+		tg.ref.Code = code
+		rest, off = rest[k+1:], off+k+1
+	}
+	for rest != "" {
+		if rest[0] != ':' {
+			r, _ := utf8.DecodeRuneInString(rest)
+			return p.errAt(off, "unexpected %q in [%s]: a tag is [field], [field:label] or [field|fallback]; a literal [ must not be followed by a letter", r, g.text)
+		}
+		mod := rest[1:]
+		if k := strings.IndexByte(mod, ':'); k >= 0 {
+			mod = mod[:k]
+		}
+		if !modifiers[mod] {
+			return p.errAt(off+1, "unknown modifier :%s in [%s]: use :value, :label, :checked or :unchecked", mod, g.text)
+		}
+		if mod != "hideunderscore" {
+			if tg.mod != modNone {
+				return p.errAt(off+1, "[%s] has two modifiers, :%s and :%s; keep one", g.text, tg.mod, mod)
+			}
+			tg.mod = mod
+		}
+		rest, off = rest[1+len(mod):], off+1+len(mod)
+	}
+	if tg.ref.Code != "" && tg.mod != modNone && tg.mod != modValue {
+		return p.errAt(g.off, "[%s]: a single checkbox choice pipes its 0 or 1; for labels write [%s:%s]", g.text, tg.ref.Field, tg.mod)
+	}
+	return nil
+}
+
+// errAt returns an *Error at byte offset off of p.src.
+func (p *parser) errAt(off int, format string, args ...any) *Error {
+	before := p.src[:off]
+	line := p.line + strings.Count(before, "\n")
+	start := strings.LastIndexByte(before, '\n') + 1
+	col := utf8.RuneCountInString(before[start:]) + 1
+	if start == 0 {
+		col += p.col - 1
+	}
+	return &Error{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+}
+
+// validName reports whether s is a field name (letters, digits and _, not
+// starting with a digit) or, with dash, an event or smart variable name.
+func validName(s string, dash bool) bool {
+	if s == "" || s[0] == '-' || !dash && isDigit(s[0]) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !isAlnum(c) && !(dash && c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// isInstance reports whether s names a repeat instance.
+func isInstance(s string) bool {
+	switch s {
+	case "current-instance", "previous-instance", "next-instance", "first-instance", "last-instance":
+		return true
+	}
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLetter(c byte) bool { return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' }
+func isDigit(c byte) bool  { return '0' <= c && c <= '9' }
+func isAlnum(c byte) bool  { return isLetter(c) || isDigit(c) || c == '_' }
