@@ -132,6 +132,10 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats,
 			return DispatchStats{}, nil // cancelled while waiting: the row stays queued
 		}
 	}
+	if later, ok := e.outsideWindow(m); ok {
+		log.WithField("not_before", later.Format(time.RFC3339)).Info("outside the allowed hours now; held until they open")
+		return DispatchStats{}, e.Store.MarkRetry(ctx, m.ID, "outside the allowed hours", e.now(), later)
+	}
 	if err := e.Store.Claim(ctx, m.ID, e.now()); err != nil {
 		if errors.Is(err, storage.ErrNotClaimable) {
 			return DispatchStats{}, nil // another worker has it
@@ -139,6 +143,9 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats,
 		return DispatchStats{}, err
 	}
 	res, err := e.SMS.Send(ctx, m.From, m.To, m.Body)
+	if e.Pacer != nil {
+		e.Pacer.Done(m.From, max(m.Segments, 1))
+	}
 	now := e.now()
 	if err == nil {
 		if err := e.Store.MarkSent(ctx, m.ID, res.SID, res.Status, res.Segments, now); err != nil {
@@ -184,6 +191,10 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats,
 // sendEmail hands one outbox row to the SMTP server.
 func (e *Engine) sendEmail(ctx context.Context, m storage.Message) (DispatchStats, error) {
 	log := e.log().WithFields(map[string]any{"message": m.ID, "rule": m.Rule, "record": m.Record, "to": redact(m.To)})
+	if later, ok := e.outsideWindow(m); ok {
+		log.WithField("not_before", later.Format(time.RFC3339)).Info("outside the allowed hours now; held until they open")
+		return DispatchStats{}, e.Store.MarkRetry(ctx, m.ID, "outside the allowed hours", e.now(), later)
+	}
 	if err := e.Store.Claim(ctx, m.ID, e.now()); err != nil {
 		if errors.Is(err, storage.ErrNotClaimable) {
 			return DispatchStats{}, nil
@@ -208,6 +219,23 @@ func (e *Engine) sendEmail(ctx context.Context, m storage.Message) (DispatchStat
 		log.WithError(err).Warn("email not accepted; will retry")
 		return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, err.Error(), now, at)
 	}
+}
+
+// outsideWindow checks a message against its rule's allowed hours at the
+// moment of sending (a long queue or a slow pacer can push a send past the
+// end of the window it was planned in) and says when they next open.
+func (e *Engine) outsideWindow(m storage.Message) (time.Time, bool) {
+	r := e.Study.Rule(m.Rule)
+	if r == nil || r.Window == nil || m.Zone == "" {
+		return time.Time{}, false
+	}
+	loc, err := time.LoadLocation(m.Zone)
+	if err != nil {
+		loc = e.Study.Config.Location
+	}
+	now := e.now()
+	next := r.Window.Next(now, loc)
+	return next, next.After(now)
 }
 
 // resolveSending settles rows left in "sending" (last touched before

@@ -199,7 +199,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 
 	scope := rules.NewScope(rec, row, pl.now, snap.Missing)
-	notBefore := pl.now
+	notBefore, zone := pl.now, ""
 	out.Outcome = Send
 	if r.Window != nil {
 		loc, err := r.Location(scope, pl.e.Study.Config.Location)
@@ -207,6 +207,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 			out.Outcome, out.Reason = Skipped, err.Error()
 			return out
 		}
+		zone = loc.String()
 		notBefore = r.Window.Next(pl.now, loc)
 		if notBefore.After(pl.now) {
 			out.Outcome = Deferred
@@ -219,7 +220,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Count + 1,
 		Channel: r.Channel, To: to, State: storage.StatePlanned,
-		NotBefore: notBefore, CreatedAt: pl.now,
+		NotBefore: notBefore, Zone: zone, CreatedAt: pl.now,
 	}
 	dict := pl.e.Dicts[r.Project]
 	var err error

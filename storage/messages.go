@@ -60,6 +60,9 @@ type Message struct {
 	Channel                 string // ChannelSMS or ChannelEmail
 	To, From, Subject, Body string
 	HTML                    string // email only: the HTML part, "" = text only
+	// Zone is the IANA time zone of the rule's allowed hours for this
+	// participant ("" = the rule has none); dispatch checks the hours again.
+	Zone string
 
 	State State
 	// Status is the provider's latest status: Twilio's, or "accepted" /
@@ -81,14 +84,14 @@ type Message struct {
 }
 
 const messageColumns = `id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
-	channel, to_addr, from_addr, subject, body, html, state, status, sid, error_code, reason, segments,
+	channel, to_addr, from_addr, subject, body, html, zone, state, status, sid, error_code, reason, segments,
 	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status`
 
 const (
 	sqlInsertMessage = `
 INSERT INTO messages (key, run_id, project, rule, record, event, instrument, instance, occurrence,
-	channel, to_addr, from_addr, subject, body, html, state, reason, not_before, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	channel, to_addr, from_addr, subject, body, html, zone, state, reason, not_before, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING`
 
 	sqlOccurrences = `
@@ -149,7 +152,7 @@ func scanMessage(r scanner) (Message, error) {
 		final, updated                     sql.NullInt64
 	)
 	err := r.Scan(&m.ID, &m.Key, &runID, &m.Project, &m.Rule, &m.Record, &m.Event, &m.Instrument,
-		&m.Instance, &m.Occurrence, &m.Channel, &m.To, &m.From, &m.Subject, &m.Body, &m.HTML, &m.State,
+		&m.Instance, &m.Occurrence, &m.Channel, &m.To, &m.From, &m.Subject, &m.Body, &m.HTML, &m.Zone, &m.State,
 		&m.Status, &sid, &m.ErrorCode, &m.Reason, &m.Segments, &m.Attempts, &notBefore, &nextPoll,
 		&created, &sent, &final, &updated, &m.ReportedStatus)
 	if err != nil {
@@ -224,7 +227,7 @@ type execFunc func(ctx context.Context, args ...any) (sql.Result, error)
 // insertMessage inserts m with exec; m must have passed checkNew.
 func insertMessage(ctx context.Context, exec execFunc, m *Message) (bool, error) {
 	res, err := exec(ctx, m.Key, nullID(m.RunID), m.Project, m.Rule, m.Record, m.Event,
-		m.Instrument, m.Instance, m.Occurrence, m.Channel, m.To, m.From, m.Subject, m.Body, m.HTML, m.State,
+		m.Instrument, m.Instance, m.Occurrence, m.Channel, m.To, m.From, m.Subject, m.Body, m.HTML, m.Zone, m.State,
 		m.Reason, dbTime(m.NotBefore), dbTime(m.CreatedAt), dbTime(m.CreatedAt))
 	if err != nil {
 		return false, fmt.Errorf("storage: enqueue %q: %w", m.Key, err)

@@ -58,6 +58,7 @@ CREATE TABLE messages (
 	subject         TEXT    NOT NULL DEFAULT '',
 	body            TEXT    NOT NULL DEFAULT '',
 	html            TEXT    NOT NULL DEFAULT '', -- email only: the HTML part
+	zone            TEXT    NOT NULL DEFAULT '', -- time zone of the rule's allowed hours
 	state           TEXT    NOT NULL CHECK (state IN ('planned', 'sending', 'sent', 'delivered',
 	                                                  'undelivered', 'failed', 'skipped', 'retry')),
 	status          TEXT    NOT NULL DEFAULT '',

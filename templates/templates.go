@@ -263,9 +263,9 @@ type parser struct {
 }
 
 // parse parses src whose first byte sits at line:col of file.
-func parse(file, src string, line, col int, html bool) (*Text, error) {
+func parse(file, src string, line, col int, escapeHTML bool) (*Text, error) {
 	p := &parser{file: file, src: src, line: line, col: col,
-		text: &Text{src: src, html: html}, seen: map[logic.Ref]bool{}}
+		text: &Text{src: src, html: escapeHTML}, seen: map[logic.Ref]bool{}}
 	for i := 0; i < len(src); {
 		if !startsTag(src, i) {
 			p.lit.WriteByte(src[i])

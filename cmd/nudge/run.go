@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -28,7 +29,7 @@ const usage = `nudge sends study participants the messages their REDCap rules ca
 
 Usage:
   nudge check   [--config nudge.yaml]          validate config, rule files and templates
-  nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all]
+  nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME]
                                               who would get which message, and who is excluded and why
   nudge run     [--config nudge.yaml]          one full pass (for cron)
   nudge demo    [--json] [--db FILE]           the bundled demo study against built-in simulators
@@ -119,21 +120,33 @@ func (c *common) logger(stderr io.Writer) (*logrus.Logger, error) {
 }
 
 // loadStudy loads and checks a study; problems are printed one per line as
-// FILE:LINE:COL: message and end the command with exit status 1.
+// FILE:LINE:COL: message and end the command with exit status 1. Field
+// names are checked even when the rule files have other problems, so a
+// coordinator sees everything to fix at once.
 func loadStudy(path string, stdout io.Writer) (*rules.Study, error) {
 	study, err := rules.Load(path)
 	var errs rules.Errors
-	if errors.As(err, &errs) {
-		return nil, printProblems(errs, stdout)
-	}
-	if err != nil {
+	if err != nil && !errors.As(err, &errs) {
 		return nil, err
 	}
-	dicts, err := engine.LoadDictionaries(study.Config)
-	if err != nil {
-		return nil, err
+	if study != nil {
+		dicts, err := engine.LoadDictionaries(study.Config)
+		if err != nil && len(errs) == 0 {
+			return nil, err
+		}
+		errs = append(errs, study.CheckFields(dicts)...)
 	}
-	if errs := study.CheckFields(dicts); len(errs) > 0 {
+	if len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool {
+			a, b := errs[i].Pos, errs[j].Pos
+			if a.File != b.File {
+				return a.File < b.File
+			}
+			if a.Line != b.Line {
+				return a.Line < b.Line
+			}
+			return a.Col < b.Col
+		})
 		return nil, printProblems(errs, stdout)
 	}
 	return study, nil
@@ -235,6 +248,7 @@ func cmdPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	rule := fs.String("rule", "", "only this rule")
 	record := fs.String("record", "", "only this record id")
 	all := fs.Bool("all", false, "also list excluded participants (default: only with --rule or --record)")
+	asOf := fs.String("as-of", "", `evaluate as if it were this time ("2026-11-23 10:00" in the study time zone, or RFC 3339)`)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -260,13 +274,34 @@ func cmdPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *record != "" {
 		opt.Records = map[string]bool{*record: true}
 	}
-	plan, err := e.Plan(ctx, snaps, e.Clock.Now(), opt)
+	now := e.Clock.Now()
+	if *asOf != "" {
+		if now, err = parseTime(*asOf, e.Study.Config.Location); err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--as-of: %w", err)}
+		}
+	}
+	plan, err := e.Plan(ctx, snaps, now, opt)
 	if err != nil {
 		return err
 	}
 	printPlan(stdout, plan, *all || *rule != "" || *record != "")
 	printSummaries(stdout, plan.Summaries(e))
 	return nil
+}
+
+// parseTime reads a time as a coordinator writes it, in the study's zone,
+// or as RFC 3339.
+func parseTime(s string, loc *time.Location) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
+			return t, nil
+		}
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is not a time like \"2026-11-23 10:00\"", s)
+	}
+	return t, nil
 }
 
 func printPlan(w io.Writer, plan *engine.Plan, withExcluded bool) {
@@ -365,7 +400,10 @@ func isTerminal(w io.Writer) bool {
 }
 
 func progressLine(w io.Writer) func(engine.Progress) {
+	var mu sync.Mutex
 	return func(p engine.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
 		switch p.Stage {
 		case "dispatch":
 			fmt.Fprintf(w, "\r\033[Ksending %d/%d (%s)", p.Done, p.Total, p.Message)

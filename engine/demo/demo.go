@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -82,12 +83,19 @@ type EmailResult struct {
 	ReceivedBySMTP int `json:"received_by_smtp"`
 }
 
-// Pacing is the Twilio simulator's own measure of one sender's send rate.
+// Pacing is the Twilio simulator's own measure of one sender's sends, from
+// the times it recorded for its create calls. RatePerSecond is the highest
+// rate between two consecutive creates (segments of the earlier message
+// over the gap), so MinIntervalS ≥ 1/RatePerSecond and RatePerSecond < 1
+// together say the number never went above Twilio's limit of one segment
+// per second; MeanRatePerSecond is over the whole run.
 type Pacing struct {
-	From          string  `json:"from"`
-	Sends         int     `json:"sends"`
-	MinIntervalS  float64 `json:"min_interval_s"`
-	RatePerSecond float64 `json:"rate_per_second"`
+	From              string  `json:"from"`
+	Sends             int     `json:"sends"`
+	MinIntervalS      float64 `json:"min_interval_s"`
+	RatePerSecond     float64 `json:"rate_per_second"`
+	MeanRatePerSecond float64 `json:"mean_rate_per_second"`
+	ConfiguredRate    float64 `json:"configured_rate_per_second"`
 }
 
 // Skip is one participant a rule selected but could not message.
@@ -104,8 +112,10 @@ type Env struct {
 	REDCap *redcaptest.Server
 	Twilio *twiliotest.Server
 	SMTP   *smtptest.Server
-	tokens map[string]string
-	closer []func()
+	// REDCapURL and TwilioURL are where the simulators listen.
+	REDCapURL, TwilioURL string
+	tokens               map[string]string
+	closer               []func()
 }
 
 // Start loads the demo study, starts the simulators and connects an engine
@@ -143,6 +153,7 @@ func Start(opt Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.REDCapURL = rcURL
 	env.closer = append(env.closer, func() { env.REDCap.Close() })
 	for _, seed := range seeds {
 		if err := seed(); err != nil {
@@ -163,6 +174,7 @@ func Start(opt Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.TwilioURL = twURL
 	env.closer = append(env.closer, func() { env.Twilio.Close() })
 
 	// SMTP.
@@ -331,29 +343,33 @@ func (env *Env) duplicates() int {
 // pacing measures each sender's rate from the Twilio simulator's record of
 // create calls.
 func (env *Env) pacing() []Pacing {
-	times := make(map[string][]time.Time)
+	creates := make(map[string][]twiliotest.Create)
 	for _, c := range env.Twilio.Creates() {
-		times[c.From] = append(times[c.From], c.Time)
+		creates[c.From] = append(creates[c.From], c)
 	}
 	var out []Pacing
-	for from, ts := range times {
-		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
-		p := Pacing{From: from, Sends: len(ts)}
-		if len(ts) > 1 {
-			minGap := ts[1].Sub(ts[0])
-			for i := 2; i < len(ts); i++ {
-				minGap = min(minGap, ts[i].Sub(ts[i-1]))
+	for from, cs := range creates {
+		sort.Slice(cs, func(i, j int) bool { return cs[i].Time.Before(cs[j].Time) })
+		p := Pacing{From: from, Sends: len(cs), ConfiguredRate: env.Study.Config.Twilio.RatePerSecond}
+		if len(cs) > 1 {
+			minGap := time.Duration(math.MaxInt64)
+			var peak float64
+			for i := 1; i < len(cs); i++ {
+				gap := cs[i].Time.Sub(cs[i-1].Time)
+				minGap = min(minGap, gap)
+				peak = max(peak, float64(max(cs[i-1].Segments, 1))/gap.Seconds())
 			}
-			p.MinIntervalS = round3(minGap.Seconds())
-			p.RatePerSecond = round3(float64(len(ts)-1) / ts[len(ts)-1].Sub(ts[0]).Seconds())
+			// Round the interval down and the rates up (to 1e-4): the
+			// printed figures never look better than what was measured.
+			p.MinIntervalS = math.Floor(minGap.Seconds()*1e4) / 1e4
+			p.RatePerSecond = math.Ceil(max(peak, 1/p.MinIntervalS)*1e4) / 1e4
+			p.MeanRatePerSecond = math.Ceil(float64(len(cs)-1)/cs[len(cs)-1].Time.Sub(cs[0].Time).Seconds()*1e4) / 1e4
 		}
 		out = append(out, p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].From < out[j].From })
 	return out
 }
-
-func round3(f float64) float64 { return float64(int64(f*1000+0.5)) / 1000 }
 
 // loadProject reads one demo project's dictionary, records and (for a
 // longitudinal project) its events from the demo folder.

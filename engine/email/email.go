@@ -78,10 +78,15 @@ type Message struct {
 // Failures before the message is offered — connection, TLS, authentication —
 // are never permanent, even with a 5xx code: the sender's setup must be
 // fixed, not the message, and the message can go out once it is.
+//
+// Its message says "recipient" where go-mail or the server quoted the address, so
+// it can be logged and stored like the rest of a message's status.
 type Error struct {
 	Code      int  // SMTP reply code, 0 when the server gave none
 	Permanent bool // see above
 	Err       error
+
+	msg string // Err's text with the recipient's address replaced
 }
 
 func (e *Error) Error() string {
@@ -89,7 +94,11 @@ func (e *Error) Error() string {
 	if e.Permanent {
 		kind = "permanent"
 	}
-	return fmt.Sprintf("email: %s failure: %v", kind, e.Err)
+	msg := e.msg
+	if msg == "" {
+		msg = e.Err.Error()
+	}
+	return fmt.Sprintf("email: %s failure: %s", kind, msg)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -169,7 +178,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (messageID string, err err
 	}
 	msg, err := s.build(m)
 	if err != nil {
-		return "", &Error{Permanent: true, Err: err}
+		return "", scrub(&Error{Permanent: true, Err: err}, m.To)
 	}
 	messageID = msg.GetMessageID()
 	log := s.log.WithFields(logrus.Fields{"message_id": messageID, "to_domain": domainOf(m.To)})
@@ -205,7 +214,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (messageID string, err err
 	if msg.IsDelivered() {
 		if err != nil {
 			// The server accepted the message; only the goodbye failed.
-			log.WithError(err).Warn("email accepted, closing the connection failed")
+			log.WithField("error", scrub(&Error{Err: err}, m.To).msg).Warn("email accepted, closing the connection failed")
 		}
 		log.Debug("email sent")
 		return messageID, nil
@@ -213,7 +222,23 @@ func (s *Sender) Send(ctx context.Context, m Message) (messageID string, err err
 	if err == nil { // cannot happen: no error means delivered
 		err = errors.New("server did not confirm the message")
 	}
-	return "", classify(ctx, err)
+	return "", scrub(classify(ctx, err), m.To)
+}
+
+// scrub replaces the recipient's address in e's message: go-mail and SMTP
+// servers quote it in their errors.
+func scrub(e *Error, to string) *Error {
+	e.msg = e.Err.Error()
+	addrs := []string{strings.TrimSpace(to)}
+	if a, err := netmail.ParseAddress(to); err == nil {
+		addrs = append(addrs, a.Address)
+	}
+	for _, a := range addrs {
+		if a != "" {
+			e.msg = strings.ReplaceAll(e.msg, a, "recipient")
+		}
+	}
+	return e
 }
 
 // build turns m into a go-mail message.

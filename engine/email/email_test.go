@@ -144,6 +144,9 @@ func TestSendRecipientRejected(t *testing.T) {
 			if n := len(srv.Messages()); n != 0 {
 				t.Errorf("server stored %d messages for a rejected recipient", n)
 			}
+			if strings.Contains(strings.ToLower(err.Error()), "gone@example.org") {
+				t.Errorf("error names the recipient: %v", err)
+			}
 		})
 	}
 }

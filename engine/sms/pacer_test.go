@@ -265,3 +265,42 @@ func BenchmarkPacerWaitParallel(b *testing.B) {
 		}
 	})
 }
+
+// TestPacerDone: the next send from a number starts at least its slots
+// after Twilio answered the previous one, so a slow round trip can never
+// squeeze two creates closer together at Twilio's side.
+func TestPacerDone(t *testing.T) {
+	start := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	slot := func(rate float64) time.Duration { return time.Duration(math.Ceil(float64(time.Second) / rate)) }
+	tests := []struct {
+		name     string
+		rate     float64
+		latency  time.Duration
+		segments int
+		wantGap  time.Duration // from the first release to the second
+	}{
+		{"instant answer keeps the schedule", 0.95, 0, 1, slot(0.95)},
+		{"a round trip is added", 0.95, 300 * time.Millisecond, 1, 300*time.Millisecond + slot(0.95)},
+		{"segments count from the answer", 0.95, 300 * time.Millisecond, 3, 300*time.Millisecond + 3*slot(0.95)},
+		{"toll-free rate", 2.5, 100 * time.Millisecond, 1, 100*time.Millisecond + slot(2.5)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := sms.NewFakeClock(start)
+			p := sms.NewPacer(tt.rate, clk)
+			ctx := context.Background()
+			if err := p.Wait(ctx, "+14155550100", tt.segments); err != nil {
+				t.Fatal(err)
+			}
+			first := clk.Now()
+			clk.Advance(tt.latency)
+			p.Done("+14155550100", tt.segments)
+			if err := p.Wait(ctx, "+14155550100", 1); err != nil {
+				t.Fatal(err)
+			}
+			if got := clk.Now().Sub(first); got != tt.wantGap {
+				t.Errorf("second send %v after the first, want %v", got, tt.wantGap)
+			}
+		})
+	}
+}
