@@ -127,20 +127,24 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats,
 		log.Info("not sent: the participant opted out")
 		return DispatchStats{Skipped: 1}, e.Store.MarkSkipped(ctx, m.ID, "opted out", e.now())
 	}
-	if e.Pacer != nil {
-		if err := e.Pacer.Wait(ctx, m.From, max(m.Segments, 1)); err != nil {
-			return DispatchStats{}, nil // cancelled while waiting: the row stays queued
-		}
-	}
 	if later, ok := e.outsideWindow(m); ok {
 		log.WithField("not_before", later.Format(time.RFC3339)).Info("outside the allowed hours now; held until they open")
 		return DispatchStats{}, e.Store.MarkRetry(ctx, m.ID, "outside the allowed hours", e.now(), later)
 	}
+	// Claim first, then wait for the pacer: the claim's disk write then
+	// overlaps the wait instead of delaying the send.
 	if err := e.Store.Claim(ctx, m.ID, e.now()); err != nil {
 		if errors.Is(err, storage.ErrNotClaimable) {
 			return DispatchStats{}, nil // another worker has it
 		}
 		return DispatchStats{}, err
+	}
+	if e.Pacer != nil {
+		if err := e.Pacer.Wait(ctx, m.From, max(m.Segments, 1)); err != nil {
+			// Cancelled before the request: provably not sent, so it goes
+			// back to the queue. A fresh context: ctx is already done.
+			return DispatchStats{}, e.Store.MarkRetry(context.WithoutCancel(ctx), m.ID, "interrupted before sending", e.now(), e.now())
+		}
 	}
 	res, err := e.SMS.Send(ctx, m.From, m.To, m.Body)
 	if e.Pacer != nil {

@@ -5,6 +5,7 @@
 package demo
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -51,6 +52,8 @@ type Options struct {
 	// of the real-speed study clock; tests pass an sms.FakeClock so the
 	// whole demo runs without waiting.
 	Clock engine.Clock
+	// Timeout bounds each call to a simulator (default 10 s).
+	Timeout time.Duration
 }
 
 // Summary is what `nudge demo --json` prints.
@@ -210,7 +213,7 @@ func Start(opt Options) (*Env, error) {
 		db = filepath.Join(dir, "demo.db")
 	}
 	env.Engine, err = engine.New(study, engine.Options{Log: opt.Log, Clock: clock, DBPath: db,
-		Progress: opt.Progress, Timeout: 10 * time.Second})
+		Progress: opt.Progress, Timeout: cmp.Or(opt.Timeout, 10*time.Second)})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,303 @@
+package engine_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nudge-study/nudge/engine"
+	"github.com/nudge-study/nudge/engine/demo"
+	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
+	"github.com/nudge-study/nudge/engine/sms"
+	"github.com/nudge-study/nudge/engine/sms/twiliotest"
+	"github.com/nudge-study/nudge/storage"
+)
+
+// The demo study is the fixture: two projects, SMS and email rules, and
+// the simulators, all on a fake clock that starts at demo.StudyTime.
+type fixture struct {
+	env *demo.Env
+	e   *engine.Engine
+	clk *sms.FakeClock
+	ctx context.Context
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	clk := sms.NewFakeClock(demo.StudyTime)
+	env, err := demo.Start(demo.Options{Dir: filepath.Join("..", "testdata", "demo"), Clock: clk,
+		DBPath: filepath.Join(t.TempDir(), "nudge.db"), Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	f := &fixture{env: env, e: env.Engine, clk: clk, ctx: ctx}
+	if err := f.e.Prepare(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// enqueue exports, plans and enqueues the given rules at the clock's time.
+func (f *fixture) enqueue(t *testing.T, rules ...string) *engine.Plan {
+	t.Helper()
+	snaps, err := f.e.Export(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opt := engine.PlanOptions{Rules: map[string]bool{}}
+	for _, r := range rules {
+		opt.Rules[r] = true
+	}
+	plan, err := f.e.Plan(f.ctx, snaps, f.clk.Now(), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Store.EnqueueBatch(f.ctx, plan.Messages()); err != nil {
+		t.Fatal(err)
+	}
+	return plan
+}
+
+func (f *fixture) messages(t *testing.T, rule string) []storage.Message {
+	t.Helper()
+	ms, err := f.e.Store.ByRule(f.ctx, rule)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms
+}
+
+// createsPerNumber counts the creates the Twilio simulator accepted, by
+// recipient; any count above one is a duplicate text to a participant.
+func (f *fixture) createsPerNumber() map[string]int {
+	n := map[string]int{}
+	for _, c := range f.env.Twilio.Creates() {
+		n[c.To+"|"+c.Body]++
+	}
+	return n
+}
+
+func (f *fixture) assertNoDuplicates(t *testing.T) {
+	t.Helper()
+	for k, n := range f.createsPerNumber() {
+		if n > 1 {
+			t.Errorf("%d creates of the same text to %s", n, strings.SplitN(k, "|", 2)[0])
+		}
+	}
+}
+
+// A crash between Twilio's answer and the outbox update leaves a row in
+// "sending". The next pass looks it up at Twilio: the one Twilio has is
+// marked sent with its SID and not sent again; the one Twilio never got is
+// sent once.
+func TestCrashWhileSendingNeverSendsTwice(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(t, "diary-reminder")
+	due, err := f.e.Store.Due(f.ctx, "sms", f.clk.Now(), 0)
+	if err != nil || len(due) < 2 {
+		t.Fatalf("due: %d, %v", len(due), err)
+	}
+	reached, lost := due[0], due[1]
+	client, err := sms.NewClient(sms.Config{AccountSID: demo.AccountSID, AuthToken: demo.AuthToken, BaseURL: f.env.TwilioURL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []storage.Message{reached, lost} {
+		if err := f.e.Store.Claim(f.ctx, m.ID, f.clk.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first reached Twilio, then the process died.
+	if _, err := client.Send(f.ctx, reached.From, reached.To, reached.Body); err != nil {
+		t.Fatal(err)
+	}
+
+	f.clk.Advance(5 * time.Minute)
+	if _, err := f.e.Dispatch(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.e.Store.Get(f.ctx, reached.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.SID == "" || got.State == storage.StateSending || got.State == storage.StatePlanned {
+		t.Errorf("the message Twilio had: state %s, SID %q; want sent with Twilio's SID", got.State, got.SID)
+	}
+	got, _ = f.e.Store.Get(f.ctx, lost.ID)
+	if got.SID == "" {
+		t.Errorf("the message Twilio never got: state %s, want sent on the next pass", got.State)
+	}
+	f.assertNoDuplicates(t)
+	if n := f.createsPerNumber()[reached.To+"|"+reached.Body]; n != 1 {
+		t.Errorf("creates to the crashed row's number: %d, want 1", n)
+	}
+}
+
+// Twilio takes a message but the answer never arrives (the client times
+// out): the engine looks the message up before anything else and stores
+// the SID Twilio has; the participant gets one text.
+func TestUnansweredCreateIsLookedUpNotResent(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(t, "diary-reminder")
+	f.env.Twilio.Fault(twiliotest.Fault{Delay: 2 * time.Second}) // longer than the 300 ms client timeout
+	st, err := f.e.Dispatch(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := f.messages(t, "diary-reminder")
+	for _, m := range ms {
+		if m.State == storage.StatePlanned || m.State == storage.StateSending || m.State == storage.StateRetry {
+			t.Errorf("record %s left in %s", m.Record, m.State)
+		}
+	}
+	f.assertNoDuplicates(t)
+	if attempts := len(f.env.Twilio.Attempts()); attempts != st.Sent+st.Failed {
+		t.Errorf("create requests %d, want one per message (%d sent, %d failed)", attempts, st.Sent, st.Failed)
+	}
+}
+
+// Twilio says 429 or 503: the message was not taken; it is retried after a
+// backoff and sent exactly once.
+func TestRetryAfterTwilioRefusedToTakeIt(t *testing.T) {
+	for _, status := range []int{429, 503} {
+		t.Run(fmt.Sprintf("HTTP %d", status), func(t *testing.T) {
+			f := newFixture(t)
+			f.enqueue(t, "diary-reminder")
+			f.env.Twilio.Fault(twiliotest.Fault{Status: status, Times: 1})
+			st, err := f.e.Dispatch(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Retried != 1 {
+				t.Fatalf("retried %d, want 1 (%+v)", st.Retried, st)
+			}
+			again, err := f.e.Dispatch(f.ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again.Sent != 0 {
+				t.Errorf("the retry went before its backoff: %+v", again)
+			}
+			f.clk.Advance(time.Minute)
+			if again, err = f.e.Dispatch(f.ctx); err != nil || again.Sent != 1 {
+				t.Errorf("after the backoff: %+v, %v; want 1 sent", again, err)
+			}
+			f.assertNoDuplicates(t)
+		})
+	}
+}
+
+// A message planned a minute before the allowed hours end is held, not
+// sent, when dispatch only reaches it after they ended.
+func TestAllowedHoursCheckedAtSendTime(t *testing.T) {
+	f := newFixture(t)
+	la, _ := time.LoadLocation("America/Los_Angeles")
+	f.clk.Set(time.Date(2026, 11, 23, 19, 59, 0, 0, la))
+	plan := f.enqueue(t, "welcome-sms")
+	planned := 0
+	for _, d := range plan.Decisions {
+		if d.Outcome == engine.Send {
+			planned++
+		}
+	}
+	if planned == 0 {
+		t.Fatal("nothing planned at 19:59")
+	}
+	f.clk.Set(time.Date(2026, 11, 23, 20, 0, 30, 0, la))
+	if _, err := f.e.Dispatch(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for _, m := range f.messages(t, "welcome-sms") {
+		loc, _ := time.LoadLocation(m.Zone)
+		open := time.Date(2026, 11, 23, 9, 0, 0, 0, loc)
+		close := time.Date(2026, 11, 23, 20, 0, 0, 0, loc)
+		if now := f.clk.Now(); !now.Before(open) && now.Before(close) {
+			continue // still inside this participant's hours (Honolulu): sending is right
+		}
+		held++
+		nb := m.NotBefore.In(loc)
+		if m.SID != "" || (m.State != storage.StateRetry && m.State != storage.StatePlanned) || nb.Hour() != 9 || nb.Minute() != 0 || nb.Day() != 24 {
+			t.Errorf("record %s (%s): %s until %s, want held until 09:00 on the 24th", m.Record, m.Zone, m.State, nb)
+		}
+	}
+	if held == 0 {
+		t.Fatal("no message was outside its allowed hours")
+	}
+}
+
+// A participant who opted out gets nothing, with the reason "opted out";
+// Twilio's 21610 (the number replied STOP) records an opt-out.
+func TestOptOuts(t *testing.T) {
+	f := newFixture(t)
+	if err := f.e.Store.OptOut(f.ctx, "+14155550100", "test", f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	res, err := f.e.Run(f.ctx, engine.PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, d := range res.Plan.Decisions {
+		if d.Record == "1" && d.Rule == "welcome-sms" {
+			found = true
+			if d.Outcome != engine.Skipped || d.Reason != "opted out" {
+				t.Errorf("record 1: %s %q, want skipped: opted out", d.Outcome, d.Reason)
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no decision for record 1")
+	}
+	for _, c := range f.env.Twilio.Attempts() {
+		if c.To == "+14155550100" {
+			t.Error("a text went to an opted-out number")
+		}
+	}
+	// The demo's Twilio answers 21610 for one site B participant.
+	out, err := f.e.Store.IsOptedOut(f.ctx, "+15105550157")
+	if err != nil || !out {
+		t.Errorf("after 21610: opted out = %v, %v; want true", out, err)
+	}
+}
+
+// REDCap failing during the write-back loses nothing: the statuses stay in
+// the queue and go in on a later pass.
+func TestWriteBackSurvivesREDCapOutage(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(t, "diary-reminder")
+	if _, err := f.e.Dispatch(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.env.REDCap.Fault(redcaptest.Fault{Content: "record", Status: 503, Times: 4})
+	st, err := f.e.Report(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Imported != 0 || st.Queued == 0 {
+		t.Fatalf("during the outage: %+v; want queued and none imported", st)
+	}
+	f.clk.Advance(2 * time.Minute)
+	st, err = f.e.Report(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Imported != len(f.messages(t, "diary-reminder")) {
+		t.Errorf("after the outage: imported %d, want %d", st.Imported, len(f.messages(t, "diary-reminder")))
+	}
+	n, err := f.e.Store.Outstanding(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Some SMS are still being tracked (no poll yet); none is waiting on REDCap.
+	pending, err := f.e.Store.PendingWriteBacks(f.ctx, "site_b", f.clk.Now().Add(time.Hour), 0)
+	if err != nil || len(pending) != 0 {
+		t.Errorf("pending write-backs after recovery: %d, %v (outstanding %d)", len(pending), err, n)
+	}
+}
