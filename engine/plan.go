@@ -130,8 +130,12 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	for _, o := range occs {
 		sent[occurrenceKey(o.Project, o.Rule, o.Record, o.Event, o.Instance)] = o
 	}
-	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent}
-	plan := &Plan{}
+	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, phones: make(map[string]phone)}
+	n := 0
+	for _, snap := range snaps {
+		n += len(snap.Records)
+	}
+	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.Study.Rules)/max(len(snaps), 1))}
 	for _, r := range e.Study.Rules {
 		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) {
 			continue
@@ -157,6 +161,12 @@ type planner struct {
 	now      time.Time
 	optedOut map[string]bool
 	sent     map[string]storage.Occurrence
+	phones   map[string]phone // raw value → parsed, once per pass: parsing is the planner's costliest step
+}
+
+type phone struct {
+	e164 string
+	err  error
 }
 
 func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, snap *Snapshot) Decision {
@@ -270,11 +280,15 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		}
 		return a.Address, ""
 	}
-	e164, err := NormalizePhone(raw, pl.e.Study.Config.Twilio.Region)
-	if err != nil {
-		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field, redact(raw), err)
+	p, ok := pl.phones[raw]
+	if !ok {
+		p.e164, p.err = NormalizePhone(raw, pl.e.Study.Config.Twilio.Region)
+		pl.phones[raw] = p
 	}
-	return e164, ""
+	if p.err != nil {
+		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field, redact(raw), p.err)
+	}
+	return p.e164, ""
 }
 
 // NormalizePhone parses a phone number as a coordinator typed it and returns

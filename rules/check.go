@@ -68,16 +68,7 @@ func (s *Study) refs(project string) []usedRef {
 			}
 		}
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		a, b := out[i].pos, out[j].pos
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].pos.Before(out[j].pos) })
 	return out
 }
 

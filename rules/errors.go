@@ -13,6 +13,22 @@ type Pos struct {
 	Line, Col int
 }
 
+// Before orders positions by file name, then line, then column.
+func (p Pos) Before(q Pos) bool {
+	if p.File != q.File {
+		return p.File < q.File
+	}
+	if p.Line != q.Line {
+		return p.Line < q.Line
+	}
+	return p.Col < q.Col
+}
+
+// Sort orders the errors by position, stably.
+func (es Errors) Sort() {
+	sort.SliceStable(es, func(i, j int) bool { return es[i].Pos.Before(es[j].Pos) })
+}
+
 // String formats the position as FILE:LINE:COL, leaving out unknown parts.
 func (p Pos) String() string {
 	switch {

@@ -331,13 +331,13 @@ func (p *parser) tag(i int) (*tag, int, error) {
 	switch {
 	case len(groups) == 1:
 		field = groups[0]
-	case len(groups) == 2 && isInstance(groups[1].text):
+	case len(groups) == 2 && logic.IsInstance(groups[1].text):
 		field, instance = groups[0], &groups[1]
 	case len(groups) == 2:
 		event, field = &groups[0], groups[1]
 	default:
 		event, field, instance = &groups[0], groups[1], &groups[2]
-		if !isInstance(instance.text) {
+		if !logic.IsInstance(instance.text) {
 			return nil, 0, p.errAt(instance.off, "[%s] is not an instance: use a number or current-instance, previous-instance, next-instance, first-instance, last-instance", instance.text)
 		}
 	}
@@ -454,23 +454,6 @@ func validName(s string, dash bool) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; !isAlnum(c) && !(dash && c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-// isInstance reports whether s names a repeat instance.
-func isInstance(s string) bool {
-	switch s {
-	case "current-instance", "previous-instance", "next-instance", "first-instance", "last-instance":
-		return true
-	}
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if !isDigit(s[i]) {
 			return false
 		}
 	}

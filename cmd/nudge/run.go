@@ -137,16 +137,7 @@ func loadStudy(path string, stdout io.Writer) (*rules.Study, error) {
 		errs = append(errs, study.CheckFields(dicts)...)
 	}
 	if len(errs) > 0 {
-		sort.SliceStable(errs, func(i, j int) bool {
-			a, b := errs[i].Pos, errs[j].Pos
-			if a.File != b.File {
-				return a.File < b.File
-			}
-			if a.Line != b.Line {
-				return a.Line < b.Line
-			}
-			return a.Col < b.Col
-		})
+		errs.Sort()
 		return nil, printProblems(errs, stdout)
 	}
 	return study, nil

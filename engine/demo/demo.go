@@ -23,6 +23,7 @@ import (
 	"github.com/nudge-study/nudge/engine/email/smtptest"
 	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
+	"github.com/nudge-study/nudge/engine/sms"
 	"github.com/nudge-study/nudge/engine/sms/twiliotest"
 	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/rules/dict"
@@ -476,19 +477,11 @@ func mustZone(name string) *time.Location {
 }
 
 // studyClock runs at real speed from StudyTime.
-type studyClock struct{ start time.Time }
+type studyClock struct {
+	sms.RealClock
+	start time.Time
+}
 
 func newStudyClock() *studyClock { return &studyClock{start: time.Now()} }
 
 func (c *studyClock) Now() time.Time { return StudyTime.Add(time.Since(c.start)) }
-
-func (c *studyClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}

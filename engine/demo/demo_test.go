@@ -169,8 +169,10 @@ func TestLogsRedacted(t *testing.T) {
 	env := start(t, filepath.Join(t.TempDir(), "demo.db"), log)
 	pass(t, env)
 	out := buf.String()
-	if !strings.Contains(out, "sms sent") {
-		t.Fatalf("expected info logs about sends, got:\n%.2000s", out)
+	for _, want := range []string{`"msg":"sms sent"`, `"msg":"participant skipped"`, `"reason":"invalid phone number in [mobile_phone]`} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("expected a log line with %s, got:\n%.2000s", want, out)
+		}
 	}
 	var secrets []string
 	for _, tok := range env.tokens {

@@ -15,7 +15,8 @@ import (
 )
 
 // sendPaced sends each body from one number through a Pacer and the
-// simulator, all on one fake clock, and returns the simulator's creates.
+// simulator, all on one fake clock, the way the engine's dispatch does
+// (Wait, Send, Done), and returns the simulator's creates.
 func sendPaced(t *testing.T, rate float64, bodies []string, segments []int) []twiliotest.Create {
 	t.Helper()
 	srv, clk, c := setup(t, 5*time.Second)
@@ -28,6 +29,7 @@ func sendPaced(t *testing.T, rate float64, bodies []string, segments []int) []tw
 		if _, err := c.Send(ctx, sender, alice, body); err != nil {
 			t.Fatal(err)
 		}
+		p.Done(sender, segments[i])
 	}
 	creates := srv.Creates()
 	if len(creates) != len(bodies) {

@@ -447,7 +447,7 @@ func (p *parser) parseRef() (*node, error) {
 	switch {
 	case len(parts) == 1:
 		field = parts[0]
-	case len(parts) == 2 && isInstance(parts[1].text):
+	case len(parts) == 2 && IsInstance(parts[1].text):
 		field = parts[0]
 		r.Instance = parts[1].text
 	case len(parts) == 2:
@@ -456,7 +456,7 @@ func (p *parser) parseRef() (*node, error) {
 	default:
 		r.Event = parts[0].text
 		field = parts[1]
-		if !isInstance(parts[2].text) {
+		if !IsInstance(parts[2].text) {
 			return nil, p.errAt(parts[2], "[%s] is not an instance: use a number or current-instance, previous-instance, next-instance, first-instance, last-instance", parts[2].text)
 		}
 		r.Instance = parts[2].text
@@ -540,7 +540,10 @@ func isAllDigits(s string) bool {
 	return true
 }
 
-func isInstance(s string) bool {
+// IsInstance reports whether s names a repeat instance in the second or
+// third bracket of a reference: a number, or current-, previous-, next-,
+// first- or last-instance. Piping in templates reads references the same way.
+func IsInstance(s string) bool {
 	switch s {
 	case "current-instance", "previous-instance", "next-instance", "first-instance", "last-instance":
 		return true
