@@ -21,7 +21,10 @@ const (
 	// staleSending is how long a row may sit in "sending" before another
 	// pass treats it as left behind by a crash and looks it up.
 	staleSending = 2 * time.Minute
-	dueBatch     = 10000
+	// senderLease is how long the sending lease lasts without renewal; it
+	// is renewed before every send.
+	senderLease = time.Minute
+	dueBatch    = 10000
 )
 
 // DispatchStats counts what one dispatch did.
@@ -38,15 +41,28 @@ func (s *DispatchStats) add(o DispatchStats) {
 
 // Dispatch sends every message that is due: first it resolves rows a crash
 // left in "sending", then it sends SMS (one worker per sending number, each
-// paced by its own limiter) and email side by side.
+// paced by its own limiter) and email side by side. Only one process sends
+// at a time — it holds the database's sending lease — so the pacing holds
+// even with several nudge processes on one database; the others return at
+// once and leave the queue to the holder.
 func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
+	e.dispatchMu.Lock()
+	defer e.dispatchMu.Unlock()
 	var total DispatchStats
+	held, err := e.renewSending(ctx)
+	if err != nil || !held {
+		return total, err
+	}
+	defer func() {
+		if err := e.Store.Unlock(context.WithoutCancel(ctx), "sending", e.owner()); err != nil {
+			e.log().WithError(err).Warn("releasing the sending lease")
+		}
+	}()
 	if err := e.resolveSending(ctx, e.now().Add(-staleSending)); err != nil {
 		return total, err
 	}
 	now := e.now()
 	var smsDue, mailDue []storage.Message
-	var err error
 	if e.SMS != nil {
 		if smsDue, err = e.Store.Due(ctx, "sms", now, dueBatch); err != nil {
 			return total, err
@@ -139,6 +155,11 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats,
 		}
 		return DispatchStats{}, err
 	}
+	if held, err := e.renewSending(ctx); err != nil || !held {
+		// The lease was lost (this process stalled for a minute): another
+		// process sends now. The row goes back to the queue unsent.
+		return DispatchStats{}, errors.Join(err, e.Store.MarkRetry(context.WithoutCancel(ctx), m.ID, "sending lease lost", e.now(), e.now()))
+	}
 	if e.Pacer != nil {
 		if err := e.Pacer.Wait(ctx, m.From, max(m.Segments, 1)); err != nil {
 			// Cancelled before the request: provably not sent, so it goes
@@ -179,8 +200,13 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats,
 		log.WithField("retry_at", at.Format(time.RFC3339)).Warn("Twilio did not take the sms; will retry")
 		return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, se.Message, now, at)
 	case sms.Ambiguous:
-		log.Warn("Twilio did not answer in time; looking the message up before anything else")
-		return e.resolveOne(ctx, m)
+		// Look it up now, even when ctx was cancelled mid-request (a
+		// shutdown): a bounded, detached context, so the row is settled
+		// before the process stops rather than left ambiguous.
+		log.Warn("Twilio did not answer; looking the message up before anything else")
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		defer cancel()
+		return e.resolveOne(lctx, m)
 	default:
 		if se.Code == 21610 {
 			if err := e.Store.OptOut(ctx, m.To, "twilio-21610", now); err != nil {
@@ -223,6 +249,11 @@ func (e *Engine) sendEmail(ctx context.Context, m storage.Message) (DispatchStat
 		log.WithError(err).Warn("email not accepted; will retry")
 		return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, err.Error(), now, at)
 	}
+}
+
+// renewSending takes or renews the database-wide sending lease.
+func (e *Engine) renewSending(ctx context.Context) (bool, error) {
+	return e.Store.TryLock(ctx, "sending", e.owner(), senderLease, e.now())
 }
 
 // outsideWindow checks a message against its rule's allowed hours at the

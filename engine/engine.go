@@ -14,11 +14,16 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/nudge-study/nudge/engine/email"
+	"github.com/nudge-study/nudge/engine/metrics"
 	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/engine/sms"
 	"github.com/nudge-study/nudge/rules"
@@ -68,9 +73,97 @@ type Engine struct {
 	// Progress, when set, is told about each message handed to a provider.
 	Progress func(Progress)
 
+	// Owner names this engine in the database's leases (default
+	// host:pid:n); two engines on one database must differ.
+	Owner string
+
+	// Metrics, when set, counts what the engine does for /metrics.
+	Metrics *metrics.Metrics
+
 	// Dicts holds each project's data dictionary once Prepare has run.
 	Dicts map[string]*dict.Dictionary
 	infos map[string]redcap.Project
+
+	mu      sync.Mutex
+	records map[string]map[string]*rules.Record // project → record id → the record as last exported
+	missing map[string][]string                 // project → missing-data codes
+	inbound *storage.InboundWriter
+
+	dispatchMu  sync.Mutex    // one dispatch at a time in a process
+	reportWake  chan struct{} // wakes the write-back worker (serve)
+	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
+}
+
+// remember keeps the records of an export for piping replies, and after a
+// full export refreshes the index of participants' phone numbers that
+// inbound texts are matched against.
+func (e *Engine) remember(snap *Snapshot, full bool) {
+	e.mu.Lock()
+	if e.records == nil {
+		e.records = make(map[string]map[string]*rules.Record)
+		e.missing = make(map[string][]string)
+	}
+	byID := e.records[snap.Project]
+	if full || byID == nil {
+		byID = make(map[string]*rules.Record, len(snap.Records))
+		e.records[snap.Project] = byID
+	}
+	for _, rec := range snap.Records {
+		byID[rec.ID] = rec
+	}
+	e.missing[snap.Project] = snap.Missing
+	e.mu.Unlock()
+}
+
+// cachedRecord returns a record as last exported, with its project's
+// missing-data codes.
+func (e *Engine) cachedRecord(project, id string) (*rules.Record, []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.records[project][id], e.missing[project]
+}
+
+// participants lists, for a project's records, the phone numbers its SMS
+// rules send to, so that an inbound text can be matched to its sender.
+func (e *Engine) participants(snap *Snapshot, now time.Time) []storage.Participant {
+	var out []storage.Participant
+	seen := map[string]bool{}
+	for _, r := range e.Study.Rules {
+		if r.Project != snap.Project || r.Channel != rules.ChannelSMS {
+			continue
+		}
+		for _, rec := range snap.Records {
+			row := baseRow(rec, r.Event)
+			raw, _ := rules.NewScope(rec, row, now, nil).Lookup(r.To)
+			if strings.TrimSpace(raw) == "" {
+				continue
+			}
+			phone, err := NormalizePhone(raw, e.region())
+			if err != nil {
+				continue
+			}
+			event := row.Event
+			if r.To.Event != "" {
+				event = r.To.Event
+			}
+			key := phone + "\x00" + rec.ID + "\x00" + event
+			if !seen[key] {
+				seen[key] = true
+				out = append(out, storage.Participant{Phone: phone, Project: snap.Project, Record: rec.ID, Event: event, UpdatedAt: now})
+			}
+		}
+	}
+	return out
+}
+
+// inboundWriter is the group-commit writer inbound texts are stored through.
+func (e *Engine) inboundWriter() *storage.InboundWriter {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.inbound == nil {
+		e.inbound = e.Store.NewInboundWriter()
+	}
+	return e.inbound
 }
 
 // Progress is a snapshot of a pass for a live progress line.
@@ -88,6 +181,18 @@ func (e *Engine) log() logrus.FieldLogger {
 		e.Log = l
 	}
 	return e.Log
+}
+
+var engines atomic.Int64
+
+func (e *Engine) owner() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.Owner == "" {
+		host, _ := os.Hostname()
+		e.Owner = fmt.Sprintf("%s:%d:%d", host, os.Getpid(), engines.Add(1))
+	}
+	return e.Owner
 }
 
 func (e *Engine) now() time.Time {

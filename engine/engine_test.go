@@ -23,20 +23,24 @@ type fixture struct {
 	e   *engine.Engine
 	clk *sms.FakeClock
 	ctx context.Context
+	db  string
 }
+
+func (f *fixture) dbPath() string { return f.db }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	clk := sms.NewFakeClock(demo.StudyTime)
+	db := filepath.Join(t.TempDir(), "nudge.db")
 	env, err := demo.Start(demo.Options{Dir: filepath.Join("..", "testdata", "demo"), Clock: clk,
-		DBPath: filepath.Join(t.TempDir(), "nudge.db"), Timeout: 300 * time.Millisecond})
+		DBPath: db, Timeout: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(env.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
-	f := &fixture{env: env, e: env.Engine, clk: clk, ctx: ctx}
+	f := &fixture{env: env, e: env.Engine, clk: clk, ctx: ctx, db: db}
 	if err := f.e.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}

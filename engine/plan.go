@@ -44,6 +44,7 @@ const (
 type Decision struct {
 	Rule, Project, Record, Event, Instrument string
 	Instance                                 int
+	Selected                                 bool // the rule's condition is true
 	Outcome                                  Outcome
 	Reason                                   string
 	Message                                  *storage.Message // for Send and Deferred
@@ -91,7 +92,12 @@ func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
 		recs := rules.GroupRows(id, flat)
 		e.log().WithFields(map[string]any{"project": p.Name, "records": len(recs), "rows": len(rows),
 			"fields": len(fields), "took": time.Since(start).Round(time.Millisecond).String()}).Info("exported records")
-		snaps[p.Name] = &Snapshot{Project: p.Name, Records: recs, Missing: e.infos[p.Name].MissingCodes}
+		snap := &Snapshot{Project: p.Name, Records: recs, Missing: e.infos[p.Name].MissingCodes}
+		snaps[p.Name] = snap
+		e.remember(snap, true)
+		if err := e.Store.ReplaceParticipants(ctx, p.Name, e.participants(snap, e.now()), e.now()); err != nil {
+			return nil, err
+		}
 	}
 	return snaps, nil
 }
@@ -110,7 +116,7 @@ func dedupe(xs []string) []string {
 
 // PlanOptions narrows a plan.
 type PlanOptions struct {
-	Rules   map[string]bool // only these rules; nil = every enabled rule
+	Rules   map[string]bool // only these rules; nil = every enabled rule except on-save ones
 	Records map[string]bool // only these record ids; nil = all
 }
 
@@ -130,15 +136,19 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	for _, o := range occs {
 		sent[occurrenceKey(o.Project, o.Rule, o.Record, o.Event, o.Instance)] = o
 	}
-	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, phones: make(map[string]phone)}
+	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, phones: make(map[string]phone),
+		optOutTails: make(map[string]bool, len(optedOut))}
+	for p := range optedOut {
+		pl.optOutTails[tail(p)] = true
+	}
 	n := 0
 	for _, snap := range snaps {
 		n += len(snap.Records)
 	}
 	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.Study.Rules)/max(len(snaps), 1))}
 	for _, r := range e.Study.Rules {
-		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) {
-			continue
+		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) || (opt.Rules == nil && r.OnSave) {
+			continue // on-save rules run when REDCap reports a save, or when named
 		}
 		snap := snaps[r.Project]
 		if snap == nil {
@@ -162,6 +172,29 @@ type planner struct {
 	optedOut map[string]bool
 	sent     map[string]storage.Occurrence
 	phones   map[string]phone // raw value → parsed, once per pass: parsing is the planner's costliest step
+	// optOutTails holds the last four digits of every opted-out number, so
+	// only the few rows that could be opted out have their number parsed.
+	optOutTails map[string]bool
+}
+
+// tail is the last four digits in s.
+func tail(s string) string {
+	var d []byte
+	for i := len(s) - 1; i >= 0 && len(d) < 4; i-- {
+		if c := s[i]; c >= '0' && c <= '9' {
+			d = append(d, c)
+		}
+	}
+	return string(d)
+}
+
+// optedOut reports whether a row's SMS recipient has opted out.
+func (pl *planner) isOptedOut(r *rules.Rule, raw string) bool {
+	if r.Channel != "sms" || len(pl.optOutTails) == 0 || !pl.optOutTails[tail(raw)] {
+		return false
+	}
+	to, reason := pl.address(r, raw)
+	return reason == "" && pl.optedOut[to]
 }
 
 type phone struct {
@@ -172,8 +205,14 @@ type phone struct {
 func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, snap *Snapshot) Decision {
 	row := d.Row
 	out := Decision{Rule: r.Name, Project: r.Project, Record: rec.ID, Event: row.Event,
-		Instrument: row.RepeatInstrument, Instance: row.Instance}
+		Instrument: row.RepeatInstrument, Instance: row.Instance, Selected: d.Selected}
 	switch {
+	case pl.isOptedOut(r, d.To):
+		// Said first, whatever the condition: after a STOP the write-back
+		// usually makes the condition false too, and "opted out" is the
+		// reason a coordinator needs to see.
+		out.Outcome, out.Reason = Skipped, "opted out"
+		return out
 	case d.Err != nil:
 		out.Outcome, out.Reason = Skipped, "the condition could not be evaluated: "+d.Err.Error()
 		return out
@@ -185,10 +224,6 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	to, reason := pl.address(r, d.To)
 	if reason != "" {
 		out.Outcome, out.Reason = Skipped, reason
-		return out
-	}
-	if r.Channel == "sms" && pl.optedOut[to] {
-		out.Outcome, out.Reason = Skipped, "opted out"
 		return out
 	}
 

@@ -42,18 +42,17 @@ func (p *Plan) Summaries(e *Engine) []RuleSummary {
 		if s == nil {
 			continue
 		}
+		if d.Selected {
+			s.Selected++
+		}
 		switch d.Outcome {
 		case Send:
-			s.Selected++
 			s.Planned++
 		case Deferred:
-			s.Selected++
 			s.Deferred++
 		case Skipped:
-			s.Selected++
 			s.Skipped++
 		case Done:
-			s.Selected++
 			s.Done++
 		case Excluded:
 			s.Excluded++

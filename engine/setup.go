@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -92,12 +93,20 @@ func New(study *rules.Study, opt Options) (*Engine, error) {
 	return e, nil
 }
 
-// Close releases the store.
+// Close flushes the inbound writer and closes the store.
 func (e *Engine) Close() error {
 	if e.Store == nil {
 		return nil
 	}
-	return e.Store.Close()
+	e.mu.Lock()
+	w := e.inbound
+	e.inbound = nil
+	e.mu.Unlock()
+	var err error
+	if w != nil {
+		err = w.Close()
+	}
+	return errors.Join(err, e.Store.Close())
 }
 
 // LoadDictionaries reads the data dictionary files the config names for

@@ -107,9 +107,11 @@ func findRef(files []string, ref logic.Ref, fallback Pos) Pos {
 	return fallback
 }
 
-// CheckFields checks every field the rules, templates and replies use
-// against their project's data dictionary: the field exists, holds data,
-// and a checkbox code is one of its choices. Projects missing from dicts
+// CheckFields checks every field the rules, templates, replies and
+// projects' opt_out entries use against their project's data dictionary:
+// the field exists, holds data, a checkbox code is one of its choices, a
+// field nudge writes can be written, and a value written to a
+// multiple-choice field is one of its codes. Projects missing from dicts
 // are not checked. Instruments are checked against the dictionary's forms.
 func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 	var errs Errors
@@ -133,6 +135,32 @@ func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 			}
 			if msg := checkRef(d, names, u, p.Name); msg != "" {
 				add(&Error{Pos: u.pos, Rule: u.rule, Msg: msg})
+			}
+		}
+		if o := p.OptOut; o != nil && o.Field != "" {
+			u := usedRef{ref: logic.Ref{Field: o.Field}, pos: o.pos["field"], what: "opt_out.field"}
+			if msg := checkRef(d, names, u, p.Name); msg != "" {
+				add(&Error{Pos: u.pos, Msg: msg})
+			} else {
+				for _, key := range []string{"value", "opt_in_value"} {
+					v := o.Value
+					if key == "opt_in_value" {
+						v = o.OptInValue
+					}
+					if msg := checkChoice(d, o.Field, v, "opt_out."+key); msg != "" {
+						add(&Error{Pos: o.pos[key], Msg: msg})
+					}
+				}
+			}
+		}
+		for _, rep := range s.Replies {
+			if rep.Project != p.Name {
+				continue
+			}
+			for field, v := range rep.Set {
+				if msg := checkChoice(d, field, v, "set."+field); msg != "" {
+					add(&Error{Pos: rep.pos["set."+field], Msg: msg})
+				}
 			}
 		}
 		forms := d.Forms()
@@ -199,7 +227,7 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 			return fmt.Sprintf("to: [%s] is validated as %s, but the channel is email: name the email address field", ref.Field, f.Validation)
 		}
 	}
-	if strings.HasPrefix(u.what, "write_back.") || u.what == "set" {
+	if writes(u.what) {
 		if f.Type == "checkbox" || f.Type == "calc" {
 			return fmt.Sprintf("%s[%s] is a %s field and cannot be written: use a text field", prefix, ref.Field, f.Type)
 		}
@@ -207,8 +235,34 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 	return ""
 }
 
-// CheckEvents checks the events the project's rules and templates name
-// against the project's unique event names (for a longitudinal project).
+// writes reports whether a reference of kind what names a field nudge
+// writes to.
+func writes(what string) bool {
+	return strings.HasPrefix(what, "write_back.") || what == "set" || what == "opt_out.field"
+}
+
+// checkChoice checks a value nudge writes to a multiple-choice field (yesno,
+// truefalse, radio, dropdown) is one of its codes, as REDCap would refuse the
+// import otherwise. It returns "" when the value is fine, blank (nothing is
+// written or the field is cleared) or the field is unknown or free text.
+func checkChoice(d *dict.Dictionary, field, value, what string) string {
+	f, ok := d.Field(field)
+	if !ok || value == "" || len(f.Choices) == 0 || f.Type == "checkbox" {
+		return ""
+	}
+	codes := make([]string, len(f.Choices))
+	for i, c := range f.Choices {
+		if c.Code == value {
+			return ""
+		}
+		codes[i] = c.Code
+	}
+	return fmt.Sprintf("%s: '%s' is not a choice of [%s] (its codes are %s): REDCap would refuse it", what, value, field, strings.Join(codes, ", "))
+}
+
+// CheckEvents checks the events the project's rules, replies and
+// templates name against the project's unique event names (for a
+// longitudinal project).
 func (s *Study) CheckEvents(project string, events []string) Errors {
 	var errs Errors
 	seen := map[string]bool{}
@@ -226,6 +280,13 @@ func (s *Study) CheckEvents(project string, events []string) Errors {
 		}
 		add(r.pos["event"], r.Name, "unknown event '%s' in project %s%s: use a unique event name such as %s",
 			r.Event, project, didYouMean(r.Event, events, "'%s'"), firstOr(events, "baseline_arm_1"))
+	}
+	for _, rep := range s.Replies {
+		if rep.Project != project || rep.Event == "" || known(rep.Event) {
+			continue
+		}
+		add(rep.pos["event"], "", "unknown event '%s' in project %s%s: use a unique event name such as %s",
+			rep.Event, project, didYouMean(rep.Event, events, "'%s'"), firstOr(events, "baseline_arm_1"))
 	}
 	for _, u := range s.refs(project) {
 		if u.ref.Event == "" || known(u.ref.Event) {
@@ -251,7 +312,7 @@ func firstOr(list []string, def string) string {
 func (s *Study) Fields(project string) []string {
 	set := map[string]bool{}
 	for _, u := range s.refs(project) {
-		if u.ref.IsSmart() || strings.HasPrefix(u.what, "write_back.") || u.what == "set" {
+		if u.ref.IsSmart() || writes(u.what) {
 			continue
 		}
 		set[u.ref.Field] = true

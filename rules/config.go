@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"net"
 	"net/mail"
 	"net/url"
 	"os"
@@ -38,10 +39,23 @@ type Config struct {
 type Project struct {
 	Name       string
 	RedcapURL  string
-	TokenEnv   string // name of the environment variable holding the API token
-	Dictionary string // absolute path of a data dictionary CSV, "" if none
-	SMSFrom    string // the project's own E.164 sending number, "" = twilio.from
+	TokenEnv   string  // name of the environment variable holding the API token
+	Dictionary string  // absolute path of a data dictionary CSV, "" if none
+	SMSFrom    string  // the project's own E.164 sending number, "" = twilio.from
+	ProjectID  int     // REDCap's project id (PID), 0 = not configured: Data Entry Triggers are refused
+	OptOut     *OptOut // nil = STOP and START are not written back to REDCap
 	Pos        Pos
+}
+
+// OptOut names the REDCap field nudge writes when a participant of the
+// project texts STOP (Value) or START (OptInValue).
+type OptOut struct {
+	Field      string
+	Value      string // written on STOP, never blank
+	OptInValue string // written on START, "" = nothing is written
+	Pos        Pos    // the opt_out entry
+
+	pos map[string]Pos // value positions: "field", "value", "opt_in_value"
 }
 
 // Twilio configures SMS sending. Credentials are environment variable names.
@@ -76,8 +90,15 @@ type Storage struct {
 // Server configures `nudge serve`.
 type Server struct {
 	Listen    string
-	PublicURL string
-	Pos       Pos
+	PublicURL string // the address Twilio and REDCap post to, "" = not set
+	HelpText  string // the answer to HELP and INFO, "" = not set
+
+	RunEvery       time.Duration // how often rules without a schedule are evaluated, 0 = never
+	PollEvery      time.Duration // how often delivery statuses are polled
+	WritebackEvery time.Duration // how often the write-back queue is sent to REDCap
+	Pos            Pos
+
+	helpGiven bool // help_text was written (perhaps blank, which is reported)
 }
 
 // Defaults for optional config settings.
@@ -88,6 +109,13 @@ const (
 	DefaultSMTPPort      = 587
 	DefaultStorage       = "nudge.db"
 	DefaultTemplates     = "templates"
+
+	DefaultRunEvery       = 15 * time.Minute
+	DefaultPollEvery      = 15 * time.Second
+	DefaultWritebackEvery = 15 * time.Second
+
+	// MaxHelpText is the longest help_text Twilio accepts as one message body.
+	MaxHelpText = 1600
 )
 
 // DefaultRuleGlobs is where rule files are looked for when the config does
@@ -249,7 +277,7 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	if n := m.get("smtp"); n != nil {
 		c.SMTP = decodeSMTP(d, n)
 	}
-	c.Server = Server{Listen: DefaultListen, Pos: d.pos(root)}
+	c.Server = defaultServer(d.pos(root))
 	if n := m.get("server"); n != nil {
 		c.Server = decodeServer(d, n)
 	}
@@ -294,8 +322,10 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 		d.errorf(n, "projects: list at least one REDCap project")
 	}
 	seen := map[string]Pos{}
+	pids := map[string]*Project{} // REDCap API endpoint + project id → first project using them
 	for _, it := range items {
-		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from")
+		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from",
+			"project_id", "opt_out")
 		if m == nil {
 			continue
 		}
@@ -338,8 +368,138 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 		if v := m.get("sms_from"); v != nil {
 			p.SMSFrom = e164(d, v, "sms_from")
 		}
+		if v := m.get("project_id"); v != nil {
+			p.ProjectID = decodeProjectID(d, v, &p, pids)
+		}
+		if v := m.get("opt_out"); v != nil {
+			p.OptOut = decodeOptOut(d, v, p.Name)
+		}
 		c.Projects = append(c.Projects, p)
 	}
+}
+
+// decodeProjectID reads a project's REDCap project id. pids holds the
+// projects decoded so far by API endpoint and id: two projects of one
+// REDCap with the same id could not be told apart by a Data Entry Trigger.
+func decodeProjectID(d *decoder, v *yaml.Node, p *Project, pids map[string]*Project) int {
+	id, ok := d.integer(v, "project_id")
+	if !ok {
+		return 0
+	}
+	if id < 1 {
+		d.errorf(v, "project_id: %d is not a REDCap project id: write the positive number REDCap shows as PID (the pid= in the project's address)", id)
+		return 0
+	}
+	if origin, dir, ok := endpoint(p.RedcapURL); ok {
+		key := fmt.Sprintf("%s%s#%d", origin, dir, id)
+		if first := pids[key]; first != nil {
+			d.errorf(v, "project_id %d is already used by project %q (line %d) on the same REDCap: each project has its own id", id, first.Name, first.Pos.Line)
+		} else {
+			pids[key] = p
+		}
+	}
+	return id
+}
+
+// decodeOptOut reads a project's opt_out entry.
+func decodeOptOut(d *decoder, n *yaml.Node, project string) *OptOut {
+	m := d.mapping(n, "opt_out", "field", "value", "opt_in_value")
+	if m == nil {
+		return nil
+	}
+	o := &OptOut{Pos: d.pos(n), pos: map[string]Pos{}}
+	if v := m.get("field"); v != nil {
+		o.pos["field"] = d.pos(v)
+		if s, ok := d.str(v, "opt_out.field"); ok {
+			if fieldNameRE.MatchString(s) {
+				o.Field = s
+			} else {
+				d.errorf(v, "opt_out.field: %q is not a REDCap field name: write it without brackets, e.g. sms_opt_in", s)
+			}
+		}
+	} else {
+		d.errorf(n, "opt_out needs field: the REDCap field written when a participant of project %q texts STOP or START, e.g. field: sms_opt_in", project)
+	}
+	if v := m.get("value"); v != nil {
+		o.pos["value"] = d.pos(v)
+		if s, ok := d.str(v, "opt_out.value"); ok {
+			if strings.TrimSpace(s) == "" {
+				d.errorf(v, "opt_out.value is blank: write the value stored on STOP, e.g. value: \"0\"")
+			}
+			o.Value = s
+		}
+	} else {
+		d.errorf(n, "opt_out needs value: the value written to the field when a participant texts STOP, e.g. value: \"0\"")
+	}
+	if v := m.get("opt_in_value"); v != nil {
+		o.pos["opt_in_value"] = d.pos(v)
+		if s, ok := d.str(v, "opt_out.opt_in_value"); ok {
+			if s != "" && s == o.Value {
+				d.errorf(v, "opt_out: value and opt_in_value are both %q, so STOP and START would write the same: use e.g. value: \"0\" and opt_in_value: \"1\"", s)
+			}
+			o.OptInValue = s
+		}
+	}
+	return o
+}
+
+// endpoint reduces an http(s) URL to what identifies a REDCap server: its
+// origin (lower-case scheme://host:port with the scheme's default port
+// made explicit) and its path ending in "/". Query and fragment are
+// ignored.
+func endpoint(raw string) (origin, dir string, ok bool) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return "", "", false
+	}
+	scheme := strings.ToLower(u.Scheme)
+	port := u.Port()
+	switch {
+	case scheme == "http" && port == "":
+		port = "80"
+	case scheme == "https" && port == "":
+		port = "443"
+	case scheme != "http" && scheme != "https":
+		return "", "", false
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if host == "" {
+		return "", "", false
+	}
+	return scheme + "://" + net.JoinHostPort(host, port), strings.TrimRight(u.Path, "/") + "/", true
+}
+
+// ProjectForTrigger finds the project a REDCap Data Entry Trigger is for:
+// the DET's redcap_url (REDCap's base address, e.g.
+// "https://redcap.example.edu/") must have the same scheme, host and port
+// as the project's redcap_url, whose path must start with the DET's path,
+// and projectID must be the project's project_id. Projects without a
+// project_id never match. When several projects match (two REDCaps under
+// one host), the one whose API path is closest to the DET's path wins.
+func (c *Config) ProjectForTrigger(redcapURL string, projectID int) (*Project, bool) {
+	if projectID < 1 {
+		return nil, false
+	}
+	origin, dir, ok := endpoint(redcapURL)
+	if !ok {
+		return nil, false
+	}
+	var best *Project
+	bestLen := 0
+	for i := range c.Projects {
+		p := &c.Projects[i]
+		if p.ProjectID != projectID {
+			continue
+		}
+		po, pdir, ok := endpoint(p.RedcapURL)
+		if !ok || po != origin || !strings.HasPrefix(pdir, dir) {
+			continue
+		}
+		if best == nil || len(pdir) < bestLen {
+			best, bestLen = p, len(pdir)
+		}
+	}
+	return best, best != nil
 }
 
 // envName decodes the name of an environment variable.
@@ -481,9 +641,15 @@ func decodeSMTP(d *decoder, n *yaml.Node) *SMTP {
 	return s
 }
 
+// defaultServer is the server section used when the config has none.
+func defaultServer(pos Pos) Server {
+	return Server{Listen: DefaultListen, RunEvery: DefaultRunEvery, PollEvery: DefaultPollEvery,
+		WritebackEvery: DefaultWritebackEvery, Pos: pos}
+}
+
 func decodeServer(d *decoder, n *yaml.Node) Server {
-	s := Server{Listen: DefaultListen, Pos: d.pos(n)}
-	m := d.mapping(n, "server", "listen", "public_url")
+	s := defaultServer(d.pos(n))
+	m := d.mapping(n, "server", "listen", "public_url", "help_text", "run_every", "poll_every", "writeback_every")
 	if m == nil {
 		return s
 	}
@@ -497,11 +663,62 @@ func decodeServer(d *decoder, n *yaml.Node) Server {
 	}
 	if v := m.get("public_url"); v != nil {
 		if u, ok := d.str(v, "server.public_url"); ok && u != "" {
-			if err := checkURL(u); err != nil {
+			if err := checkPublicURL(u); err != nil {
 				d.errorf(v, "server.public_url: %v", err)
 			}
 			s.PublicURL = u
 		}
 	}
+	if v := m.get("help_text"); v != nil {
+		s.helpGiven = true
+		if t, ok := d.str(v, "server.help_text"); ok {
+			switch n := len([]rune(t)); {
+			case strings.TrimSpace(t) == "":
+				d.errorf(v, "server.help_text is blank: write the answer to HELP, e.g. \"Healthy Steps study: reply STOP to stop texts. Questions? Call (415) 555-0100.\"")
+			case n > MaxHelpText:
+				d.errorf(v, "server.help_text is %d characters long: Twilio sends at most %d in one message, shorten it", n, MaxHelpText)
+			default:
+				s.HelpText = t
+			}
+		}
+	}
+	for _, iv := range []struct {
+		key    string
+		dst    *time.Duration
+		zeroOK bool
+	}{
+		{"run_every", &s.RunEvery, true},
+		{"poll_every", &s.PollEvery, false},
+		{"writeback_every", &s.WritebackEvery, false},
+	} {
+		v := m.get(iv.key)
+		if v == nil {
+			continue
+		}
+		if str, ok := d.str(v, "server."+iv.key); ok {
+			dur, err := parseInterval(str, iv.zeroOK)
+			if err != nil {
+				d.errorf(v, "server.%s: %v", iv.key, err)
+				continue
+			}
+			*iv.dst = dur
+		}
+	}
 	return s
+}
+
+// checkPublicURL checks the base address nudge is reached at from outside.
+func checkPublicURL(s string) error {
+	u, err := url.Parse(s)
+	if err == nil && u.User != nil {
+		// Not quoted: it may hold a password.
+		return fmt.Errorf("the URL must not hold a user name or password: Twilio requests are authenticated by their signature")
+	}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute http(s) URL: write the address Twilio and REDCap reach nudge at, e.g. https://nudge.example.edu", s)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.HasSuffix(s, "?") || strings.HasSuffix(s, "#") {
+		return fmt.Errorf("%q has a query or fragment: write only the scheme, host, port and path prefix", s)
+	}
+	return nil
 }

@@ -562,7 +562,7 @@ func decodeWriteBack(d *decoder, v *yaml.Node, r *Rule) WriteBack {
 }
 
 func (l *loader) decodeReply(d *decoder, n *yaml.Node, fileProject string) *Reply {
-	m := d.mapping(n, "a reply", "name", "match", "keywords", "only_after_rule", "within", "set", "reply")
+	m := d.mapping(n, "a reply", "name", "match", "keywords", "only_after_rule", "within", "event", "set", "reply")
 	if m == nil {
 		return nil
 	}
@@ -628,6 +628,19 @@ func (l *loader) decodeReply(d *decoder, n *yaml.Node, fileProject string) *Repl
 		}
 		if !m.has("only_after_rule") {
 			d.errorf(v, "within needs only_after_rule: the rule whose message the reply must follow")
+		}
+	}
+	if v := m.get("event"); v != nil {
+		r.pos["event"] = d.pos(v)
+		if s, ok := d.str(v, "event"); ok {
+			if !eventNameRE.MatchString(s) {
+				d.errorf(v, "event: %q is not a REDCap unique event name (a-z, 0-9, '_')", s)
+			} else {
+				r.Event = s
+			}
+		}
+		if !m.has("set") {
+			d.errorf(v, "event without set: event names where a reply's set fields are written; add set or remove event")
 		}
 	}
 	if v := m.get("set"); v != nil {
@@ -708,6 +721,7 @@ func (l *loader) crossCheck() {
 				Msg: fmt.Sprintf("only_after_rule: no rule is named %q%s", rep.OnlyAfterRule, didYouMean(rep.OnlyAfterRule, ruleNames, "'%s'"))})
 		}
 	}
+	l.checkHelpText()
 	needs := map[string]bool{}
 	for _, r := range s.Rules {
 		switch {
@@ -721,4 +735,38 @@ func (l *loader) crossCheck() {
 				Msg: fmt.Sprintf("channel email needs an smtp: section in %s (host, from)", c.Path)})
 		}
 	}
+}
+
+// checkHelpText requires server.help_text when the study receives SMS
+// replies: nudge serve answers HELP and INFO with it, and it is reachable
+// once server.public_url is set and rules send SMS or replies are defined.
+func (l *loader) checkHelpText() {
+	s, c := l.study, l.study.Config
+	if c.Server.PublicURL == "" || c.Server.helpGiven {
+		return
+	}
+	why := ""
+	for _, r := range s.Rules {
+		if r.Channel == ChannelSMS {
+			why = fmt.Sprintf("rule %q sends SMS", r.Name)
+			break
+		}
+	}
+	if why == "" && len(s.Replies) > 0 {
+		why = fmt.Sprintf("reply %q answers SMS", s.Replies[0].Name)
+	}
+	if why == "" {
+		return
+	}
+	*l.errs = append(*l.errs, &Error{Pos: c.Server.Pos, Msg: fmt.Sprintf(
+		"server needs help_text: %s and server.public_url is set, so the study receives replies and must answer HELP and INFO; "+
+			"add e.g. help_text: \"%s: reply STOP to stop texts. Questions? Call <study phone>.\"", why, studyName(c))})
+}
+
+// studyName names the study in suggested texts.
+func studyName(c *Config) string {
+	if c.Study != "" {
+		return c.Study
+	}
+	return "<study name>"
 }

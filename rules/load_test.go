@@ -116,8 +116,23 @@ func TestLoadGood(t *testing.T) {
 	if c.SMTP == nil || c.SMTP.Port != 587 || c.SMTP.TLS != "mandatory" || c.SMTP.PasswordEnv != "SMTP_PASSWORD" {
 		t.Errorf("smtp = %+v", c.SMTP)
 	}
-	if c.Server.Listen != ":8080" || c.Server.PublicURL != "https://nudge.example.edu" {
-		t.Errorf("server = %+v", c.Server)
+	wantServer := Server{Listen: ":8080", PublicURL: "https://nudge.example.edu",
+		HelpText: "Good study: reply STOP to stop texts, START to resume. Questions? Call (415) 555-0100.",
+		RunEvery: 10 * time.Minute, PollEvery: 30 * time.Second, WritebackEvery: 90 * time.Second,
+		Pos: Pos{File: path, Line: 24, Col: 3}, helpGiven: true}
+	if c.Server != wantServer {
+		t.Errorf("server = %+v\nwant %+v", c.Server, wantServer)
+	}
+	main, site2 := c.Project("main"), c.Project("site-2")
+	if main.ProjectID != 12 || site2.ProjectID != 12 {
+		t.Errorf("project ids = %d, %d; want 12, 12", main.ProjectID, site2.ProjectID)
+	}
+	if o := main.OptOut; o == nil || o.Field != "sms_opt_in" || o.Value != "0" || o.OptInValue != "1" ||
+		o.Pos != (Pos{File: path, Line: 12, Col: 14}) || o.pos["field"] != (Pos{File: path, Line: 12, Col: 23}) {
+		t.Errorf("main opt_out = %+v", main.OptOut)
+	}
+	if o := site2.OptOut; o == nil || o.Field != "texts_ok" || o.Value != "no" || o.OptInValue != "" {
+		t.Errorf("site-2 opt_out = %+v", site2.OptOut)
 	}
 	wantFiles := []string{"testdata/good/rules/baseline.yaml", "testdata/good/rules/diary.yaml"}
 	if !reflect.DeepEqual(s.Files, wantFiles) {
@@ -164,8 +179,11 @@ func TestLoadGood(t *testing.T) {
 	}
 	confirm, help := s.Replies[0], s.Replies[1]
 	if confirm.Name != "confirm" || confirm.OnlyAfterRule != "baseline-reminder" || confirm.Within != 48*time.Hour ||
-		confirm.Set["visit_confirmed"] != "1" || confirm.Reply == nil || confirm.Project != "main" {
+		confirm.Set["visit_confirmed"] != "1" || confirm.Reply == nil || confirm.Project != "main" || confirm.Event != "baseline_arm_1" {
 		t.Errorf("confirm = %+v", confirm)
+	}
+	if help.Event != "" {
+		t.Errorf("help.Event = %q, want none", help.Event)
 	}
 	for body, want := range map[string]bool{"YES": true, " y ": true, "yes please": false, "no": false} {
 		if got := confirm.Matches(body); got != want {
@@ -201,6 +219,7 @@ func TestCheckEvents(t *testing.T) {
 	}
 	errs := s.CheckEvents("main", []string{"baseline_arm_2", "week_1_arm_1"})
 	want := `testdata/good/rules/baseline.yaml:6:12: rule "baseline-reminder": unknown event 'baseline_arm_1' in project main (did you mean 'baseline_arm_2'?): use a unique event name such as baseline_arm_2
+testdata/good/rules/baseline.yaml:19:12: unknown event 'baseline_arm_1' in project main (did you mean 'baseline_arm_2'?): use a unique event name such as baseline_arm_2
 testdata/good/rules/diary.yaml:7:12: rule "diary-followup": unknown event 'baseline_arm_1' in project main (did you mean 'baseline_arm_2'?): use a unique event name such as baseline_arm_2`
 	if errs.Error() != want {
 		t.Errorf("CheckEvents:\n%v\nwant\n%s", errs, want)
@@ -236,6 +255,8 @@ func TestParseDuration(t *testing.T) {
 		{"3 days", 0, false},
 		{"2w", 0, false},
 		{"1.5h", 0, false},
+		{"30s", 0, false},
+		{"999999999999d", 0, false},
 		{"", 0, false},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nudge-study/nudge/rules/logic"
 	"github.com/nudge-study/nudge/templates"
@@ -71,12 +72,13 @@ type Reply struct {
 	Pos           Pos
 	Match         *regexp.Regexp // case-insensitive; nil when Keywords are used
 	Keywords      []string       // whole-message keywords, matched case-insensitively
+	Event         string         // unique event the Set fields are written to, "" = the event of the participant's phone field
 	OnlyAfterRule string         // "" = any time
 	Within        time.Duration  // with OnlyAfterRule: how long after that message
 	Set           map[string]string
 	Reply         *templates.Text // nil = no answer
 
-	pos map[string]Pos // value positions ("set.<field>", "reply", …)
+	pos map[string]Pos // value positions ("set.<field>", "reply", "event", …)
 }
 
 // Matches reports whether an inbound message body triggers the reply.
@@ -85,8 +87,11 @@ func (r *Reply) Matches(body string) bool {
 	if r.Match != nil {
 		return r.Match.MatchString(body)
 	}
+	// A keyword is the whole message, with the spaces and punctuation
+	// people put around a one-word answer ("Yes!", "y.") ignored.
+	word := strings.TrimFunc(body, func(c rune) bool { return !unicode.IsLetter(c) && !unicode.IsDigit(c) })
 	for _, k := range r.Keywords {
-		if strings.EqualFold(body, k) {
+		if strings.EqualFold(word, k) {
 			return true
 		}
 	}
@@ -130,8 +135,15 @@ var (
 	toRE        = regexp.MustCompile(`^\s*(?:\[([a-z0-9_]+)\])?\[([a-z][a-z0-9_]*)\]\s*$`)
 	clockRE     = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])$`)
 	durationRE  = regexp.MustCompile(`^(?:[0-9]+[dhm])+$`)
-	durationTok = regexp.MustCompile(`([0-9]+)([dhm])`)
+	intervalRE  = regexp.MustCompile(`^(?:[0-9]+[dhms])+$`)
+	durationTok = regexp.MustCompile(`([0-9]+)([dhms])`)
 )
+
+// durationUnits are the units of rule durations and server intervals.
+var durationUnits = map[string]time.Duration{"d": 24 * time.Hour, "h": time.Hour, "m": time.Minute, "s": time.Second}
+
+// maxDuration is the longest duration time.Duration holds.
+const maxDuration = time.Duration(1<<63 - 1)
 
 // parseDuration reads durations written with d (days), h and m units,
 // e.g. "72h", "3d", "1d12h", "90m".
@@ -140,17 +152,48 @@ func parseDuration(s string) (time.Duration, error) {
 	if !durationRE.MatchString(s) {
 		return 0, bad
 	}
-	var total time.Duration
-	for _, m := range durationTok.FindAllStringSubmatch(s, -1) {
-		n, err := strconv.Atoi(m[1])
-		if err != nil {
-			return 0, bad
-		}
-		unit := map[string]time.Duration{"d": 24 * time.Hour, "h": time.Hour, "m": time.Minute}[m[2]]
-		total += time.Duration(n) * unit
+	total, err := sumDuration(s)
+	if err != nil {
+		return 0, err
 	}
 	if total <= 0 {
 		return 0, fmt.Errorf("%q is zero: a duration must be positive", s)
+	}
+	return total, nil
+}
+
+// parseInterval reads the server's intervals, written like rule durations
+// with seconds (s) allowed too, e.g. "15s", "15m" or "1h30m". A zero
+// interval ("0", "0m", …) is accepted only when zeroOK.
+func parseInterval(s string, zeroOK bool) (time.Duration, error) {
+	hint := "write a whole number with d, h, m or s, e.g. 15m, 15s or 1h30m"
+	if zeroOK {
+		hint += ", or 0 for never"
+	}
+	if s != "0" && !intervalRE.MatchString(s) {
+		return 0, fmt.Errorf("%q is not a duration: %s", s, hint)
+	}
+	total, err := sumDuration(s)
+	if err != nil {
+		return 0, err
+	}
+	if total == 0 && !zeroOK {
+		return 0, fmt.Errorf("%q is zero: the interval must be positive, e.g. 15s", s)
+	}
+	return total, nil
+}
+
+// sumDuration adds up the number-unit pairs of a duration that matched
+// durationRE or intervalRE, refusing one too long to represent.
+func sumDuration(s string) (time.Duration, error) {
+	var total time.Duration
+	for _, m := range durationTok.FindAllStringSubmatch(s, -1) {
+		unit := durationUnits[m[2]]
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || n > int64(maxDuration/unit) || total > maxDuration-time.Duration(n)*unit {
+			return 0, fmt.Errorf("%q is too long: write at most %dd", s, int64(maxDuration/(24*time.Hour)))
+		}
+		total += time.Duration(n) * unit
 	}
 	return total, nil
 }

@@ -11,6 +11,7 @@ import (
 // append a new one.
 var migrations = []string{
 	migration1,
+	migration2,
 }
 
 // SchemaVersion is the schema version this nudge writes.
@@ -130,6 +131,42 @@ CREATE TABLE locks (
 	owner      TEXT    NOT NULL,
 	expires_at INTEGER NOT NULL
 );`
+
+// migration2 adds what `nudge serve` needs: the answer given to each inbound
+// SMS (so a webhook Twilio retries gets the same answer), the participants'
+// phone numbers (to match an inbound SMS to its records without asking
+// REDCap), the durable queue of REDCap Data Entry Triggers, and an index to
+// find the latest message a rule sent to a number.
+const migration2 = `
+ALTER TABLE inbound ADD COLUMN reply   TEXT NOT NULL DEFAULT '';
+ALTER TABLE inbound ADD COLUMN handled TEXT NOT NULL DEFAULT ''; -- '' = not handled yet
+
+CREATE TABLE participants (
+	phone      TEXT    NOT NULL, -- E.164
+	project    TEXT    NOT NULL,
+	record     TEXT    NOT NULL,
+	event      TEXT    NOT NULL DEFAULT '', -- event of the phone field
+	updated_at INTEGER NOT NULL,
+	UNIQUE (phone, project, record, event)
+);
+CREATE INDEX participants_project ON participants (project);
+
+CREATE TABLE triggers (
+	id          INTEGER PRIMARY KEY,
+	project     TEXT    NOT NULL,
+	record      TEXT    NOT NULL,
+	event       TEXT    NOT NULL DEFAULT '',
+	instrument  TEXT    NOT NULL DEFAULT '',
+	instance    INTEGER NOT NULL DEFAULT 0,
+	received_at INTEGER NOT NULL,
+	attempts    INTEGER NOT NULL DEFAULT 0,
+	last_error  TEXT    NOT NULL DEFAULT '',
+	not_before  INTEGER,
+	done_at     INTEGER
+);
+CREATE INDEX triggers_pending ON triggers (received_at, id) WHERE done_at IS NULL;
+
+CREATE INDEX messages_sent_to ON messages (to_addr, rule, sent_at) WHERE sid IS NOT NULL;`
 
 // migrate brings the schema to len(migs). Each migration runs in its own
 // immediate transaction together with the version update, and re-reads the

@@ -16,7 +16,7 @@ func TestOpenMigratesFromEmpty(t *testing.T) {
 	if err != nil || v != SchemaVersion() {
 		t.Fatalf("schema version = %d, %v; want %d", v, err, SchemaVersion())
 	}
-	for _, table := range []string{"schema_version", "runs", "messages", "status_history", "writebacks", "optouts", "inbound", "locks"} {
+	for _, table := range []string{"schema_version", "runs", "messages", "status_history", "writebacks", "optouts", "inbound", "locks", "participants", "triggers"} {
 		var n int
 		if err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, table).Scan(&n); err != nil || n != 1 {
 			t.Errorf("table %s: found %d, %v", table, n, err)

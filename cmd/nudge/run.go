@@ -32,7 +32,10 @@ Usage:
   nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME]
                                               who would get which message, and who is excluded and why
   nudge run     [--config nudge.yaml]          one full pass (for cron)
-  nudge demo    [--json] [--db FILE]           the bundled demo study against built-in simulators
+  nudge serve   [--config nudge.yaml] [--listen ADDR]
+                                              the daemon: webhooks, schedules, status poller, write-back
+  nudge demo    [--json] [--db FILE] [--serve ADDR]
+                                              the bundled demo study against built-in simulators
   nudge version
 
 Secrets (REDCap tokens, Twilio and SMTP credentials) come from the environment
@@ -56,6 +59,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdPreview(ctx, rest, stdout, stderr)
 	case "run":
 		return cmdRun(ctx, rest, stdout, stderr)
+	case "serve":
+		return cmdServe(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
@@ -215,7 +220,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := prepare(ctx, e, stdout); err != nil {
 		return err
 	}
-	res, err := e.Run(ctx, engine.PlanOptions{})
+	res, err := e.RunLocked(ctx, owner(), engine.PlanOptions{})
+	if errors.Is(err, engine.ErrBusy) {
+		return &exitError{code: 1, err: fmt.Errorf("%w; try again later", err)}
+	}
 	if res != nil && res.Plan != nil {
 		printSummaries(stdout, res.Plan.Summaries(e))
 		fmt.Fprintf(stdout, "enqueued %d, sent %d, retried %d, failed %d; polled %d (%d final); written back %d (%d refused)\n",

@@ -485,3 +485,6 @@ type studyClock struct {
 func newStudyClock() *studyClock { return &studyClock{start: time.Now()} }
 
 func (c *studyClock) Now() time.Time { return StudyTime.Add(time.Since(c.start)) }
+
+// Token is the API token of a project in the REDCap simulator.
+func (env *Env) Token(project string) string { return env.tokens[project] }

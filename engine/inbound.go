@@ -1,0 +1,238 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/storage"
+)
+
+// Keyword families Twilio itself acts on for long codes and toll-free
+// numbers (see TWILIO.md): a message that is one of these words, in any
+// case, with spaces and punctuation around it ignored.
+var (
+	stopWords  = wordSet("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE")
+	startWords = wordSet("START", "UNSTOP", "YES")
+	helpWords  = wordSet("HELP", "INFO")
+)
+
+func wordSet(ws ...string) map[string]bool {
+	m := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		m[w] = true
+	}
+	return m
+}
+
+// keyword returns the message as a bare upper-case word, or "" when it is
+// more than one word.
+func keyword(body string) string {
+	w := strings.TrimFunc(body, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+	if w == "" || strings.ContainsFunc(w, unicode.IsSpace) {
+		return ""
+	}
+	return strings.ToUpper(w)
+}
+
+// InboundSMS is a text a participant sent to one of the study's numbers.
+type InboundSMS struct {
+	MessageSID, From, To, Body string
+}
+
+// HandleInbound stores an inbound SMS and decides the answer: STOP-family
+// words record an opt-out, START-family words an opt-in, HELP the study's
+// help text, anything else the first matching reply rule. The message, its
+// answer and its effects (opt-out, REDCap fields to write) are committed in
+// one transaction before HandleInbound returns, so nothing is lost if the
+// process dies after answering; REDCap itself is written later from the
+// durable queue. A webhook Twilio retries gets the stored answer again and
+// changes nothing.
+func (e *Engine) HandleInbound(ctx context.Context, in InboundSMS) (string, error) {
+	now := e.now()
+	from, err := NormalizePhone(in.From, e.region())
+	if err != nil {
+		from = in.From
+	}
+	row := &storage.Inbound{MessageSID: in.MessageSID, From: from, To: in.To, Body: in.Body, ReceivedAt: now}
+	if row.Handled, row.Reply, row.Effects, err = e.answer(ctx, from, in.Body, now); err != nil {
+		return "", err
+	}
+	inserted, err := e.inboundWriter().Save(ctx, row)
+	if err != nil {
+		return "", err
+	}
+	log := e.log().WithFields(map[string]any{"sid": in.MessageSID, "from": redact(from), "handled": row.Handled})
+	if !inserted {
+		log.Info("inbound sms seen before; same answer")
+		return row.Reply, nil
+	}
+	log.Info("inbound sms")
+	if row.Effects != nil && len(row.Effects.WriteBacks) > 0 {
+		e.kickReport()
+	}
+	return row.Reply, nil
+}
+
+// answer classifies an inbound text and works out what it changes.
+func (e *Engine) answer(ctx context.Context, from, body string, now time.Time) (handled, reply string, fx *storage.InboundEffects, err error) {
+	word := keyword(body)
+	optedOut, err := e.Store.IsOptedOut(ctx, from)
+	if err != nil {
+		return "", "", nil, err
+	}
+	switch {
+	case stopWords[word]:
+		wbs, err := e.optOutWriteBacks(ctx, from, now, false)
+		return "stop", "", &storage.InboundEffects{OptOut: true, Source: "sms " + word, WriteBacks: wbs}, err
+	case startWords[word] && (word != "YES" || optedOut):
+		// YES opts back in only someone who opted out; otherwise it is an
+		// ordinary answer that reply rules may use.
+		wbs, err := e.optOutWriteBacks(ctx, from, now, true)
+		return "start", "", &storage.InboundEffects{OptIn: true, Source: "sms " + word, WriteBacks: wbs}, err
+	case helpWords[word]:
+		return "help", e.Study.Config.Server.HelpText, nil, nil
+	}
+	return e.replyRule(ctx, from, body, now)
+}
+
+// optOutWriteBacks builds the REDCap writes an opt-out (or opt-in) causes:
+// the project's opt_out field for every participant with that number.
+func (e *Engine) optOutWriteBacks(ctx context.Context, phone string, now time.Time, optIn bool) ([]storage.WriteBack, error) {
+	ps, err := e.Store.ParticipantsByPhone(ctx, phone)
+	if err != nil {
+		return nil, err
+	}
+	var out []storage.WriteBack
+	for _, p := range ps {
+		cfg := e.Study.Config.Project(p.Project)
+		if cfg == nil || cfg.OptOut == nil {
+			continue
+		}
+		value := cfg.OptOut.Value
+		if optIn {
+			value = cfg.OptOut.OptInValue
+		}
+		if value == "" {
+			continue
+		}
+		out = append(out, storage.WriteBack{Project: p.Project, Record: p.Record, Event: p.Event,
+			Fields: map[string]string{cfg.OptOut.Field: value}, CreatedAt: now})
+	}
+	return out, nil
+}
+
+// replyRule finds the first reply rule that matches the text and applies
+// to one of the sender's participant records.
+func (e *Engine) replyRule(ctx context.Context, from, body string, now time.Time) (string, string, *storage.InboundEffects, error) {
+	var ps []storage.Participant
+	for _, r := range e.Study.Replies {
+		if !r.Matches(body) {
+			continue
+		}
+		if ps == nil {
+			var err error
+			if ps, err = e.Store.ParticipantsByPhone(ctx, from); err != nil {
+				return "", "", nil, err
+			}
+		}
+		for _, p := range ps {
+			if p.Project != r.Project {
+				continue
+			}
+			if r.OnlyAfterRule != "" {
+				m, err := e.Store.LastSentTo(ctx, r.OnlyAfterRule, from)
+				if errors.Is(err, storage.ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return "", "", nil, err
+				}
+				if r.Within > 0 && now.Sub(m.SentAt) > r.Within {
+					continue
+				}
+			}
+			event := p.Event
+			if r.Event != "" {
+				event = r.Event
+			}
+			fx := &storage.InboundEffects{}
+			if len(r.Set) > 0 {
+				fx.WriteBacks = []storage.WriteBack{{Project: p.Project, Record: p.Record, Event: event, Fields: r.Set, CreatedAt: now}}
+			}
+			return "reply:" + r.Name, e.renderReply(r, p, event, now), fx, nil
+		}
+	}
+	return "none", "", nil, nil
+}
+
+// renderReply pipes a reply rule's answer from the participant's record as
+// last exported. A reply that cannot be piped is not sent (never a blank
+// in a participant's text); the fields are still set.
+func (e *Engine) renderReply(r *rules.Reply, p storage.Participant, event string, now time.Time) string {
+	if r.Reply == nil {
+		return ""
+	}
+	rec, missing := e.cachedRecord(p.Project, p.Record)
+	if rec == nil {
+		e.log().WithFields(map[string]any{"reply": r.Name, "record": p.Record}).Warn("reply not sent: the record has not been exported yet")
+		return ""
+	}
+	row := baseRow(rec, event)
+	text, err := r.Reply.Render(rules.NewScope(rec, row, now, missing), e.Dicts[p.Project])
+	if err != nil {
+		e.log().WithFields(map[string]any{"reply": r.Name, "record": p.Record, "reason": err.Error()}).Warn("reply not sent")
+		return ""
+	}
+	return text
+}
+
+// baseRow is a record's non-repeating row of an event (the first row when
+// the event has none).
+func baseRow(rec *rules.Record, event string) *rules.Row {
+	for _, row := range rec.Rows {
+		if row.Instance == 0 && (event == "" || row.Event == event) {
+			return row
+		}
+	}
+	if len(rec.Rows) > 0 {
+		return rec.Rows[0]
+	}
+	return &rules.Row{Values: map[string]string{}}
+}
+
+// HandleStatus stores a Twilio status callback. Callbacks arrive late, twice
+// or out of order: the store only ever moves a status forward.
+func (e *Engine) HandleStatus(ctx context.Context, sid, status string, errorCode int) error {
+	m, err := e.Store.GetBySID(ctx, sid)
+	if errors.Is(err, storage.ErrNotFound) {
+		e.log().WithField("sid", sid).Info("status callback for a message nudge did not send; ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	changed, err := e.Store.RecordStatus(ctx, m.ID, status, errorCode, e.now(), storage.SourceCallback)
+	if errors.Is(err, storage.ErrUnknownStatus) {
+		e.log().WithFields(map[string]any{"sid": sid, "status": status}).Warn("status callback with a status nudge does not know; ignored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if changed {
+		e.log().WithFields(map[string]any{"sid": sid, "status": status, "error_code": errorCode}).Info("sms status changed (callback)")
+		e.kickReport()
+	}
+	return nil
+}
+
+func (e *Engine) region() string {
+	if e.Study.Config.Twilio == nil {
+		return ""
+	}
+	return e.Study.Config.Twilio.Region
+}

@@ -1,0 +1,165 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/storage"
+)
+
+// ErrUnknownProject is returned for a Data Entry Trigger from a REDCap
+// project the config does not name.
+var ErrUnknownProject = errors.New("engine: the trigger names a REDCap project this study does not use")
+
+// SavedRecord is REDCap's Data Entry Trigger: a record was saved. Only the
+// project and record are used; the data is read again through the API.
+type SavedRecord struct {
+	RedcapURL  string
+	ProjectID  int
+	Record     string
+	Event      string
+	Instrument string
+	Instance   int
+}
+
+// EnqueueTrigger records a Data Entry Trigger in the durable queue and wakes
+// the trigger worker. REDCap does not retry, so this must be quick and must
+// not lose the trigger.
+func (e *Engine) EnqueueTrigger(ctx context.Context, t SavedRecord) error {
+	p, ok := e.Study.Config.ProjectForTrigger(t.RedcapURL, t.ProjectID)
+	if !ok {
+		return fmt.Errorf("%w (redcap_url %q, project_id %d)", ErrUnknownProject, t.RedcapURL, t.ProjectID)
+	}
+	err := e.Store.EnqueueTrigger(ctx, &storage.Trigger{Project: p.Name, Record: t.Record, Event: t.Event,
+		Instrument: t.Instrument, Instance: t.Instance, ReceivedAt: e.now()})
+	if err != nil {
+		return err
+	}
+	e.log().WithFields(map[string]any{"project": p.Name, "record": t.Record, "instrument": t.Instrument}).Info("record saved in REDCap")
+	e.wake(e.triggerWake)
+	return nil
+}
+
+// onSaveRules are a project's enabled rules marked `schedule: on_save`.
+func (e *Engine) onSaveRules(project string) map[string]bool {
+	out := map[string]bool{}
+	for _, r := range e.Study.Rules {
+		if r.Enabled && r.OnSave && r.Project == project {
+			out[r.Name] = true
+		}
+	}
+	return out
+}
+
+// ProcessTriggers works through the trigger queue: it reads each saved
+// record again through the API (never trusting the trigger's body),
+// evaluates the project's on-save rules for it, enqueues what they select
+// and sends it at once, within the pacing and the allowed hours. The same
+// record saved twice plans the same idempotency keys, so it is messaged once.
+func (e *Engine) ProcessTriggers(ctx context.Context) (int, error) {
+	pending, err := e.Store.PendingTriggers(ctx, e.now(), 200)
+	if err != nil || len(pending) == 0 {
+		return 0, err
+	}
+	byProject := map[string][]storage.Trigger{}
+	for _, t := range pending {
+		byProject[t.Project] = append(byProject[t.Project], t)
+	}
+	enqueued := 0
+	for project, ts := range byProject {
+		n, err := e.planSaved(ctx, project, ts)
+		now := e.now()
+		if err != nil {
+			e.log().WithError(err).WithField("project", project).Warn("could not act on saved records; will retry")
+			for _, t := range ts {
+				if rerr := e.Store.RetryTrigger(ctx, t.ID, err.Error(), now.Add(backoff(t.Attempts+1))); rerr != nil {
+					return enqueued, rerr
+				}
+			}
+			continue
+		}
+		enqueued += n
+		for _, t := range ts {
+			if err := e.Store.CompleteTrigger(ctx, t.ID, now); err != nil {
+				return enqueued, err
+			}
+		}
+	}
+	if enqueued > 0 {
+		if _, err := e.Dispatch(ctx); err != nil {
+			return enqueued, err
+		}
+	}
+	return enqueued, nil
+}
+
+func (e *Engine) planSaved(ctx context.Context, project string, ts []storage.Trigger) (int, error) {
+	ruleSet := e.onSaveRules(project)
+	if len(ruleSet) == 0 {
+		return 0, nil
+	}
+	ids := make([]string, 0, len(ts))
+	records := map[string]bool{}
+	for _, t := range ts {
+		if !records[t.Record] {
+			records[t.Record] = true
+			ids = append(ids, t.Record)
+		}
+	}
+	d := e.Dicts[project]
+	if d == nil {
+		return 0, fmt.Errorf("project %s: data dictionary not loaded", project)
+	}
+	fields := dedupe(append([]string{d.RecordID()}, e.Study.Fields(project)...))
+	rows, err := e.REDCap[project].ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fields})
+	if err != nil {
+		return 0, err
+	}
+	flat := make([]map[string]string, len(rows))
+	for i, r := range rows {
+		flat[i] = r
+	}
+	snap := &Snapshot{Project: project, Records: rules.GroupRows(d.RecordID(), flat), Missing: e.infos[project].MissingCodes}
+	e.remember(snap, false)
+	plan, err := e.Plan(ctx, map[string]*Snapshot{project: snap}, e.now(), PlanOptions{Rules: ruleSet, Records: records})
+	if err != nil {
+		return 0, err
+	}
+	e.logPlan(plan, 0)
+	return e.Store.EnqueueBatch(ctx, plan.Messages())
+}
+
+// wake nudges a worker without blocking: one pending wake-up is enough.
+func (e *Engine) wake(ch chan struct{}) {
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) kickReport() { e.wake(e.reportWake) }
+
+// worker runs fn whenever it is woken, and every `every` in any case, until
+// ctx ends.
+func (e *Engine) worker(ctx context.Context, name string, ch chan struct{}, every time.Duration, fn func(context.Context) error) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			e.log().WithError(err).WithField("worker", name).Warn("worker pass failed")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		case <-t.C:
+		}
+	}
+}
