@@ -28,7 +28,7 @@ type fixture struct {
 
 func (f *fixture) dbPath() string { return f.db }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	clk := sms.NewFakeClock(demo.StudyTime)
 	db := filepath.Join(t.TempDir(), "nudge.db")

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime/debug"
 	"sort"
@@ -336,6 +337,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object")
 	db := fs.String("db", "", "keep the demo's SQLite database in this file (a second run then sends nothing new)")
 	dir := fs.String("dir", "testdata/demo", "the demo study folder")
+	serveAddr := fs.String("serve", "", "also serve the webhooks on this address (e.g. 127.0.0.1:8080) until interrupted")
 	c.logLevel = "error"
 	if err := parse(fs, args); err != nil {
 		return err
@@ -345,6 +347,17 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	opt := demo.Options{Dir: *dir, DBPath: *db, Log: log}
+	if *serveAddr != "" {
+		l, err := net.Listen("tcp", *serveAddr)
+		if err != nil {
+			return err
+		}
+		if !flagSet(fs, "log-level") {
+			log.SetLevel(logrus.InfoLevel) // a daemon logs what it does
+		}
+		opt.AuthToken = os.Getenv("TWILIO_AUTH_TOKEN")
+		return demo.Serve(ctx, opt, l, stdout)
+	}
 	if isTerminal(stderr) {
 		opt.Progress = progressLine(stderr)
 	}
@@ -387,6 +400,11 @@ func printDemo(w io.Writer, s *demo.Summary) {
 		}
 	}
 	fmt.Fprintf(w, "\nfinished in %.1f s\n", s.WallSeconds)
+}
+
+func flagSet(fs *flag.FlagSet, name string) (set bool) {
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 func isTerminal(w io.Writer) bool {

@@ -55,6 +55,9 @@ type Options struct {
 	Clock engine.Clock
 	// Timeout bounds each call to a simulator (default 10 s).
 	Timeout time.Duration
+	// AuthToken is the Twilio simulator's auth token, which also signs
+	// webhooks in `demo --serve` (default the demo's own).
+	AuthToken string
 }
 
 // Summary is what `nudge demo --json` prints.
@@ -119,6 +122,7 @@ type Env struct {
 	// REDCapURL and TwilioURL are where the simulators listen.
 	REDCapURL, TwilioURL string
 	tokens               map[string]string
+	authToken            string
 	closer               []func()
 }
 
@@ -170,7 +174,8 @@ func Start(opt Options) (*Env, error) {
 	if clock == nil {
 		clock = newStudyClock()
 	}
-	env.Twilio = twiliotest.New(twiliotest.Options{AccountSID: AccountSID, AuthToken: AuthToken, Clock: clock})
+	env.authToken = cmp.Or(opt.AuthToken, AuthToken)
+	env.Twilio = twiliotest.New(twiliotest.Options{AccountSID: AccountSID, AuthToken: env.authToken, Clock: clock})
 	if err := applyOutcomes(filepath.Join(opt.Dir, "twilio.json"), env.Twilio); err != nil {
 		return nil, err
 	}
@@ -200,7 +205,7 @@ func Start(opt Options) (*Env, error) {
 	}
 	cfg.Twilio.APIBaseURL = twURL
 	os.Setenv(cfg.Twilio.AccountSIDEnv, AccountSID)
-	os.Setenv(cfg.Twilio.AuthTokenEnv, AuthToken)
+	os.Setenv(cfg.Twilio.AuthTokenEnv, env.authToken)
 	cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = host, port, "none"
 	cfg.SMTP.UsernameEnv, cfg.SMTP.PasswordEnv = "", ""
 
