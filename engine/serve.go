@@ -51,14 +51,17 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
-	add := func(name string, def gocron.JobDefinition, fn func(context.Context) error) error {
+	add := func(name string, def gocron.JobDefinition, fn func(context.Context) error, more ...gocron.JobOption) error {
+		opts := append([]gocron.JobOption{gocron.WithName(name), gocron.WithContext(jobCtx),
+			gocron.WithSingletonMode(gocron.LimitModeReschedule)}, more...)
 		_, err := sched.NewJob(def, gocron.NewTask(func(ctx context.Context) {
 			if err := fn(ctx); err != nil && ctx.Err() == nil {
 				e.log().WithError(err).WithField("job", name).Warn("scheduled job failed")
 			}
-		}), gocron.WithName(name), gocron.WithContext(jobCtx), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+		}), opts...)
 		return err
 	}
+	now := gocron.WithStartAt(gocron.WithStartImmediately())
 	var cronRules, everyRules []string
 	for _, r := range e.Study.Rules {
 		switch {
@@ -74,14 +77,14 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		}
 	}
 	if len(everyRules) > 0 && cfg.Server.RunEvery > 0 {
-		if err := add("rules without a schedule", gocron.DurationJob(cfg.Server.RunEvery), e.lockedPass(opt.Owner, everyRules...)); err != nil {
+		if err := add("rules without a schedule", gocron.DurationJob(cfg.Server.RunEvery), e.lockedPass(opt.Owner, everyRules...), now); err != nil {
 			return err
 		}
 	}
 	if err := add("status poller", gocron.DurationJob(cfg.Server.PollEvery), func(ctx context.Context) error {
 		_, err := e.Track(ctx)
 		return err
-	}); err != nil {
+	}, now); err != nil {
 		return err
 	}
 	// Messages held for the allowed hours or a retry become due by

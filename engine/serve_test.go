@@ -33,6 +33,7 @@ func serve(t testing.TB) *served {
 	t.Helper()
 	f := newFixture(t)
 	f.env.Study.Config.Server.PublicURL = publicURL
+	f.env.Study.Config.Server.RunEvery = 0 // the tests make their own passes
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -420,8 +421,21 @@ func TestInterruptedDispatchResumes(t *testing.T) {
 			}
 		}
 	}
+	// The next start: a new engine on the same database.
+	if err := f.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	next, err := engine.New(f.env.Study, engine.Options{DBPath: f.dbPath(), Clock: f.clk, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer next.Close()
+	if err := next.Prepare(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.e = next
 	f.clk.Advance(time.Minute)
-	if _, err := f.e.Dispatch(f.ctx); err != nil {
+	if _, err := next.Dispatch(f.ctx); err != nil {
 		t.Fatal(err)
 	}
 	f.assertNoDuplicates(t)

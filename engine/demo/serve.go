@@ -17,7 +17,8 @@ import (
 
 // Serve runs the demo study as `nudge serve` would, with its simulators, on
 // l until ctx ends: public_url is http://<l's address>, so anyone can post
-// signed webhooks to it. It prints how, then makes the study's first pass.
+// signed webhooks to it. It prints how; the server makes the study's first
+// pass at once.
 func Serve(ctx context.Context, opt Options, l net.Listener, out io.Writer) error {
 	env, err := Start(opt)
 	if err != nil {
@@ -33,14 +34,8 @@ func Serve(ctx context.Context, opt Options, l net.Listener, out io.Writer) erro
 	e.Instrument(metrics.New(e.Stats))
 	env.printTryIt(out, public)
 
-	done := make(chan error, 1)
-	go func() { done <- e.Serve(ctx, l, engine.ServeOptions{AuthToken: env.authToken}) }()
-	if _, err := e.RunLocked(ctx, e.Owner+"-demo", engine.PlanOptions{}); err != nil && ctx.Err() == nil {
-		fmt.Fprintf(out, "first pass failed: %v\n", err)
-	} else if ctx.Err() == nil {
-		fmt.Fprintln(out, "first pass done: the demo participants have their texts and emails; the server keeps running (Ctrl-C stops it)")
-	}
-	return <-done
+	fmt.Fprintln(out, "The first pass over the demo study starts now (texts paced at 0.95/s per number); Ctrl-C stops the server.")
+	return e.Serve(ctx, l, engine.ServeOptions{AuthToken: env.authToken})
 }
 
 // printTryIt shows ready-to-paste requests: a signed STOP from a demo
