@@ -59,20 +59,7 @@ func TestGolden(t *testing.T) {
 			default:
 				t.Fatalf("%s is neither %s nor %s", path, SMSExt, EmailExt)
 			}
-			golden := path + ".golden"
-			if *update {
-				if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if b.String() != string(want) {
-				t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", path, golden, b.String(), want)
-			}
+			checkGolden(t, path+".golden", b.String())
 		})
 	}
 }
@@ -184,5 +171,24 @@ func TestLoadWrongName(t *testing.T) {
 	}
 	if _, err := LoadSMS("testdata/render/missing.sms.txt"); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("LoadSMS of a missing file: %v, want ErrNotExist", err)
+	}
+}
+
+// checkGolden compares got with a golden file, or rewrites the file under
+// -update.
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	if *update {
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", golden, got, want)
 	}
 }

@@ -92,18 +92,5 @@ func TestRealProject(t *testing.T) {
 		}
 	}
 
-	golden := filepath.Join("testdata", "real-simple.golden")
-	if *update {
-		if err := os.WriteFile(golden, []byte(b.String()), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if b.String() != string(want) {
-		t.Errorf("output differs from %s:\n--- got\n%s--- want\n%s", golden, b.String(), want)
-	}
+	checkGolden(t, filepath.Join("testdata", "real-simple.golden"), b.String())
 }

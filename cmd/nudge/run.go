@@ -183,29 +183,32 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func connect(c *common, stdout, stderr io.Writer, noSend bool) (*engine.Engine, *logrus.Logger, error) {
+// open loads the study, connects it to REDCap (and, unless noSend, to
+// Twilio and SMTP) and checks every field and event against REDCap's own
+// data dictionary; any problem ends the command before anything is sent.
+func open(ctx context.Context, c *common, stdout, stderr io.Writer, noSend bool) (*engine.Engine, error) {
 	log, err := c.logger(stderr)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	study, err := loadStudy(c.config, stdout)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	e, err := engine.New(study, engine.Options{Log: log, NoSend: noSend, Timeout: 30 * time.Second})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	return e, log, nil
-}
-
-func prepare(ctx context.Context, e *engine.Engine, stdout io.Writer) error {
-	err := e.Prepare(ctx)
+	err = e.Prepare(ctx)
 	var errs rules.Errors
 	if errors.As(err, &errs) {
-		return printProblems(errs, stdout)
+		err = printProblems(errs, stdout)
 	}
-	return err
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
 }
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -213,14 +216,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	e, _, err := connect(c, stdout, stderr, false)
+	e, err := open(ctx, c, stdout, stderr, false)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := prepare(ctx, e, stdout); err != nil {
-		return err
-	}
 	res, err := e.RunLocked(ctx, owner(), engine.PlanOptions{})
 	if errors.Is(err, engine.ErrBusy) {
 		return &exitError{code: 1, err: fmt.Errorf("%w; try again later", err)}
@@ -252,14 +252,11 @@ func cmdPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	e, _, err := connect(c, stdout, stderr, true)
+	e, err := open(ctx, c, stdout, stderr, true)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := prepare(ctx, e, stdout); err != nil {
-		return err
-	}
 	snaps, err := e.Export(ctx)
 	if err != nil {
 		return err

@@ -24,14 +24,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	e, _, err := connect(c, stdout, stderr, false)
+	e, err := open(ctx, c, stdout, stderr, false)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := prepare(ctx, e, stdout); err != nil {
-		return err
-	}
 	cfg := e.Study.Config
 	if cfg.Server.PublicURL == "" {
 		return &exitError{code: 1, err: fmt.Errorf("%s: server.public_url is not set: Twilio signs its webhooks for the URL it calls, so nudge must know it", cfg.Path)}
