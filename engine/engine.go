@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-co-op/gocron/v2"
 	"github.com/sirupsen/logrus"
 
 	"github.com/nudge-study/nudge/engine/email"
@@ -90,7 +91,7 @@ type Engine struct {
 	inbound *storage.InboundWriter
 
 	dispatchMu  sync.Mutex    // one dispatch at a time in a process
-	reportWake  chan struct{} // wakes the write-back worker (serve)
+	reportJob   gocron.Job    // the write-back job (serve)
 	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
 }
 

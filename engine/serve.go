@@ -35,7 +35,6 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		e.Owner = opt.Owner
 	}
 	opt.Owner = e.owner()
-	e.reportWake = make(chan struct{}, 1)
 	e.triggerWake = make(chan struct{}, 1)
 	cfg := e.Study.Config
 
@@ -95,25 +94,34 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	}); err != nil {
 		return err
 	}
-	sched.Start()
-	e.log().WithFields(map[string]any{"scheduled_rules": cronRules, "rules_every_run": everyRules,
-		"run_every": cfg.Server.RunEvery.String()}).Info("scheduler started")
+	// The write-back queue is a job too; an inbound text or a status
+	// callback runs it at once (a run already going picks the change up,
+	// or the next interval does).
+	report, err := sched.NewJob(gocron.DurationJob(cfg.Server.WritebackEvery), gocron.NewTask(func(ctx context.Context) {
+		if _, err := e.Report(ctx); err != nil && ctx.Err() == nil {
+			e.log().WithError(err).Warn("write-back to REDCap failed; will retry")
+		}
+	}), gocron.WithName("write-back"), gocron.WithContext(jobCtx), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	if err != nil {
+		return err
+	}
+	e.mu.Lock()
+	e.reportJob = report
+	e.mu.Unlock()
 
-	workers := make(chan struct{}, 2)
-	go func() {
-		e.worker(jobCtx, "write-back", e.reportWake, cfg.Server.WritebackEvery, func(ctx context.Context) error {
-			_, err := e.Report(ctx)
-			return err
-		})
-		workers <- struct{}{}
-	}()
+	// Data Entry Triggers are latency-bound: a worker of their own, woken
+	// by each trigger.
+	triggers := make(chan struct{})
 	go func() {
 		e.worker(jobCtx, "data entry trigger", e.triggerWake, 5*time.Second, func(ctx context.Context) error {
 			_, err := e.ProcessTriggers(ctx)
 			return err
 		})
-		workers <- struct{}{}
+		close(triggers)
 	}()
+	sched.Start()
+	e.log().WithFields(map[string]any{"scheduled_rules": cronRules, "rules_every_run": everyRules,
+		"run_every": cfg.Server.RunEvery.String()}).Info("scheduler started")
 
 	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
 		Log: e.log(), Metrics: e.Metrics}, hooks{e})
@@ -125,8 +133,10 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 
 	stopJobs()
 	shutErr := sched.Shutdown()
-	<-workers
-	<-workers
+	<-triggers
+	e.mu.Lock()
+	e.reportJob = nil
+	e.mu.Unlock()
 	e.log().Info("nudge serve: stopped")
 	return errors.Join(serveErr, shutErr)
 }

@@ -489,3 +489,33 @@ func BenchmarkServeInbound(b *testing.B) {
 	b.ReportMetric(float64(last.P50.Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(last.P99.Microseconds())/1000, "p99-ms")
 }
+
+// A reply rule limited to participants a rule texted recently ignores
+// everyone else.
+func TestServeReplyOnlyAfterRule(t *testing.T) {
+	s := serve(t)
+	r := s.env.Study.Replies[0]
+	r.OnlyAfterRule, r.Within = "diary-reminder", 48*time.Hour
+	s.enqueue(t, "diary-reminder")
+	if _, err := s.e.Dispatch(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		who, phone string
+		confirmed  bool
+	}{
+		{"B-001, no diary reminder", "+12065550150", false},
+		{"B-003, reminded just now", "+13125550152", true},
+	}
+	for _, tc := range cases {
+		status, _, body := s.post(t, "/twilio/inbound", inbound(tc.phone, "yes"), publicURL+"/twilio/inbound")
+		if status != 200 || strings.Contains(body, "confirmed") != tc.confirmed {
+			t.Errorf("%s: %d %q", tc.who, status, body)
+		}
+	}
+	// Two days later the reminder no longer counts.
+	s.clk.Advance(49 * time.Hour)
+	if _, _, body := s.post(t, "/twilio/inbound", inbound("+13125550152", "yes"), publicURL+"/twilio/inbound"); strings.Contains(body, "confirmed") {
+		t.Errorf("49 h after the reminder: %q", body)
+	}
+}

@@ -144,7 +144,17 @@ func (e *Engine) wake(ch chan struct{}) {
 	}
 }
 
-func (e *Engine) kickReport() { e.wake(e.reportWake) }
+// kickReport runs the write-back job now (in `nudge serve`).
+func (e *Engine) kickReport() {
+	e.mu.Lock()
+	job := e.reportJob
+	e.mu.Unlock()
+	if job != nil {
+		if err := job.RunNow(); err != nil {
+			e.log().WithError(err).Debug("write-back not started early; it runs on its interval")
+		}
+	}
+}
 
 // worker runs fn whenever it is woken, and every `every` in any case, until
 // ctx ends.

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"io"
 	"io/fs"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -180,4 +184,100 @@ func TestPreviewExplains(t *testing.T) {
 	if strings.Contains(out, "+14155550100") {
 		t.Error("preview printed a full phone number")
 	}
+}
+
+// `nudge demo --serve` prints curl commands a newcomer pastes; replaying
+// the printed STOP and HELP must work against the running server.
+func TestDemoServePrintsWorkingRequests(t *testing.T) {
+	t.Setenv("TWILIO_AUTH_TOKEN", "")
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "--dir", demoDir, "--serve", "127.0.0.1:0", "--log-level", "error",
+			"--db", filepath.Join(t.TempDir(), "demo.db")}, pw, io.Discard)
+		pw.Close()
+	}()
+	defer func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("demo --serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("demo --serve did not stop")
+		}
+	}()
+	// Read everything the demo prints (an unread pipe would block it) and
+	// pick out the signed curl commands.
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if line := strings.TrimSpace(sc.Text()); strings.HasPrefix(line, "curl -s -H 'X-Twilio-Signature") {
+				lines <- line
+			}
+		}
+	}()
+	var curls []string
+	timeout := time.After(30 * time.Second)
+	for len(curls) < 2 {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("demo --serve ended early; got %q", curls)
+			}
+			curls = append(curls, line)
+		case <-timeout:
+			t.Fatalf("no curl commands printed within 30 s; got %q", curls)
+		}
+	}
+	if len(curls) != 2 {
+		t.Fatalf("want two signed curl commands, got %q", curls)
+	}
+	replies := []string{"<Response/>", "reply STOP to stop texts"}
+	for i, c := range curls {
+		req := curlRequest(t, c)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), replies[i]) {
+			t.Errorf("%s\n→ %d %s", c, resp.StatusCode, body)
+		}
+	}
+}
+
+// curlRequest turns a printed `curl -s -H 'K: V' -d 'k=v' … URL` back into
+// the request it stands for.
+func curlRequest(t *testing.T, cmd string) *http.Request {
+	t.Helper()
+	re := regexp.MustCompile(`-H '([^:]+): ([^']*)'|-d '([^=]+)=([^']*)'|(http://\S+)`)
+	form := url.Values{}
+	var target, hk, hv string
+	for _, m := range re.FindAllStringSubmatch(cmd, -1) {
+		switch {
+		case m[1] != "":
+			hk, hv = m[1], m[2]
+		case m[3] != "":
+			v, err := url.QueryUnescape(m[4])
+			if err != nil {
+				t.Fatal(err)
+			}
+			form.Add(m[3], v)
+		default:
+			target = m[5]
+		}
+	}
+	req, err := http.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set(hk, hv)
+	return req
 }
