@@ -15,6 +15,9 @@ import (
 // project the config does not name.
 var ErrUnknownProject = errors.New("engine: the trigger names a REDCap project this study does not use")
 
+// triggerLease is how long one process has a trigger to itself.
+const triggerLease = 2 * time.Minute
+
 // SavedRecord is REDCap's Data Entry Trigger: a record was saved. Only the
 // project and record are used; the data is read again through the API.
 type SavedRecord struct {
@@ -65,8 +68,17 @@ func (e *Engine) ProcessTriggers(ctx context.Context) (int, error) {
 	if err != nil || len(pending) == 0 {
 		return 0, err
 	}
+	// Lease each trigger first, so that two nudge processes on one
+	// database do not both read the same records again.
 	byProject := map[string][]storage.Trigger{}
 	for _, t := range pending {
+		err := e.Store.ClaimTrigger(ctx, t.ID, e.now(), triggerLease)
+		if errors.Is(err, storage.ErrNotClaimable) || errors.Is(err, storage.ErrWrongState) {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
 		byProject[t.Project] = append(byProject[t.Project], t)
 	}
 	enqueued := 0
