@@ -80,9 +80,12 @@ func (e *Engine) HandleInbound(ctx context.Context, in InboundSMS) (string, erro
 // answer classifies an inbound text and works out what it changes.
 func (e *Engine) answer(ctx context.Context, from, body string, now time.Time) (handled, reply string, fx *storage.InboundEffects, err error) {
 	word := keyword(body)
-	optedOut, err := e.Store.IsOptedOut(ctx, from)
-	if err != nil {
-		return "", "", nil, err
+	optedOut := false
+	if word == "YES" {
+		var err error
+		if optedOut, err = e.Store.IsOptedOut(ctx, from); err != nil {
+			return "", "", nil, err
+		}
 	}
 	switch {
 	case stopWords[word]:

@@ -173,6 +173,16 @@ func TestServeStopAndStart(t *testing.T) {
 		t.Errorf("a retried webhook was stored again: %d → %d", before, after)
 	}
 
+	// YES from someone who opted out opts them back in too.
+	for _, word := range []string{"QUIT", "Yes"} {
+		if status, _, _ := s.post(t, "/twilio/inbound", inbound(alice, word), publicURL+"/twilio/inbound"); status != 200 {
+			t.Fatalf("%s: %d", word, status)
+		}
+	}
+	if out, _ := s.e.Store.IsOptedOut(s.ctx, alice); out {
+		t.Error("YES after QUIT did not opt back in")
+	}
+
 	status, _, body = s.post(t, "/twilio/inbound", inbound(alice, "help"), publicURL+"/twilio/inbound")
 	if status != 200 || !strings.Contains(body, "reply STOP to stop texts") {
 		t.Errorf("HELP: %d %q; want the help text", status, body)
