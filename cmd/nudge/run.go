@@ -2,26 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"runtime/debug"
-	"sort"
-	"strings"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/nudge-study/nudge/engine"
-	"github.com/nudge-study/nudge/engine/demo"
 	"github.com/nudge-study/nudge/rules"
-	"github.com/nudge-study/nudge/templates"
 )
 
 var errUsage = errors.New("usage")
@@ -156,33 +148,6 @@ func printProblems(errs rules.Errors, stdout io.Writer) error {
 	return &exitError{code: 1, err: fmt.Errorf("%d problem(s) found; nothing was sent", len(errs))}
 }
 
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs, c := newFlags("check", stderr)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	study, err := loadStudy(c.config, stdout)
-	if err != nil {
-		return err
-	}
-	checked := 0
-	for _, p := range study.Config.Projects {
-		if p.Dictionary != "" {
-			checked++
-		}
-	}
-	fmt.Fprintf(stdout, "%s: SUCCESS: %d rule(s) in %d file(s); fields checked against %d of %d data dictionaries\n",
-		c.config, len(study.Rules), len(study.Files), checked, len(study.Config.Projects))
-	for _, r := range study.Rules {
-		if r.SMS == nil {
-			continue
-		}
-		seg := templates.Count(r.SMS.Body.Source())
-		fmt.Fprintf(stdout, "  %s: template %s is %s, %d segment(s) before piping\n", r.Name, r.SMS.Name, seg.Encoding, seg.Count)
-	}
-	return nil
-}
-
 // open loads the study, connects it to REDCap (and, unless noSend, to
 // Twilio and SMTP) and checks every field and event against REDCap's own
 // data dictionary; any problem ends the command before anything is sent.
@@ -241,190 +206,4 @@ func printSummaries(w io.Writer, sums []engine.RuleSummary) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", s.Name, s.Channel, s.Selected, s.Planned, s.Deferred, s.Skipped, s.Done, s.Excluded)
 	}
 	tw.Flush()
-}
-
-func cmdPreview(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := newFlags("preview", stderr)
-	rule := fs.String("rule", "", "only this rule")
-	record := fs.String("record", "", "only this record id")
-	all := fs.Bool("all", false, "also list excluded participants (default: only with --rule or --record)")
-	asOf := fs.String("as-of", "", `evaluate as if it were this time ("2026-11-23 10:00" in the study time zone, or RFC 3339)`)
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	e, err := open(ctx, c, stdout, stderr, true)
-	if err != nil {
-		return err
-	}
-	defer e.Close()
-	snaps, err := e.Export(ctx)
-	if err != nil {
-		return err
-	}
-	var opt engine.PlanOptions
-	if *rule != "" {
-		if e.Study.Rule(*rule) == nil {
-			return &exitError{code: 1, err: fmt.Errorf("no rule named %q", *rule)}
-		}
-		opt.Rules = map[string]bool{*rule: true}
-	}
-	if *record != "" {
-		opt.Records = map[string]bool{*record: true}
-	}
-	now := e.Clock.Now()
-	if *asOf != "" {
-		if now, err = parseTime(*asOf, e.Study.Config.Location); err != nil {
-			return &exitError{code: 2, err: fmt.Errorf("--as-of: %w", err)}
-		}
-	}
-	plan, err := e.Plan(ctx, snaps, now, opt)
-	if err != nil {
-		return err
-	}
-	printPlan(stdout, plan, *all || *rule != "" || *record != "")
-	printSummaries(stdout, plan.Summaries(e))
-	return nil
-}
-
-// parseTime reads a time as a coordinator writes it, in the study's zone,
-// or as RFC 3339.
-func parseTime(s string, loc *time.Location) (time.Time, error) {
-	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02T15:04", "2006-01-02"} {
-		if t, err := time.ParseInLocation(layout, s, loc); err == nil {
-			return t, nil
-		}
-	}
-	t, err := time.Parse(time.RFC3339, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not a time like \"2026-11-23 10:00\"", s)
-	}
-	return t, nil
-}
-
-func printPlan(w io.Writer, plan *engine.Plan, withExcluded bool) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE\tRECORD\tEVENT\tINSTANCE\tDECISION\tREASON")
-	ds := append([]engine.Decision(nil), plan.Decisions...)
-	sort.SliceStable(ds, func(i, j int) bool { return ds[i].Rule < ds[j].Rule })
-	for _, d := range ds {
-		if d.Outcome == engine.Excluded && !withExcluded {
-			continue
-		}
-		inst := ""
-		if d.Instance > 0 {
-			inst = fmt.Sprint(d.Instance)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.Rule, d.Record, dash(d.Event), dash(inst), d.Outcome, oneLine(d.Reason))
-	}
-	tw.Flush()
-	fmt.Fprintln(w)
-}
-
-func dash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs, c := newFlags("demo", stderr)
-	asJSON := fs.Bool("json", false, "print the summary as one JSON object")
-	db := fs.String("db", "", "keep the demo's SQLite database in this file (a second run then sends nothing new)")
-	dir := fs.String("dir", "testdata/demo", "the demo study folder")
-	serveAddr := fs.String("serve", "", "also serve the webhooks on this address (e.g. 127.0.0.1:8080) until interrupted")
-	c.logLevel = "error"
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	log, err := c.logger(stderr)
-	if err != nil {
-		return err
-	}
-	opt := demo.Options{Dir: *dir, DBPath: *db, Log: log}
-	if *serveAddr != "" {
-		l, err := net.Listen("tcp", *serveAddr)
-		if err != nil {
-			return err
-		}
-		if !flagSet(fs, "log-level") {
-			log.SetLevel(logrus.InfoLevel) // a daemon logs what it does
-		}
-		opt.AuthToken = os.Getenv("TWILIO_AUTH_TOKEN")
-		return demo.Serve(ctx, opt, l, stdout)
-	}
-	if isTerminal(stderr) {
-		opt.Progress = progressLine(stderr)
-	}
-	sum, err := demo.Run(ctx, opt)
-	if opt.Progress != nil {
-		fmt.Fprint(stderr, "\r\033[K")
-	}
-	if err != nil {
-		var errs rules.Errors
-		if errors.As(err, &errs) {
-			return printProblems(errs, stdout)
-		}
-		return err
-	}
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		return enc.Encode(sum)
-	}
-	printDemo(stdout, sum)
-	return nil
-}
-
-func printDemo(w io.Writer, s *demo.Summary) {
-	fmt.Fprintf(w, "nudge demo: the Healthy Steps study, 2 REDCap projects, against the built-in REDCap, Twilio and SMTP simulators\n\n")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE\tCHANNEL\tSELECTED\tSENT\tDELIVERED\tUNDELIVERED\tFAILED\tSKIPPED\tDEFERRED")
-	for _, r := range s.Rules {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Name, r.Channel, r.Selected, r.Sent, r.Delivered, r.Undelivered, r.Failed, r.Skipped, r.Deferred)
-	}
-	tw.Flush()
-	fmt.Fprintf(w, "\nemails: %d sent, %d received by the SMTP server\n", s.Emails.Sent, s.Emails.ReceivedBySMTP)
-	fmt.Fprintf(w, "statuses written back to REDCap: %d; duplicates: %d\n", s.WrittenBack, s.Duplicates)
-	for _, p := range s.Pacing {
-		fmt.Fprintf(w, "pacing %s: %d sends, %.2f messages/s, shortest gap %.3f s\n", p.From, p.Sends, p.RatePerSecond, p.MinIntervalS)
-	}
-	if len(s.Skips) > 0 {
-		fmt.Fprintln(w, "\nskipped participants:")
-		for _, k := range s.Skips {
-			fmt.Fprintf(w, "  %s, record %s: %s\n", k.Rule, k.Record, oneLine(k.Reason))
-		}
-	}
-	fmt.Fprintf(w, "\nfinished in %.1f s\n", s.WallSeconds)
-}
-
-func flagSet(fs *flag.FlagSet, name string) (set bool) {
-	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
-	return set
-}
-
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-func progressLine(w io.Writer) func(engine.Progress) {
-	var mu sync.Mutex
-	return func(p engine.Progress) {
-		mu.Lock()
-		defer mu.Unlock()
-		switch p.Stage {
-		case "dispatch":
-			fmt.Fprintf(w, "\r\033[Ksending %d/%d (%s)", p.Done, p.Total, p.Message)
-		case "track":
-			fmt.Fprintf(w, "\r\033[Kwaiting for %d delivery report(s)", p.Total)
-		default:
-			fmt.Fprintf(w, "\r\033[K%s…", p.Stage)
-		}
-	}
 }
