@@ -7,6 +7,7 @@ import (
 	"github.com/nudge-study/nudge/templates"
 )
 
+// cmdCheck validates the study offline, like promtool check rules.
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("check", stderr)
 	if err := parse(fs, args); err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/sirupsen/logrus"
 )
 
+// cmdDemo runs the bundled demo study against the built-in simulators.
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("demo", stderr)
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object")

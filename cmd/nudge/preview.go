@@ -12,6 +12,7 @@ import (
 	"github.com/nudge-study/nudge/engine"
 )
 
+// cmdPreview shows who would get which message now, and why not; it sends nothing.
 func cmdPreview(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("preview", stderr)
 	rule := fs.String("rule", "", "only this rule")

@@ -176,6 +176,7 @@ func open(ctx context.Context, c *common, stdout, stderr io.Writer, noSend bool)
 	return e, nil
 }
 
+// cmdRun makes one full pass, for cron.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("run", stderr)
 	if err := parse(fs, args); err != nil {

@@ -18,6 +18,7 @@ func owner() string {
 	return host + ":" + strconv.Itoa(os.Getpid())
 }
 
+// cmdServe runs the daemon until SIGINT or SIGTERM.
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("serve", stderr)
 	listen := fs.String("listen", "", "address to listen on (default: server.listen in the config)")
