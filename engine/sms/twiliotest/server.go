@@ -6,11 +6,13 @@
 // creates, and every create is recorded with its clock time so that tests
 // can prove pacing.
 //
-// Status callbacks are not sent: a StatusCallback given at create is only
-// stored on the message.
+// Status callbacks are off by default: a StatusCallback given at create is
+// only stored on the message. With Options.Callbacks a started server POSTs
+// each status change to it, signed as Twilio signs them (see callbacks.go).
 package twiliotest
 
 import (
+	"context"
 	"crypto/md5"
 	"crypto/subtle"
 	"encoding/hex"
@@ -33,6 +35,20 @@ type Options struct {
 	Clock interface{ Now() time.Time }
 	// Timing sets when statuses change; zero fields take the defaults.
 	Timing Timing
+
+	// Callbacks makes a started server POST every status change after the
+	// first (sending, sent, delivered, undelivered, failed) to the
+	// message's StatusCallback, as Twilio does. It also makes creates
+	// refuse a StatusCallback that is not a loopback URL (code 21609), so
+	// that the simulator never sends traffic off the machine. Off by
+	// default.
+	Callbacks bool
+	// CallbackEvery is how often, in real time, the callback sender looks
+	// at the clock for changes to report; default 100ms.
+	CallbackEvery time.Duration
+	// ShuffleCallbacks sends a message's changes newest first when several
+	// are due at once, as Twilio's callbacks may arrive out of order.
+	ShuffleCallbacks bool
 }
 
 // Timing says when a message's status changes, as offsets from its create;
@@ -115,6 +131,10 @@ type Server struct {
 	creates  []Create
 	attempts []Attempt
 	srv      *http.Server
+
+	callbacks     []CallbackAttempt
+	stopCallbacks context.CancelFunc // nil unless the sender runs
+	callbacksDone chan struct{}      // closed when the sender has stopped
 }
 
 // message is the stored part of a message; its status is derived from the
@@ -123,6 +143,9 @@ type message struct {
 	seq     int
 	base    Message // SID, numbers, body, created, segments
 	outcome Outcome
+	// reports follows the callbacks of each step of the message's
+	// timeline; nil until the sender first looks at the message.
+	reports []report
 }
 
 type wallClock struct{}
@@ -143,6 +166,9 @@ func New(opts Options) *Server {
 	if opts.Timing.Final <= 0 {
 		opts.Timing.Final = 1500 * time.Millisecond
 	}
+	if opts.CallbackEvery <= 0 {
+		opts.CallbackEvery = 100 * time.Millisecond
+	}
 	// Statuses never go backwards, even with offsets given out of order.
 	opts.Timing.Sent = max(opts.Timing.Sent, opts.Timing.Sending)
 	opts.Timing.Final = max(opts.Timing.Final, opts.Timing.Sent)
@@ -159,7 +185,8 @@ func New(opts Options) *Server {
 }
 
 // Start serves the simulator on 127.0.0.1 at a free port and returns its
-// base URL (http://127.0.0.1:PORT), to be used as sms.Config.BaseURL.
+// base URL (http://127.0.0.1:PORT), to be used as sms.Config.BaseURL. With
+// Options.Callbacks it also starts the status callback sender.
 func (s *Server) Start() (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -172,14 +199,26 @@ func (s *Server) Start() (string, error) {
 	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
+	if s.opts.Callbacks {
+		ctx, cancel := context.WithCancel(context.Background())
+		s.stopCallbacks, s.callbacksDone = cancel, make(chan struct{})
+		go s.sendCallbacks(ctx, s.callbacksDone)
+	}
 	return "http://" + ln.Addr().String(), nil
 }
 
-// Close stops a started server and drops its connections.
+// Close stops a started server: it stops the callback sender, waiting for
+// it to end (a callback in flight is abandoned), and drops the server's
+// connections.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	srv := s.srv
+	srv, stop, done := s.srv, s.stopCallbacks, s.callbacksDone
+	s.stopCallbacks, s.callbacksDone = nil, nil
 	s.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
 	if srv == nil {
 		return nil
 	}
@@ -405,7 +444,15 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, cerr.code, cerr.msg)
 		return
 	}
-	m := s.add(now, from, service, to, body, r.PostForm.Get("StatusCallback"))
+	callback := r.PostForm.Get("StatusCallback")
+	if s.opts.Callbacks && callback != "" && !loopbackURL(callback) {
+		att.HTTPStatus, att.Code = http.StatusBadRequest, 21609
+		s.attempts = append(s.attempts, att)
+		s.mu.Unlock()
+		writeError(w, http.StatusBadRequest, 21609, callbackRefusal(callback))
+		return
+	}
+	m := s.add(now, from, service, to, body, callback)
 	att.HTTPStatus, att.SID = http.StatusCreated, m.base.SID
 	s.attempts = append(s.attempts, att)
 	resp := s.wire(m, now)
