@@ -92,6 +92,7 @@ type Engine struct {
 
 	dispatchMu  sync.Mutex    // one dispatch at a time in a process
 	reportJob   gocron.Job    // the write-back job (serve)
+	reportDirty atomic.Bool   // a write-back run has been asked for and not started
 	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
 }
 

@@ -94,14 +94,16 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	}); err != nil {
 		return err
 	}
-	// The write-back queue is a job too; an inbound text or a status
-	// callback runs it at once (a run already going picks the change up,
-	// or the next interval does).
+	// The write-back queue is a job too. An inbound text or a status
+	// callback runs it at once: the first kick after a run has started
+	// queues exactly one more run (singleton, wait mode), so no change
+	// waits for the next interval and a burst of kicks costs one run.
 	report, err := sched.NewJob(gocron.DurationJob(cfg.Server.WritebackEvery), gocron.NewTask(func(ctx context.Context) {
+		e.reportDirty.Store(false)
 		if _, err := e.Report(ctx); err != nil && ctx.Err() == nil {
 			e.log().WithError(err).Warn("write-back to REDCap failed; will retry")
 		}
-	}), gocron.WithName("write-back"), gocron.WithContext(jobCtx), gocron.WithSingletonMode(gocron.LimitModeReschedule))
+	}), gocron.WithName("write-back"), gocron.WithContext(jobCtx), gocron.WithSingletonMode(gocron.LimitModeWait))
 	if err != nil {
 		return err
 	}

@@ -29,15 +29,24 @@ type served struct {
 	base string // where the server really listens
 }
 
-func serve(t testing.TB) *served {
+func serve(t testing.TB) *served { return serveWith(t, false) }
+
+// serveWith starts the server; with callbacks the Twilio simulator posts
+// status callbacks to it, and public_url is the server's own address.
+func serveWith(t testing.TB, callbacks bool) *served {
 	t.Helper()
-	f := newFixture(t)
-	f.env.Study.Config.Server.PublicURL = publicURL
-	f.env.Study.Config.Server.RunEvery = 0 // the tests make their own passes
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	opt, public := demo.Options{}, publicURL
+	if callbacks {
+		public = "http://" + l.Addr().String()
+		opt.StatusCallback, opt.ShuffleCallbacks = public+"/twilio/status", true
+	}
+	f := newFixtureWith(t, opt)
+	f.env.Study.Config.Server.PublicURL = public
+	f.env.Study.Config.Server.RunEvery = 0 // the tests make their own passes
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
 	go func() { done <- f.e.Serve(ctx, l, engine.ServeOptions{AuthToken: demo.AuthToken}) }()
@@ -528,4 +537,54 @@ func TestServeReplyOnlyAfterRule(t *testing.T) {
 	if _, _, body := s.post(t, "/twilio/inbound", inbound("+13125550152", "yes"), publicURL+"/twilio/inbound"); strings.Contains(body, "confirmed") {
 		t.Errorf("49 h after the reminder: %q", body)
 	}
+}
+
+// Twilio's own status callbacks (signed, some out of order) bring every
+// text to its final status without the poller, and the statuses reach REDCap.
+func TestServeStatusCallbacksFromTwilio(t *testing.T) {
+	s := serveWith(t, true)
+	s.enqueue(t, "diary-reminder")
+	if _, err := s.e.Dispatch(s.ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.clk.Advance(5 * time.Second) // past the simulator's delivery time
+	final := func(m storage.Message) bool { return m.State.Final() }
+	s.eventually(t, "every diary reminder has a final status", func() bool {
+		for _, m := range s.messages(t, "diary-reminder") {
+			if m.SID != "" && !final(m) {
+				return false
+			}
+		}
+		return true
+	})
+	callbacks := 0
+	for _, m := range s.messages(t, "diary-reminder") {
+		if m.SID == "" {
+			continue
+		}
+		hist, err := s.e.Store.History(s.ctx, m.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hist {
+			if h.Source == storage.SourceCallback {
+				callbacks++
+			}
+		}
+		if last := hist[len(hist)-1].Status; last != m.Status || !storage.IsFinalStatus(last) {
+			t.Errorf("%s: history ends in %s, message is %s", m.Record, last, m.Status)
+		}
+	}
+	if callbacks == 0 {
+		t.Fatal("no status came from a callback")
+	}
+	for _, a := range s.env.Twilio.Callbacks() {
+		if a.HTTPStatus/100 != 2 {
+			t.Errorf("callback %s %s answered %d %s", a.SID, a.Status, a.HTTPStatus, a.Err)
+		}
+	}
+	s.eventually(t, "the final statuses are in REDCap", func() bool {
+		n, err := s.e.Store.Outstanding(s.ctx)
+		return err == nil && n == 0
+	})
 }

@@ -161,7 +161,7 @@ func (e *Engine) kickReport() {
 	e.mu.Lock()
 	job := e.reportJob
 	e.mu.Unlock()
-	if job != nil {
+	if job != nil && e.reportDirty.CompareAndSwap(false, true) {
 		if err := job.RunNow(); err != nil {
 			e.log().WithError(err).Debug("write-back not started early; it runs on its interval")
 		}

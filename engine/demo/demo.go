@@ -58,6 +58,12 @@ type Options struct {
 	// AuthToken is the Twilio simulator's auth token, which also signs
 	// webhooks in `demo --serve` (default the demo's own).
 	AuthToken string
+	// StatusCallback, when set, is the URL the Twilio simulator posts
+	// signed status callbacks to (a loopback URL), as Twilio would.
+	StatusCallback string
+	// ShuffleCallbacks makes the simulator send callbacks that are due
+	// together newest first, as they sometimes arrive from Twilio.
+	ShuffleCallbacks bool
 }
 
 // Summary is what `nudge demo --json` prints.
@@ -175,7 +181,8 @@ func Start(opt Options) (*Env, error) {
 		clock = newStudyClock()
 	}
 	env.authToken = cmp.Or(opt.AuthToken, AuthToken)
-	env.Twilio = twiliotest.New(twiliotest.Options{AccountSID: AccountSID, AuthToken: env.authToken, Clock: clock})
+	env.Twilio = twiliotest.New(twiliotest.Options{AccountSID: AccountSID, AuthToken: env.authToken, Clock: clock,
+		Callbacks: opt.StatusCallback != "", ShuffleCallbacks: opt.ShuffleCallbacks})
 	if err := applyOutcomes(filepath.Join(opt.Dir, "twilio.json"), env.Twilio); err != nil {
 		return nil, err
 	}
@@ -204,6 +211,9 @@ func Start(opt Options) (*Env, error) {
 		}
 	}
 	cfg.Twilio.APIBaseURL = twURL
+	if opt.StatusCallback != "" {
+		cfg.Twilio.StatusCallback = opt.StatusCallback
+	}
 	os.Setenv(cfg.Twilio.AccountSIDEnv, AccountSID)
 	os.Setenv(cfg.Twilio.AuthTokenEnv, env.authToken)
 	cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = host, port, "none"

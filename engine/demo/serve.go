@@ -20,12 +20,13 @@ import (
 // signed webhooks to it. It prints how; the server makes the study's first
 // pass at once.
 func Serve(ctx context.Context, opt Options, l net.Listener, out io.Writer) error {
+	public := "http://" + l.Addr().String()
+	opt.StatusCallback = public + "/twilio/status"
 	env, err := Start(opt)
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	public := "http://" + l.Addr().String()
 	env.Study.Config.Server.PublicURL = public
 	e := env.Engine
 	if err := e.Prepare(ctx); err != nil {
