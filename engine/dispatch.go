@@ -313,6 +313,12 @@ func (e *Engine) resolveOne(ctx context.Context, m storage.Message) (DispatchSta
 		return DispatchStats{}, nil
 	}
 	for _, f := range found {
+		// A message another outbox row already owns is not this one (two
+		// rules may text the same number within minutes); an empty body is
+		// accepted because accounts can have bodies redacted.
+		if other, err := e.Store.GetBySID(ctx, f.SID); err == nil && other.ID != m.ID {
+			continue
+		}
 		if f.Body == m.Body || f.Body == "" {
 			if err := e.Store.MarkSent(ctx, m.ID, f.SID, f.Status, f.Segments, now); err != nil {
 				return DispatchStats{}, err
