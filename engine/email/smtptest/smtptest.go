@@ -1,12 +1,14 @@
 // Package smtptest runs a real SMTP server on the loopback interface that
 // keeps every message it accepts in memory. nudge's email tests send to it,
 // and `nudge demo` uses it as the study's mail server. It speaks plain SMTP
-// (or, when asked, STARTTLS or implicit TLS) and can require AUTH PLAIN and
-// refuse chosen recipients.
+// (or, when asked, STARTTLS or implicit TLS) and can require AUTH PLAIN,
+// refuse chosen recipients, refuse messages at the end of their data, and
+// lose the reply to a message it has read (see Fault).
 package smtptest
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/base64"
 	"errors"
@@ -68,9 +70,40 @@ type Server struct {
 	tls        *tls.Config
 	implicit   bool
 
-	mu     sync.Mutex
-	msgs   []Received
-	reject map[string]int
+	mu       sync.Mutex
+	msgs     []Received
+	stored   chan struct{} // closed and replaced whenever a message is kept
+	reject   map[string]int
+	dataCode int
+	fault    Fault
+}
+
+// Fault is what the server does once it has read a message's data up to and
+// including the terminating "." line, in place of its reply. In every fault
+// the server keeps the message (Messages lists it), as a real server may
+// have queued it before the reply got lost: the client cannot know.
+type Fault int
+
+// Faults for SetFault.
+const (
+	FaultNone   Fault = iota // answer 250: the message is accepted
+	FaultDrop                // close the connection without a reply
+	FaultHang                // never reply; wait until the client hangs up or Close
+	FaultGarble              // answer with a line that is not an SMTP reply, then close
+)
+
+func (f Fault) String() string {
+	switch f {
+	case FaultNone:
+		return "none"
+	case FaultDrop:
+		return "drop"
+	case FaultHang:
+		return "hang"
+	case FaultGarble:
+		return "garble"
+	}
+	return fmt.Sprintf("Fault(%d)", int(f))
 }
 
 // Start listens on a free port of 127.0.0.1 and serves SMTP until Close.
@@ -79,12 +112,12 @@ func Start(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("smtptest: listen on loopback: %w", err)
 	}
-	s := &Server{ln: ln, done: make(chan struct{}), reject: map[string]int{}}
+	s := &Server{ln: ln, done: make(chan struct{}), stored: make(chan struct{}), reject: map[string]int{}}
 	for _, o := range opts {
 		o(s)
 	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(*smtp.Conn) (smtp.Session, error) {
-		return &session{srv: s}, nil
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{srv: s, conn: c.Conn()}, nil
 	}))
 	srv.Domain = "localhost"
 	srv.AllowInsecureAuth = s.user != "" && s.tls == nil
@@ -136,6 +169,41 @@ func (s *Server) Reject(to string, code int) {
 	s.reject[key] = code
 }
 
+// WaitMessages blocks until the server has kept at least n messages or ctx
+// is done, and returns ctx's error in that case.
+func (s *Server) WaitMessages(ctx context.Context, n int) error {
+	for {
+		s.mu.Lock()
+		have, stored := len(s.msgs), s.stored
+		s.mu.Unlock()
+		if have >= n {
+			return nil
+		}
+		select {
+		case <-stored:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// RejectData makes the server answer the end of every later message's data
+// with the SMTP reply code, e.g. 554 for a permanent or 451 for a temporary
+// refusal, and discard the message. A code of 0 accepts messages again.
+func (s *Server) RejectData(code int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dataCode = code
+}
+
+// SetFault makes the server end every later message with f instead of a
+// reply (FaultNone restores normal replies). RejectData takes precedence.
+func (s *Server) SetFault(f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fault = f
+}
+
 // Close stops the server, drops open connections and waits for it to finish.
 func (s *Server) Close() error {
 	err := s.smtp.Close()
@@ -156,15 +224,24 @@ func (s *Server) rejectCode(to string) int {
 	return s.reject[strings.ToLower(to)]
 }
 
+func (s *Server) endOfData() (code int, f Fault) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dataCode, s.fault
+}
+
 func (s *Server) store(r Received) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.msgs = append(s.msgs, r)
+	close(s.stored)
+	s.stored = make(chan struct{})
 }
 
 // session is one SMTP connection's transaction state.
 type session struct {
 	srv      *Server
+	conn     net.Conn // the raw connection, for the faults
 	authUser string
 	from     string
 	to       []string
@@ -213,13 +290,34 @@ func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 }
 
 func (ss *session) Data(r io.Reader) error {
-	data, err := io.ReadAll(r)
+	data, err := io.ReadAll(r) // returns once the terminating "." line is read
 	if err != nil {
 		return err
+	}
+	code, fault := ss.srv.endOfData()
+	if code != 0 {
+		return &smtp.SMTPError{
+			Code:         code,
+			EnhancedCode: smtp.EnhancedCodeNotSet,
+			Message:      "message refused by smtptest",
+		}
 	}
 	rec := Received{From: ss.from, To: ss.to, AuthUser: ss.authUser, Data: data}
 	parse(&rec)
 	ss.srv.store(rec)
+	switch fault {
+	case FaultDrop:
+		_ = ss.conn.Close()
+	case FaultHang:
+		// The client sends nothing while it waits for the reply, so this
+		// read returns only when the client hangs up or Close drops the
+		// connection. go-smtp's own reply then fails to be written.
+		_, _ = ss.conn.Read(make([]byte, 1))
+		_ = ss.conn.Close()
+	case FaultGarble:
+		_, _ = io.WriteString(ss.conn, "this is not an SMTP reply\r\n")
+		_ = ss.conn.Close()
+	}
 	return nil
 }
 

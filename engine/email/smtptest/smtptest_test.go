@@ -1,12 +1,17 @@
 package smtptest
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/smtp"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // send delivers raw with the standard library's client, independent of the
@@ -134,5 +139,101 @@ func TestCloseTwice(t *testing.T) {
 	}
 	if err := send(s, nil, "a@example.edu", []string{"b@example.org"}, "x"); err == nil {
 		t.Error("send after Close succeeded")
+	}
+}
+
+// sendWithin is send over a connection that gives up after d, for the faults
+// that leave the client waiting.
+func sendWithin(t *testing.T, s *Server, d time.Duration, raw string) error {
+	t.Helper()
+	host, port := s.Addr()
+	conn, err := net.Dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(d)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := smtp.NewClient(conn, host)
+	if err != nil {
+		return err
+	}
+	if err := c.Mail("a@example.edu"); err != nil {
+		return err
+	}
+	if err := c.Rcpt("b@example.org"); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := io.WriteString(w, raw); err != nil {
+		return err
+	}
+	return w.Close() // writes the terminating "." and reads the reply
+}
+
+func TestRejectData(t *testing.T) {
+	for _, code := range []int{451, 554} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			s := start(t)
+			s.RejectData(code)
+			err := sendWithin(t, s, 5*time.Second, "Subject: x\r\n\r\nx\r\n")
+			var te *textproto.Error
+			if !errors.As(err, &te) || te.Code != code {
+				t.Fatalf("send: %v, want a %d reply to the data", err, code)
+			}
+			if n := len(s.Messages()); n != 0 {
+				t.Errorf("%d messages kept after refusing them", n)
+			}
+			s.RejectData(0)
+			if err := sendWithin(t, s, 5*time.Second, "Subject: x\r\n\r\nx\r\n"); err != nil {
+				t.Fatalf("send after lifting the refusal: %v", err)
+			}
+		})
+	}
+}
+
+// TestFaults: in every fault the message is kept but the client gets no
+// reply it can read.
+func TestFaults(t *testing.T) {
+	for _, f := range []Fault{FaultDrop, FaultHang, FaultGarble} {
+		t.Run(fmt.Sprint(f), func(t *testing.T) {
+			s := start(t)
+			s.SetFault(f)
+			err := sendWithin(t, s, 500*time.Millisecond, "Subject: lost\r\n\r\nx\r\n")
+			var te *textproto.Error
+			if err == nil || errors.As(err, &te) {
+				t.Fatalf("send: %v, want an error without an SMTP reply", err)
+			}
+			if m := s.Messages(); len(m) != 1 || m[0].Subject != "lost" {
+				t.Fatalf("messages %+v, want the one whose reply was lost", m)
+			}
+			s.SetFault(FaultNone)
+			if err := sendWithin(t, s, 5*time.Second, "Subject: ok\r\n\r\nx\r\n"); err != nil {
+				t.Fatalf("send after the fault: %v", err)
+			}
+		})
+	}
+}
+
+func TestWaitMessages(t *testing.T) {
+	s := start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- s.WaitMessages(ctx, 1) }()
+	if err := send(s, nil, "a@example.edu", []string{"b@example.org"}, "Subject: x\r\n\r\nx\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("WaitMessages: %v", err)
+	}
+	short, cancelShort := context.WithCancel(context.Background())
+	cancelShort()
+	if err := s.WaitMessages(short, 2); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitMessages for a message that never comes: %v, want context.Canceled", err)
 	}
 }
