@@ -1,13 +1,40 @@
 // Package email sends nudge's email messages through an SMTP server with
 // go-mail. Each Send opens its own connection, so a Sender is safe for
 // concurrent use and holds no connection between runs.
+//
+// # Where a send fails
+//
+// An SMTP server takes responsibility for a message when it reads the "."
+// line that ends the message's data, and says so with its reply (250). A
+// failed Send is therefore one of three kinds, told apart by where in the
+// exchange it failed:
+//
+//   - Before the terminating "." was sent (connecting, TLS, AUTH, MAIL FROM,
+//     RCPT TO, the DATA command, writing the message): the server cannot have
+//     accepted the message. A 5xx reply to MAIL FROM, RCPT TO or DATA, or an
+//     invalid message, is permanent (IsPermanent); anything else, a 5xx reply
+//     during connecting or AUTH included, is temporary and worth retrying.
+//   - A reply to the "." with a 4xx or 5xx code: the server refused the
+//     message. 5xx is permanent, 4xx temporary, as above.
+//   - Anything else once the "." was handed to the connection: no reply, the
+//     connection closed or reset, a timeout, a cancelled context, or a reply
+//     that cannot be read. The server may or may not have accepted the
+//     message, and sending it again may deliver it twice: IsAmbiguous. A
+//     failure while writing the "." line itself counts here too, as part of
+//     it may have reached the server.
+//
+// A message keeps its Message-ID across attempts when the caller sets
+// Message.MessageID (see MessageID), so a server or mailbox that has seen the
+// message already can recognise the copy.
 package email
 
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -70,35 +97,129 @@ type Message struct {
 	Text    string
 	HTML    string
 	Headers map[string]string // extra headers, e.g. "X-Nudge-Key"
+
+	// MessageID is the Message-ID header to send, with angle brackets, as
+	// made by MessageID; give every attempt to send the same message the
+	// same one. "" = a new random one for this attempt.
+	MessageID string
+}
+
+// MessageID returns the Message-ID for the message whose idempotency key is
+// key, sent from the address from (as in Config.From): "<hash@domain>",
+// where hash is a SHA-256 digest of key and the From address (neither
+// appears in the ID) and domain is the From address's domain, lower-cased.
+// The same key and From address always give the same ID.
+//
+// A Message-ID should be unique in the world, and mail systems may drop a
+// second message with an ID they have seen. key must therefore name one
+// message among all that are sent from this From address, by every nudge
+// installation using it; and since the digest has no secret in it, anyone who
+// can guess key can check the guess against the ID. Prefixing key with a
+// secret unique to the installation solves both.
+//
+// A From domain that cannot appear in a Message-ID (not ASCII, or not an
+// email address at all) is replaced by "nudge.invalid".
+func MessageID(key, from string) string {
+	addr := from
+	if a, err := netmail.ParseAddress(from); err == nil {
+		addr = a.Address
+	}
+	addr = strings.ToLower(strings.TrimSpace(addr))
+	domain := addr[strings.LastIndexByte(addr, '@')+1:]
+	if !isDotAtom(domain) && !isDomainLiteral(domain) {
+		domain = "nudge.invalid"
+	}
+	sum := sha256.Sum256([]byte("nudge message-id\x00" + addr + "\x00" + key))
+	return "<" + hex.EncodeToString(sum[:16]) + "@" + domain + ">"
+}
+
+// checkMessageID accepts a Message-ID of RFC 5322's form "<left@right>",
+// left a dot-atom and right a dot-atom or a domain literal.
+func checkMessageID(id string) error {
+	inner, ok := strings.CutPrefix(id, "<")
+	if ok {
+		inner, ok = strings.CutSuffix(inner, ">")
+	}
+	at := strings.LastIndexByte(inner, '@')
+	if !ok || at < 0 || !isDotAtom(inner[:at]) ||
+		!(isDotAtom(inner[at+1:]) || isDomainLiteral(inner[at+1:])) {
+		return fmt.Errorf("message ID %q is not of the form <left@right> (make it with email.MessageID)", id)
+	}
+	return nil
+}
+
+// isDotAtom reports whether s is RFC 5322 dot-atom-text: atoms of printable
+// ASCII without specials, joined by single dots.
+func isDotAtom(s string) bool {
+	for _, atom := range strings.Split(s, ".") {
+		if atom == "" {
+			return false
+		}
+		for _, r := range atom {
+			if r <= ' ' || r > '~' || strings.ContainsRune(`()<>[]:;@\,."`, r) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// isDomainLiteral reports whether s is an RFC 5322 no-fold-literal such as
+// "[192.0.2.1]".
+func isDomainLiteral(s string) bool {
+	inner, ok := strings.CutPrefix(s, "[")
+	if ok {
+		inner, ok = strings.CutSuffix(inner, "]")
+	}
+	if !ok {
+		return false
+	}
+	for _, r := range inner {
+		if r <= ' ' || r > '~' || r == '[' || r == ']' || r == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // Error is a failed send. Permanent is true when sending the same message
 // again cannot succeed: the server answered the message's MAIL, RCPT or DATA
-// with a 5xx code, or the message itself is invalid (bad address, no body).
-// Failures before the message is offered — connection, TLS, authentication —
-// are never permanent, even with a 5xx code: the sender's setup must be
-// fixed, not the message, and the message can go out once it is.
+// or the end of its data with a 5xx code, or the message itself is invalid
+// (bad address, no body). Failures before the message is offered —
+// connection, TLS, authentication — are never permanent, even with a 5xx
+// code: the sender's setup must be fixed, not the message, and the message
+// can go out once it is.
+//
+// Ambiguous is true when the failure came after the message's data was
+// complete and the server did not answer with a refusal: it may have
+// accepted the message (see the package documentation). Such a message must
+// not be sent again without a person checking. Permanent and Ambiguous are
+// never both true.
 //
 // Its message says "recipient" where go-mail or the server quoted the address, so
 // it can be logged and stored like the rest of a message's status.
 type Error struct {
 	Code      int  // SMTP reply code, 0 when the server gave none
 	Permanent bool // see above
+	Ambiguous bool // see above
 	Err       error
 
 	msg string // Err's text with the recipient's address replaced
 }
 
 func (e *Error) Error() string {
-	kind := "temporary"
-	if e.Permanent {
-		kind = "permanent"
+	kind := "temporary failure"
+	switch {
+	case e.Ambiguous:
+		kind = "ambiguous failure (the server may have accepted the message)"
+	case e.Permanent:
+		kind = "permanent failure"
 	}
 	msg := e.msg
 	if msg == "" {
 		msg = e.Err.Error()
 	}
-	return fmt.Sprintf("email: %s failure: %s", kind, msg)
+	return fmt.Sprintf("email: %s: %s", kind, msg)
 }
 
 func (e *Error) Unwrap() error { return e.Err }
@@ -108,6 +229,15 @@ func (e *Error) Unwrap() error { return e.Err }
 func IsPermanent(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Permanent
+}
+
+// IsAmbiguous reports whether err (or an error it wraps) is a send whose
+// outcome is unknown: the message's data went out in full and no refusal
+// came back, so the server may have accepted it. Sending it again risks a
+// duplicate; such a message should be marked for review, not retried.
+func IsAmbiguous(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Ambiguous
 }
 
 // Sender sends messages with one SMTP configuration.
@@ -169,18 +299,23 @@ func New(cfg Config, log logrus.FieldLogger) (*Sender, error) {
 func (s *Sender) Config() Config { return s.cfg }
 
 // Send delivers m to the SMTP server and returns the Message-ID header it set
-// (with angle brackets, e.g. "<…@example.edu>"). Errors are *Error; use
-// IsPermanent to tell a failure worth retrying from one that is not. When ctx
-// is cancelled the connection is dropped at once.
+// (with angle brackets, e.g. "<…@example.edu>"): m.MessageID when set. The
+// Message-ID is returned with an error too, once the message is built, so an
+// ambiguous send can be looked up in the server's logs. Errors are *Error;
+// IsAmbiguous tells a send that may have been accepted, and IsPermanent a
+// failure not worth retrying, from one worth retrying (see the package
+// documentation). When ctx is cancelled the connection is dropped at once;
+// if that happens while Send waits for the reply to the message's data, the
+// error is ambiguous.
 func (s *Sender) Send(ctx context.Context, m Message) (messageID string, err error) {
-	if err := ctx.Err(); err != nil {
-		return "", &Error{Err: err}
-	}
 	msg, err := s.build(m)
 	if err != nil {
 		return "", scrub(&Error{Permanent: true, Err: err}, m.To)
 	}
 	messageID = msg.GetMessageID()
+	if err := ctx.Err(); err != nil {
+		return messageID, &Error{Err: err}
+	}
 	log := s.log.WithFields(logrus.Fields{"message_id": messageID, "to_domain": domainOf(m.To)})
 
 	var conns []*ctxConn
@@ -207,7 +342,7 @@ func (s *Sender) Send(ctx context.Context, m Message) (messageID string, err err
 		return c, nil
 	})
 	if err != nil {
-		return "", &Error{Err: err}
+		return messageID, &Error{Err: err}
 	}
 
 	err = client.DialAndSendWithContext(ctx, msg)
@@ -219,10 +354,17 @@ func (s *Sender) Send(ctx context.Context, m Message) (messageID string, err err
 		log.Debug("email sent")
 		return messageID, nil
 	}
+	var e *Error
 	if err == nil { // cannot happen: no error means delivered
-		err = errors.New("server did not confirm the message")
+		e = &Error{Ambiguous: true, Err: errors.New("go-mail reported neither delivery nor an error")}
+	} else {
+		e = classify(ctx, err)
 	}
-	return "", scrub(classify(ctx, err), m.To)
+	scrub(e, m.To)
+	if e.Ambiguous {
+		log.WithField("error", e.msg).Warn("email may have been accepted: no reply after its data")
+	}
+	return messageID, e
 }
 
 // scrub replaces the recipient's address in e's message: go-mail and SMTP
@@ -261,7 +403,14 @@ func (s *Sender) build(m Message) (*mail.Msg, error) {
 	}
 	msg.Subject(strings.Join(strings.Fields(m.Subject), " "))
 	msg.SetDate()
-	msg.SetMessageIDWithValue(rand.Text() + "@" + s.domain)
+	if m.MessageID != "" {
+		if err := checkMessageID(m.MessageID); err != nil {
+			return nil, err
+		}
+		msg.SetMessageIDWithValue(m.MessageID[1 : len(m.MessageID)-1]) // go-mail adds the brackets
+	} else {
+		msg.SetMessageIDWithValue(rand.Text() + "@" + s.domain)
+	}
 	msg.SetUserAgent("nudge")
 	switch {
 	case m.Text != "" && m.HTML != "":
@@ -356,25 +505,57 @@ func (s *Sender) dial(ctx, dctx context.Context, network, addr string) (*ctxConn
 	return watch(ctx, raw), nil
 }
 
-// classify wraps a go-mail error as *Error.
+// classify wraps a go-mail error from a send that was not delivered as
+// *Error, by where in the exchange it failed (see the package documentation).
+//
+// go-mail reports a failure of the transaction as a *mail.SendError whose
+// Reason names the step; ErrorCode is the server's reply code when the
+// server answered with 4xx or 5xx, and 0 otherwise (no reply, a network
+// error, a reply that could not be parsed). ErrSMTPDataClose is the step that
+// writes the terminating "." and reads the reply to it. Errors that are not a
+// SendError come from connecting, TLS or AUTH, before any MAIL FROM.
 func classify(ctx context.Context, err error) *Error {
-	if ctxErr := ctx.Err(); ctxErr != nil {
-		return &Error{Err: fmt.Errorf("%w (%v)", ctxErr, err)}
-	}
+	ctxErr := ctx.Err()
 	var se *mail.SendError
-	if errors.As(err, &se) {
-		e := &Error{Code: se.ErrorCode(), Err: err}
-		switch se.Reason {
-		case mail.ErrGetSender, mail.ErrGetRcpts:
+	if !errors.As(err, &se) {
+		// A failure while connecting, in TLS or in AUTH.
+		if ctxErr != nil {
+			return &Error{Err: fmt.Errorf("%w (%v)", ctxErr, err)}
+		}
+		return &Error{Code: replyCode(err), Err: err}
+	}
+	e := &Error{Code: se.ErrorCode(), Err: err}
+	switch se.Reason {
+	case mail.ErrSMTPDataClose:
+		// After the data: only a 4xx or 5xx reply proves a refusal.
+		switch e.Code / 100 {
+		case 4:
+		case 5:
 			e.Permanent = true
-		case mail.ErrSMTPMailFrom, mail.ErrSMTPRcptTo, mail.ErrSMTPData,
-			mail.ErrSMTPDataClose, mail.ErrWriteContent:
-			e.Permanent = e.Code >= 500 && e.Code < 600
+		default:
+			e.Ambiguous = true
+		}
+		if ctxErr != nil {
+			e.Err = fmt.Errorf("%w (%w)", ctxErr, err)
 		}
 		return e
+	case mail.ErrGetSender, mail.ErrGetRcpts:
+		e.Permanent = true
+	case mail.ErrSMTPMailFrom, mail.ErrSMTPRcptTo, mail.ErrSMTPData, mail.ErrWriteContent:
+		e.Permanent = e.Code/100 == 5
+	case mail.ErrConnCheck, mail.ErrNoUnencoded:
+		// Before MAIL FROM; temporary.
+	default:
+		// ErrSMTPReset follows a delivered message and never reaches here;
+		// ErrAmbiguous and reasons this code does not know cannot be placed
+		// before the data's end, so they may have been accepted.
+		e.Ambiguous = true
+		return e
 	}
-	// A failure while connecting, in TLS or in AUTH.
-	return &Error{Code: replyCode(err), Err: err}
+	if ctxErr != nil {
+		return &Error{Err: fmt.Errorf("%w (%v)", ctxErr, err)}
+	}
+	return e
 }
 
 // replyCode returns the SMTP reply code in err's chain, 0 when there is none.
