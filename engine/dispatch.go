@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -15,36 +16,81 @@ import (
 )
 
 const (
-	// maxAttempts bounds how often a message Twilio or the SMTP server
-	// provably did not take is tried again.
-	maxAttempts = 5
-	// staleSending is how long a row may sit in "sending" before another
-	// pass treats it as left behind by a crash and looks it up.
+	// staleSending is how long a row may sit in "sending" without a
+	// recorded outcome before another pass treats it as left behind by a
+	// crash: from then on it is settled like an unanswered create.
 	staleSending = 2 * time.Minute
+	// settleDelay is how long after an unanswered create the first lookup
+	// is made: a create Twilio took late needs time to show in its list.
+	settleDelay = time.Minute
+	// lookupGap is the least time between two lookups of one message.
+	lookupGap = 2 * time.Minute
+	// settleLookups lookups that find nothing, the last of them at least
+	// settleAfter after the attempt, prove Twilio never took a message;
+	// only then is it sent again.
+	settleLookups = 3
+	settleAfter   = 10 * time.Minute
 	// senderLease is how long the sending lease lasts without renewal; it
 	// is renewed before every send.
 	senderLease = time.Minute
 	dueBatch    = 10000
+	// sendBound bounds one create, which runs on its own context so that a
+	// shutdown never cuts a request in flight (the HTTP client's timeout
+	// ends it sooner).
+	sendBound = 2 * time.Minute
+	// pauseRetry is the first wait before a paused sender is tried again;
+	// it doubles with the pause's age up to maxPauseRetry.
+	pauseRetry    = 5 * time.Minute
+	maxPauseRetry = time.Hour
 )
 
 // DispatchStats counts what one dispatch did.
 type DispatchStats struct {
-	Sent, Retried, Failed, Skipped int
+	Sent      int `json:"sent"`
+	Retried   int `json:"retried"`   // back in the queue: Twilio or SMTP could not take it now
+	Failed    int `json:"failed"`    // refused for a reason of its own
+	Canceled  int `json:"canceled"`  // no longer applied (withdrawn, opted out, rule disabled …)
+	Expired   int `json:"expired"`   // not sent before its expiry
+	Held      int `json:"held"`      // left queued by the kill switch or a paused sender
+	Unsettled int `json:"unsettled"` // unanswered creates, waiting for lookups
+	Review    int `json:"review"`    // set aside for a person
+	// Problems are account, sender and connection problems that held
+	// sending back, in words; `nudge run` exits non-zero when there are any.
+	Problems []string `json:"problems,omitempty"`
 }
 
 func (s *DispatchStats) add(o DispatchStats) {
 	s.Sent += o.Sent
 	s.Retried += o.Retried
 	s.Failed += o.Failed
-	s.Skipped += o.Skipped
+	s.Canceled += o.Canceled
+	s.Expired += o.Expired
+	s.Held += o.Held
+	s.Unsettled += o.Unsettled
+	s.Review += o.Review
+	for _, p := range o.Problems {
+		s.problem(p)
+	}
 }
 
-// Dispatch sends every message that is due: first it resolves rows a crash
-// left in "sending", then it sends SMS (one worker per sending number, each
-// paced by its own limiter) and email side by side. Only one process sends
-// at a time — it holds the database's sending lease — so the pacing holds
-// even with several nudge processes on one database; the others return at
-// once and leave the queue to the holder.
+func (s *DispatchStats) problem(p string) {
+	for _, q := range s.Problems {
+		if q == p {
+			return
+		}
+	}
+	s.Problems = append(s.Problems, p)
+}
+
+// Dispatch sends every message that is due. First it expires queued
+// messages whose time has passed and settles rows left in "sending"; then
+// it sends SMS (one worker per sending number, each paced by its own
+// limiter) and email side by side. Right before each send the message is
+// checked against the participant's current data (see recheck), the kill
+// switch and its sender's pause. Only one process sends at a time — it
+// holds the database's sending lease — so the pacing holds even with
+// several nudge processes on one database; the others return at once and
+// leave the queue to the holder.
 func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 	e.dispatchMu.Lock()
 	defer e.dispatchMu.Unlock()
@@ -58,7 +104,19 @@ func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 			e.log().WithError(err).Warn("releasing the sending lease")
 		}
 	}()
-	if err := e.resolveSending(ctx, e.now().Add(-staleSending)); err != nil {
+	expired, err := e.Store.ExpireDue(ctx, e.now())
+	if err != nil {
+		return total, err
+	}
+	if total.Expired = len(expired); total.Expired > 0 {
+		e.log().WithField("messages", total.Expired).Warn("messages not sent before they expired; they will not be sent late")
+	}
+	settled, err := e.settleSending(ctx)
+	total.add(settled)
+	if err != nil {
+		return total, err
+	}
+	if err := e.seedPacer(ctx); err != nil {
 		return total, err
 	}
 	now := e.now()
@@ -87,13 +145,14 @@ func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 		errs []error
 		wg   sync.WaitGroup
 	)
-	worker := func(msgs []storage.Message, send func(context.Context, storage.Message) (DispatchStats, error)) {
+	fresh := &freshness{e: e}
+	worker := func(msgs []storage.Message, send func(context.Context, storage.Message, []storage.Message, *freshness) (DispatchStats, bool, error)) {
 		defer wg.Done()
-		for _, m := range msgs {
+		for i, m := range msgs {
 			if ctx.Err() != nil {
 				return
 			}
-			st, err := send(ctx, m)
+			st, stop, err := send(ctx, m, msgs[i+1:], fresh)
 			tick(m)
 			mu.Lock()
 			total.add(st)
@@ -101,8 +160,8 @@ func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 				errs = append(errs, err)
 			}
 			mu.Unlock()
-			if err != nil {
-				return // a store error: stop this worker, keep the rest queued
+			if err != nil || stop {
+				return // a store error, or the sender cannot send now: keep the rest queued
 			}
 		}
 	}
@@ -124,131 +183,286 @@ func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 		go worker(mailDue, e.sendEmail)
 	}
 	wg.Wait()
+	if total.Canceled+total.Failed+total.Expired+total.Review > 0 {
+		e.kickReport()
+	}
 	if len(errs) > 0 {
 		return total, errors.Join(errs...)
 	}
 	return total, ctx.Err()
 }
 
-// sendSMS sends one outbox row. The row is claimed (planned → sending) in a
-// committed transaction before Twilio is called, so a second worker or a
-// crashed pass can never send it again blind.
-func (e *Engine) sendSMS(ctx context.Context, m storage.Message) (DispatchStats, error) {
-	log := e.log().WithFields(map[string]any{"message": m.ID, "rule": m.Rule, "record": m.Record, "to": redact(m.To)})
-	out, err := e.Store.IsOptedOut(ctx, m.To)
+// prepared is a due message checked and ready to be claimed, or the
+// outcome that settled it before any claim.
+type prepared struct {
+	content storage.Content
+	zone    string
+	stats   DispatchStats
+	stop    bool // the worker stops: its sender cannot send now
+	done    bool // settled (or held) without a send
+}
+
+// prepare runs the checks every message passes right before its send: the
+// kill switch, its sender's pause, its expiry, the participant's current
+// data and the allowed hours. Anything that settles the message is stored
+// here.
+func (e *Engine) prepare(ctx context.Context, m storage.Message, rest []storage.Message, fresh *freshness) (prepared, error) {
+	var p prepared
+	log := e.msgLog(m)
+	now := e.now()
+	if why, err := e.held(ctx, m); err != nil || why != "" {
+		if why != "" {
+			log.WithField("why", why).Info("held: the kill switch is set")
+			p.stats.Held, p.done = 1, true
+		}
+		return p, err
+	}
+	if !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt) {
+		log.Warn("not sent before it expired; it will not be sent late")
+		p.stats.Expired, p.done = 1, true
+		return p, e.Store.Expire(ctx, m.ID, "not sent before it expired", now)
+	}
+	c, zone, reason, err := e.recheck(ctx, m, rest, fresh)
 	if err != nil {
-		return DispatchStats{}, err
+		// REDCap could not be read: nothing can be checked, so nothing is
+		// sent; the message waits.
+		log.WithError(err).Warn("could not read the participant's current data; the message waits")
+		p.stats.Held, p.done, p.stop = 1, true, true
+		p.stats.problem("REDCap could not be read for project " + m.Project + " before sending")
+		return p, nil
 	}
-	if out {
-		log.Info("not sent: the participant opted out")
-		return DispatchStats{Skipped: 1}, e.Store.MarkSkipped(ctx, m.ID, "opted out", e.now())
+	if reason != "" {
+		log.WithField("reason", reason).Info("canceled: it no longer applies")
+		p.stats.Canceled, p.done = 1, true
+		return p, e.Store.Cancel(ctx, m.ID, reason, now)
 	}
-	if later, ok := e.outsideWindow(m); ok {
+	if c.To != m.To {
+		log.WithField("new_to", redact(c.To)).Info("the participant's address changed; sending to the new one")
+	} else if c.Body != m.Body || c.Subject != m.Subject || c.HTML != m.HTML {
+		log.Info("the participant's data changed the text; sending the current text")
+	}
+	if m.Channel == storage.ChannelSMS {
+		out, err := e.Store.IsOptedOut(ctx, c.To)
+		if err != nil {
+			return p, err
+		}
+		if out {
+			log.Info("canceled: the participant opted out")
+			p.stats.Canceled, p.done = 1, true
+			return p, e.Store.Cancel(ctx, m.ID, "opted out", now)
+		}
+	}
+	if later, ok := e.outsideWindow(m, zone); ok {
 		log.WithField("not_before", later.Format(time.RFC3339)).Info("outside the allowed hours now; held until they open")
-		return DispatchStats{}, e.Store.MarkRetry(ctx, m.ID, "outside the allowed hours", e.now(), later)
+		p.done = true
+		if !m.ExpiresAt.IsZero() && !later.Before(m.ExpiresAt) {
+			p.stats.Expired = 1
+			return p, e.Store.Expire(ctx, m.ID, "the allowed hours ended before it could be sent", now)
+		}
+		return p, e.Store.Snooze(ctx, m.ID, "outside the allowed hours", now, later)
 	}
+	p.content, p.zone = c, zone
+	return p, nil
+}
+
+// sendSMS sends one outbox row. The row is claimed (→ sending, with its
+// checked recipient and text) in a committed transaction before Twilio is
+// called, so a second worker or a crashed pass can never send it again
+// blind. stop tells the worker to leave the rest of this sender's queue.
+func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.Message, fresh *freshness) (DispatchStats, bool, error) {
+	log := e.msgLog(m)
+	if e.backingOff(m.From) {
+		return DispatchStats{Held: 1}, true, nil
+	}
+	pause, probe, err := e.senderPause(ctx, m.From)
+	if err != nil {
+		return DispatchStats{}, false, err
+	}
+	if pause != nil && !probe {
+		var st DispatchStats
+		st.Held = 1
+		st.problem(pauseProblem(*pause))
+		return st, true, nil
+	}
+	p, err := e.prepare(ctx, m, rest, fresh)
+	if err != nil || p.done {
+		return p.stats, p.stop, err
+	}
+	c := p.content
 	// Claim first, then wait for the pacer: the claim's disk write then
 	// overlaps the wait instead of delaying the send.
-	if err := e.Store.Claim(ctx, m.ID, e.now()); err != nil {
+	if err := e.Store.Claim(ctx, m.ID, e.now(), &c); err != nil {
 		if errors.Is(err, storage.ErrNotClaimable) {
-			return DispatchStats{}, nil // another worker has it
+			return DispatchStats{}, false, nil // another worker has it
 		}
-		return DispatchStats{}, err
+		return DispatchStats{}, false, err
 	}
 	if held, err := e.renewSending(ctx); err != nil || !held {
 		// The lease was lost (this process stalled for a minute): another
 		// process sends now. The row goes back to the queue unsent.
-		return DispatchStats{}, errors.Join(err, e.Store.MarkRetry(context.WithoutCancel(ctx), m.ID, "sending lease lost", e.now(), e.now()))
+		return DispatchStats{}, true, errors.Join(err, e.Store.Snooze(context.WithoutCancel(ctx), m.ID, "sending lease lost", e.now(), e.now()))
 	}
 	if e.Pacer != nil {
-		if err := e.Pacer.Wait(ctx, m.From, max(m.Segments, 1)); err != nil {
+		if err := e.Pacer.Wait(ctx, m.From, max(c.Segments, 1)); err != nil {
 			// Cancelled before the request: provably not sent, so it goes
 			// back to the queue. A fresh context: ctx is already done.
-			return DispatchStats{}, e.Store.MarkRetry(context.WithoutCancel(ctx), m.ID, "interrupted before sending", e.now(), e.now())
+			return DispatchStats{}, true, e.Store.Snooze(context.WithoutCancel(ctx), m.ID, "interrupted before sending", e.now(), e.now())
 		}
 	}
-	res, err := e.SMS.Send(ctx, m.From, m.To, m.Body)
-	if e.Pacer != nil {
-		e.Pacer.Done(m.From, max(m.Segments, 1))
+	start := e.now()
+	var validity time.Duration
+	if !m.ExpiresAt.IsZero() {
+		if validity = m.ExpiresAt.Sub(start); validity < time.Second {
+			return DispatchStats{Expired: 1}, false, e.Store.Expire(ctx, m.ID, "not sent before it expired", start)
+		}
 	}
+	// The create runs to its end even when ctx is cancelled (a shutdown):
+	// an interrupted create is one nobody can tell was sent.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendBound)
+	res, err := e.SMS.Send(sctx, m.From, c.To, c.Body, validity)
+	cancel()
+	if e.Pacer != nil {
+		e.Pacer.Done(m.From, max(c.Segments, 1))
+	}
+	// The outcome is stored whatever happened to ctx meanwhile.
+	ctx = context.WithoutCancel(ctx)
 	now := e.now()
 	if err == nil {
 		if err := e.Store.MarkSent(ctx, m.ID, res.SID, res.Status, res.Segments, now); err != nil {
-			return DispatchStats{}, err
+			return DispatchStats{}, false, err
 		}
-		if _, err := e.Store.RecordStatus(ctx, m.ID, res.Status, 0, now, "create"); err != nil {
-			return DispatchStats{}, err
-		}
-		log.WithFields(map[string]any{"sid": res.SID, "status": res.Status, "segments": res.Segments}).Info("sms sent")
-		return DispatchStats{Sent: 1}, nil
-	}
-
-	var se *sms.Error
-	if !errors.As(err, &se) {
-		// Send checks the context before calling Twilio: nothing left.
-		log.WithError(err).Warn("sms not sent; will retry")
-		return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, err.Error(), now, now)
-	}
-	log = log.WithFields(map[string]any{"code": se.Code, "http_status": se.HTTPStatus})
-	switch se.Kind {
-	case sms.Retryable:
-		if m.Attempts+1 >= maxAttempts {
-			log.Warn("sms failed: Twilio did not take it after several attempts")
-			return DispatchStats{Failed: 1}, e.Store.MarkFailed(ctx, m.ID, se.Code, fmt.Sprintf("gave up after %d attempts: %s", maxAttempts, se.Message), now)
-		}
-		at := now.Add(backoff(m.Attempts + 1))
-		log.WithField("retry_at", at.Format(time.RFC3339)).Warn("Twilio did not take the sms; will retry")
-		return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, se.Message, now, at)
-	case sms.Ambiguous:
-		// Look it up now, even when ctx was cancelled mid-request (a
-		// shutdown): a bounded, detached context, so the row is settled
-		// before the process stops rather than left ambiguous.
-		log.Warn("Twilio did not answer; looking the message up before anything else")
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		defer cancel()
-		return e.resolveOne(lctx, m)
-	default:
-		if se.Code == 21610 {
-			if err := e.Store.OptOut(ctx, m.To, "twilio-21610", now); err != nil {
-				return DispatchStats{}, err
+		e.senderOK(m.From)
+		if pause != nil {
+			log.WithField("sender", pause.Sender).Info("the paused sender sent again; resuming it")
+			if err := e.Store.ResumeSender(ctx, pause.Sender); err != nil {
+				return DispatchStats{}, false, err
 			}
 		}
-		log.Warn("sms refused by Twilio")
-		return DispatchStats{Failed: 1}, e.Store.MarkFailed(ctx, m.ID, se.Code, se.Message, now)
+		log.WithFields(map[string]any{"sid": res.SID, "status": res.Status, "segments": res.Segments}).Info("sms sent")
+		return DispatchStats{Sent: 1}, false, nil
 	}
+	var se *sms.Error
+	if !errors.As(err, &se) {
+		se = &sms.Error{Message: err.Error(), Kind: sms.Retryable, Err: err}
+	}
+	return e.smsFailed(ctx, m, c, se, start, now)
 }
 
-// sendEmail hands one outbox row to the SMTP server.
-func (e *Engine) sendEmail(ctx context.Context, m storage.Message) (DispatchStats, error) {
-	log := e.log().WithFields(map[string]any{"message": m.ID, "rule": m.Rule, "record": m.Record, "to": redact(m.To)})
-	if later, ok := e.outsideWindow(m); ok {
-		log.WithField("not_before", later.Format(time.RFC3339)).Info("outside the allowed hours now; held until they open")
-		return DispatchStats{}, e.Store.MarkRetry(ctx, m.ID, "outside the allowed hours", e.now(), later)
-	}
-	if err := e.Store.Claim(ctx, m.ID, e.now()); err != nil {
-		if errors.Is(err, storage.ErrNotClaimable) {
-			return DispatchStats{}, nil
+// smsFailed applies the error policy (sms.Decide) to a create Twilio did
+// not answer with a message.
+func (e *Engine) smsFailed(ctx context.Context, m storage.Message, c storage.Content, se *sms.Error, start, now time.Time) (DispatchStats, bool, error) {
+	pol := sms.Decide(se)
+	log := e.msgLog(m).WithFields(map[string]any{"code": se.Code, "http_status": se.HTTPStatus, "action": pol.Action.String()})
+	var st DispatchStats
+	switch pol.Action {
+	case sms.Settle:
+		log.WithError(se).Warn("Twilio did not answer the create; the message is looked up before anything is sent again")
+		st.Unsettled = 1
+		return st, false, e.Store.MarkAmbiguous(ctx, m.ID, "no answer from Twilio: "+se.Message, start)
+	case sms.Backoff:
+		wait := e.senderBackoff(m.From, se.RetryAfter)
+		st.problem(fmt.Sprintf("Twilio could not take messages from %s: %s", redact(m.From), se.Message))
+		if at := now.Add(wait); !m.ExpiresAt.IsZero() && !at.Before(m.ExpiresAt) {
+			log.WithError(se).Warn("Twilio could not take the sms before it expired")
+			st.Expired = 1
+			return st, true, e.Store.Expire(ctx, m.ID, "Twilio could not take it before it expired: "+se.Message, now)
 		}
-		return DispatchStats{}, err
+		log.WithError(se).WithField("retry_in", wait.Round(time.Second).String()).Warn("Twilio could not take the sms now; the sender backs off")
+		st.Retried = 1
+		return st, true, e.Store.Snooze(ctx, m.ID, se.Message, now, now.Add(wait))
+	case sms.PauseAccount, sms.PauseSender, sms.SlowSender:
+		sender := m.From
+		if pol.Action == sms.PauseAccount {
+			sender = storage.AccountSender
+		}
+		reason := fmt.Sprintf("Twilio error %d: %s; %s", se.Code, maskedMessage(se), pol.Advice)
+		if se.Code == 0 {
+			reason = fmt.Sprintf("Twilio answered HTTP %d; %s", se.HTTPStatus, pol.Advice)
+		}
+		if err := e.pauseSender(ctx, sender, reason, se.Code, now); err != nil {
+			return st, true, err
+		}
+		log.WithField("sender", redact(sender)).Error("sending paused: " + reason)
+		st.Held = 1
+		st.problem(pauseProblem(storage.SenderPause{Sender: sender, Reason: reason}))
+		return st, true, e.Store.Snooze(ctx, m.ID, "sender paused: "+reason, now, now)
+	case sms.Review:
+		log.Warn("sms set aside for review: " + pol.Advice)
+		st.Review = 1
+		return st, false, e.Store.MarkReview(ctx, m.ID, se.Code, pol.Advice, now)
 	}
-	id, err := e.Email.Send(ctx, email.Message{To: m.To, Subject: m.Subject, Text: m.Body, HTML: m.HTML,
-		Headers: map[string]string{"X-Nudge-Key": m.Key}})
+	reason := fmt.Sprintf("%s; %s", maskedMessage(se), pol.Advice)
+	st.Failed = 1
+	if err := e.Store.MarkFailed(ctx, m.ID, se.Code, reason, now); err != nil {
+		return st, false, err
+	}
+	switch pol.Action {
+	case sms.BadNumber:
+		log.Warn("sms refused: the number cannot get texts; it is flagged until REDCap holds another")
+		return st, false, e.Store.FlagBadNumber(ctx, storage.BadNumber{Phone: c.To, Code: se.Code, Reason: pol.Advice, At: now})
+	case sms.OptedOut:
+		log.Warn("sms refused: the participant opted out at Twilio; recording the opt-out")
+		return st, false, e.recordOptOut(ctx, c.To, fmt.Sprintf("twilio-%d", se.Code), now)
+	}
+	log.Warn("sms refused by Twilio: " + pol.Advice)
+	return st, false, nil
+}
+
+// maskedMessage is Twilio's message for an error with phone numbers masked.
+func maskedMessage(se *sms.Error) string {
+	return sms.MaskNumbers(se.Message)
+}
+
+// sendEmail hands one outbox row to the SMTP server. Its Message-ID is
+// derived from the outbox key, so every attempt carries the same one.
+func (e *Engine) sendEmail(ctx context.Context, m storage.Message, rest []storage.Message, fresh *freshness) (DispatchStats, bool, error) {
+	log := e.msgLog(m)
+	if e.backingOff("email") {
+		return DispatchStats{Held: 1}, true, nil
+	}
+	p, err := e.prepare(ctx, m, rest, fresh)
+	if err != nil || p.done {
+		return p.stats, p.stop, err
+	}
+	c := p.content
+	if err := e.Store.Claim(ctx, m.ID, e.now(), &c); err != nil {
+		if errors.Is(err, storage.ErrNotClaimable) {
+			return DispatchStats{}, false, nil
+		}
+		return DispatchStats{}, false, err
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sendBound)
+	id, err := e.Email.Send(sctx, email.Message{To: c.To, Subject: c.Subject, Text: c.Body, HTML: c.HTML,
+		MessageID: email.MessageID(m.Key, m.From), Headers: map[string]string{"X-Nudge-Key": m.Key}})
+	cancel()
+	ctx = context.WithoutCancel(ctx)
 	now := e.now()
 	switch {
 	case err == nil:
 		if err := e.Store.MarkSent(ctx, m.ID, id, "accepted", 0, now); err != nil {
-			return DispatchStats{}, err
+			return DispatchStats{}, false, err
 		}
+		e.senderOK("email")
 		log.Info("email accepted by the SMTP server")
-		return DispatchStats{Sent: 1}, nil
-	case email.IsPermanent(err) || m.Attempts+1 >= maxAttempts:
+		return DispatchStats{Sent: 1}, false, nil
+	case email.IsAmbiguous(err):
+		log.WithError(err).Error("the SMTP server's answer to the email was lost; it may have been delivered, so it is not resent: check the mail server's log for its Message-ID")
+		return DispatchStats{Review: 1}, false, e.Store.MarkReview(ctx, m.ID, 0,
+			"the SMTP server may have accepted it (its final answer was lost): check the mail server's log for "+id+" before sending it again", now)
+	case email.IsPermanent(err):
 		log.WithError(err).Warn("email refused")
-		return DispatchStats{Failed: 1}, e.Store.MarkFailed(ctx, m.ID, 0, err.Error(), now)
-	default:
-		at := now.Add(backoff(m.Attempts + 1))
-		log.WithError(err).Warn("email not accepted; will retry")
-		return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, err.Error(), now, at)
+		return DispatchStats{Failed: 1}, false, e.Store.MarkFailed(ctx, m.ID, 0, err.Error(), now)
 	}
+	var st DispatchStats
+	st.problem("the SMTP server could not take email: " + err.Error())
+	wait := e.senderBackoff("email", 0)
+	if at := now.Add(wait); !m.ExpiresAt.IsZero() && !at.Before(m.ExpiresAt) {
+		st.Expired = 1
+		return st, true, e.Store.Expire(ctx, m.ID, "the SMTP server could not take it before it expired: "+err.Error(), now)
+	}
+	log.WithError(err).Warn("email not accepted now; will retry")
+	st.Retried = 1
+	return st, true, e.Store.Snooze(ctx, m.ID, err.Error(), now, now.Add(wait))
 }
 
 // renewSending takes or renews the database-wide sending lease.
@@ -256,15 +470,19 @@ func (e *Engine) renewSending(ctx context.Context) (bool, error) {
 	return e.Store.TryLock(ctx, "sending", e.owner(), senderLease, e.now())
 }
 
-// outsideWindow checks a message against its rule's allowed hours at the
-// moment of sending (a long queue or a slow pacer can push a send past the
-// end of the window it was planned in) and says when they next open.
-func (e *Engine) outsideWindow(m storage.Message) (time.Time, bool) {
+// outsideWindow checks a message against its rule's allowed hours, in the
+// participant's zone, at the moment of sending (a long queue or a slow
+// pacer can push a send past the end of the window it was planned in) and
+// says when they next open.
+func (e *Engine) outsideWindow(m storage.Message, zone string) (time.Time, bool) {
 	r := e.Study.Rule(m.Rule)
-	if r == nil || r.Window == nil || m.Zone == "" {
+	if zone == "" {
+		zone = m.Zone
+	}
+	if r == nil || r.Window == nil || zone == "" {
 		return time.Time{}, false
 	}
-	loc, err := time.LoadLocation(m.Zone)
+	loc, err := time.LoadLocation(zone)
 	if err != nil {
 		loc = e.Study.Config.Location
 	}
@@ -273,44 +491,196 @@ func (e *Engine) outsideWindow(m storage.Message) (time.Time, bool) {
 	return next, next.After(now)
 }
 
-// resolveSending settles rows left in "sending" (last touched before
-// `before`): an SMS is looked up at Twilio and marked sent if found, queued
-// again if provably not there; an email cannot be looked up, so it is marked
-// failed rather than risk a duplicate.
-func (e *Engine) resolveSending(ctx context.Context, before time.Time) error {
-	rows, err := e.Store.Sending(ctx)
+// held says why the kill switch holds a message ("" = it does not).
+func (e *Engine) held(ctx context.Context, m storage.Message) (string, error) {
+	ps, err := e.Store.Pauses(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range ps {
+		switch {
+		case p.Scope == storage.PauseAll,
+			p.Scope == storage.PauseProject && p.Name == m.Project,
+			p.Scope == storage.PauseRule && p.Name == m.Rule:
+			return pauseWords(p), nil
+		}
+	}
+	return "", nil
+}
+
+// pauseWords describes a kill-switch setting.
+func pauseWords(p storage.Pause) string {
+	s := "all sending is paused"
+	if p.Scope != storage.PauseAll {
+		s = fmt.Sprintf("%s %s is paused", p.Scope, p.Name)
+	}
+	if p.Reason != "" {
+		s += ": " + p.Reason
+	}
+	return s
+}
+
+// pauseProblem describes a paused sender.
+func pauseProblem(p storage.SenderPause) string {
+	who := "sender " + redact(p.Sender)
+	if p.Sender == storage.AccountSender {
+		who = "the Twilio account"
+	}
+	return who + " is paused: " + p.Reason
+}
+
+// senderPause returns the pause holding a sending number (its own, or the
+// account's), and whether this message may go as a probe: the pause's
+// retry time has come, so one message is sent to see if the cause is gone.
+func (e *Engine) senderPause(ctx context.Context, from string) (*storage.SenderPause, bool, error) {
+	ps, err := e.Store.PausedSenders(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, p := range ps {
+		if p.Sender == from || p.Sender == storage.AccountSender {
+			return &p, !e.now().Before(p.RetryAt), nil
+		}
+	}
+	return nil, false, nil
+}
+
+// pauseSender pauses a sender (again), trying it next after a wait that
+// grows with how long it has been paused.
+func (e *Engine) pauseSender(ctx context.Context, sender, reason string, code int, now time.Time) error {
+	since := now
+	if ps, err := e.Store.PausedSenders(ctx); err == nil {
+		for _, p := range ps {
+			if p.Sender == sender {
+				since = p.At
+			}
+		}
+	}
+	wait := min(max(now.Sub(since), pauseRetry), maxPauseRetry)
+	return e.Store.PauseSender(ctx, storage.SenderPause{Sender: sender, Reason: reason, Code: code, At: since, RetryAt: now.Add(wait)})
+}
+
+// backoffState is a sender's run of temporary failures.
+type backoffState struct {
+	failures int
+	until    time.Time // the sender sends nothing before then
+}
+
+// senderBackoff counts one more temporary failure of a sender and returns
+// how long it waits: 30 s doubling to an hour, with ±20% jitter so that
+// senders do not come back in step, and never less than Twilio's
+// Retry-After. Until then the sender sends nothing: its queue waits.
+func (e *Engine) senderBackoff(sender string, retryAfter time.Duration) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.backoffs == nil {
+		e.backoffs = make(map[string]*backoffState)
+	}
+	b := e.backoffs[sender]
+	if b == nil {
+		b = &backoffState{}
+		e.backoffs[sender] = b
+	}
+	b.failures++
+	d := time.Duration(float64(backoff(b.failures)) * (0.8 + 0.4*rand.Float64()))
+	d = max(d, retryAfter)
+	b.until = e.now().Add(d)
+	return d
+}
+
+// backingOff reports whether a sender waits after temporary failures.
+func (e *Engine) backingOff(sender string) bool {
+	e.mu.Lock()
+	b := e.backoffs[sender]
+	e.mu.Unlock()
+	return b != nil && e.now().Before(b.until)
+}
+
+// senderOK clears a sender's temporary failures.
+func (e *Engine) senderOK(sender string) {
+	e.mu.Lock()
+	delete(e.backoffs, sender)
+	e.mu.Unlock()
+}
+
+// seedPacer starts each sending number's pacing from its last send as the
+// database knows it, so a restart or a lease handover never sends the
+// first text early.
+func (e *Engine) seedPacer(ctx context.Context) error {
+	if e.Pacer == nil {
+		return nil
+	}
+	last, err := e.Store.LastSends(ctx)
 	if err != nil {
 		return err
 	}
+	for from, l := range last {
+		e.Pacer.Seed(from, l.At, l.Segments)
+	}
+	return nil
+}
+
+// settleSending settles rows in "sending". An email row can only have been
+// left there by a crash mid-send: nobody can tell whether the SMTP server
+// took it, so it is set aside for review. An SMS row whose create went
+// unanswered (or that a crash left behind) is looked up at Twilio after a
+// settle delay, more than once: found, it is marked sent; resent only when
+// settleLookups lookups, the last at least settleAfter after the attempt,
+// found nothing.
+func (e *Engine) settleSending(ctx context.Context) (DispatchStats, error) {
+	var total DispatchStats
+	rows, err := e.Store.Sending(ctx)
+	if err != nil {
+		return total, err
+	}
+	now := e.now()
 	for _, m := range rows {
-		if m.UpdatedAt.After(before) {
-			continue // another worker may still be on it
-		}
-		if m.Channel == "email" {
-			if err := e.Store.MarkFailed(ctx, m.ID, 0, "interrupted while handing it to the SMTP server; not resent to avoid a duplicate", e.now()); err != nil {
-				return err
+		if m.AmbiguousAt.IsZero() {
+			if now.Sub(m.UpdatedAt) < staleSending {
+				continue // a worker may still be on it
 			}
+			// Left by a crash: unanswered since its claim.
+			m.AmbiguousAt = m.UpdatedAt
+			if err := e.Store.MarkAmbiguous(ctx, m.ID, "left sending by an interrupted process", m.AmbiguousAt); err != nil {
+				return total, err
+			}
+		}
+		if m.Channel == storage.ChannelEmail {
+			if err := e.Store.MarkReview(ctx, m.ID, 0, "interrupted while handing it to the SMTP server: check the mail server's log before sending it again", now); err != nil {
+				return total, err
+			}
+			total.Review++
 			continue
 		}
 		if e.SMS == nil {
 			continue
 		}
-		if _, err := e.resolveOne(ctx, m); err != nil {
-			return err
+		st, err := e.settleOne(ctx, m, now)
+		total.add(st)
+		if err != nil {
+			return total, err
 		}
 	}
-	return nil
+	return total, nil
 }
 
-// resolveOne looks an ambiguous SMS up at Twilio by sender, recipient and
-// time, and settles it.
-func (e *Engine) resolveOne(ctx context.Context, m storage.Message) (DispatchStats, error) {
-	now := e.now()
-	found, err := e.SMS.Find(ctx, m.From, m.To, m.UpdatedAt.Add(-time.Minute))
+// settleOne makes one lookup of an ambiguous SMS, when one is due.
+func (e *Engine) settleOne(ctx context.Context, m storage.Message, now time.Time) (DispatchStats, error) {
+	switch {
+	case now.Before(m.AmbiguousAt.Add(settleDelay)):
+		return DispatchStats{Unsettled: 1}, nil
+	case m.Lookups > 0 && now.Before(m.UpdatedAt.Add(lookupGap)):
+		return DispatchStats{Unsettled: 1}, nil
+	}
+	log := e.msgLog(m)
+	// A margin before the attempt for clocks that disagree.
+	found, err := e.SMS.Find(ctx, m.From, m.To, m.AmbiguousAt.Add(-2*time.Minute))
 	if err != nil {
-		// Cannot tell: leave it in "sending"; the next pass asks again.
-		e.log().WithError(err).WithField("message", m.ID).Warn("could not look up an ambiguous sms; left for the next pass")
-		return DispatchStats{}, nil
+		log.WithError(err).Warn("could not look up an unanswered sms; it stays unsettled")
+		var st DispatchStats
+		st.Unsettled = 1
+		st.problem("Twilio could not be reached to look up unanswered messages: " + err.Error())
+		return st, nil
 	}
 	for _, f := range found {
 		// A message another outbox row already owns is not this one (two
@@ -323,11 +693,28 @@ func (e *Engine) resolveOne(ctx context.Context, m storage.Message) (DispatchSta
 			if err := e.Store.MarkSent(ctx, m.ID, f.SID, f.Status, f.Segments, now); err != nil {
 				return DispatchStats{}, err
 			}
-			_, err := e.Store.RecordStatus(ctx, m.ID, f.Status, f.ErrorCode, now, "lookup")
-			return DispatchStats{Sent: 1}, err
+			log.WithField("sid", f.SID).Info("the unanswered sms was found at Twilio; it is not sent again")
+			if f.ErrorCode != 0 || storage.IsFinalStatus(f.Status) {
+				_, err := e.Store.RecordStatus(ctx, m.ID, f.Status, f.ErrorCode, now, "lookup")
+				if err != nil && !errors.Is(err, storage.ErrUnknownStatus) {
+					return DispatchStats{Sent: 1}, err
+				}
+			}
+			return DispatchStats{Sent: 1}, nil
 		}
 	}
-	return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, "not found at Twilio after an unanswered request", now, now)
+	if err := e.Store.CountLookup(ctx, m.ID, now); err != nil {
+		return DispatchStats{}, err
+	}
+	if m.Lookups+1 < settleLookups || now.Before(m.AmbiguousAt.Add(settleAfter)) {
+		return DispatchStats{Unsettled: 1}, nil
+	}
+	if !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt) {
+		log.Warn("Twilio never took the unanswered sms, and it has expired; it is not sent")
+		return DispatchStats{Expired: 1}, e.Store.Expire(ctx, m.ID, "Twilio never took it, and it expired", now)
+	}
+	log.Info("Twilio never took the unanswered sms (looked up several times); it goes back to the queue")
+	return DispatchStats{Retried: 1}, e.Store.MarkRetry(ctx, m.ID, "Twilio never took it (not found by repeated lookups)", now, now)
 }
 
 // backoff is the wait before attempt n (1-based): 30 s, 1 min, 2 min, … capped at 1 h.

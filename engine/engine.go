@@ -43,7 +43,9 @@ type REDCap interface {
 
 // SMSSender sends text messages and looks them up again.
 type SMSSender interface {
-	Send(ctx context.Context, from, to, body string) (sms.Message, error)
+	// Send creates a message; a positive validity is how long Twilio may
+	// still hand it to a carrier.
+	Send(ctx context.Context, from, to, body string, validity time.Duration) (sms.Message, error)
 	Fetch(ctx context.Context, sid string) (sms.Message, error)
 	Find(ctx context.Context, from, to string, after time.Time) ([]sms.Message, error)
 }
@@ -85,10 +87,13 @@ type Engine struct {
 	Dicts map[string]*dict.Dictionary
 	infos map[string]redcap.Project
 
-	mu      sync.Mutex
-	records map[string]map[string]*rules.Record // project → record id → the record as last exported
-	missing map[string][]string                 // project → missing-data codes
-	inbound *storage.InboundWriter
+	mu       sync.Mutex
+	records  map[string]map[string]*rules.Record // project → record id → the record as last read
+	exported map[string]time.Time                // project → when its last full export began
+	fetched  map[string]map[string]time.Time     // project → record id → when it was last read alone
+	missing  map[string][]string                 // project → missing-data codes
+	backoffs map[string]*backoffState            // sender → its temporary failures
+	inbound  *storage.InboundWriter
 
 	dispatchMu  sync.Mutex    // one dispatch at a time in a process
 	reportJob   gocron.Job    // the write-back job (serve)
@@ -96,25 +101,58 @@ type Engine struct {
 	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
 }
 
-// remember keeps the records of an export for piping replies, and after a
-// full export refreshes the index of participants' phone numbers that
-// inbound texts are matched against.
-func (e *Engine) remember(snap *Snapshot, full bool) {
+// remember keeps the records of a full export for piping replies and for
+// checking queued messages before they are sent, and refreshes the index
+// of participants' phone numbers that inbound texts are matched against.
+func (e *Engine) remember(snap *Snapshot) {
 	e.mu.Lock()
-	if e.records == nil {
-		e.records = make(map[string]map[string]*rules.Record)
-		e.missing = make(map[string][]string)
-	}
-	byID := e.records[snap.Project]
-	if full || byID == nil {
-		byID = make(map[string]*rules.Record, len(snap.Records))
-		e.records[snap.Project] = byID
-	}
+	defer e.mu.Unlock()
+	e.init()
+	byID := make(map[string]*rules.Record, len(snap.Records))
 	for _, rec := range snap.Records {
 		byID[rec.ID] = rec
 	}
+	e.records[snap.Project] = byID
+	e.exported[snap.Project] = snap.At
+	e.fetched[snap.Project] = make(map[string]time.Time)
 	e.missing[snap.Project] = snap.Missing
-	e.mu.Unlock()
+}
+
+// rememberRead keeps the records of a read of some records (ids): those
+// that did not come back no longer exist.
+func (e *Engine) rememberRead(snap *Snapshot, ids []string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.init()
+	byID := e.records[snap.Project]
+	if byID == nil {
+		byID = make(map[string]*rules.Record)
+		e.records[snap.Project] = byID
+	}
+	at := e.fetched[snap.Project]
+	if at == nil {
+		at = make(map[string]time.Time)
+		e.fetched[snap.Project] = at
+	}
+	for _, id := range ids {
+		delete(byID, id)
+		at[id] = snap.At
+	}
+	for _, rec := range snap.Records {
+		byID[rec.ID] = rec
+		at[rec.ID] = snap.At
+	}
+	e.missing[snap.Project] = snap.Missing
+}
+
+// init makes the caches; the caller holds mu.
+func (e *Engine) init() {
+	if e.records == nil {
+		e.records = make(map[string]map[string]*rules.Record)
+		e.exported = make(map[string]time.Time)
+		e.fetched = make(map[string]map[string]time.Time)
+		e.missing = make(map[string][]string)
+	}
 }
 
 // cachedRecord returns a record as last exported, with its project's
@@ -166,6 +204,33 @@ func (e *Engine) inboundWriter() *storage.InboundWriter {
 		e.inbound = e.Store.NewInboundWriter()
 	}
 	return e.inbound
+}
+
+// msgLog is the logger for one outbox message: its id, rule and record,
+// and the recipient masked.
+func (e *Engine) msgLog(m storage.Message) logrus.FieldLogger {
+	return e.log().WithFields(map[string]any{"message": m.ID, "rule": m.Rule, "record": m.Record, "to": redact(m.To)})
+}
+
+// recordOptOut records an opt-out nudge learned of other than by an
+// inbound STOP (Twilio refusing a send with 21610) and queues its write to
+// the project's opt-out field in REDCap.
+func (e *Engine) recordOptOut(ctx context.Context, phone, source string, now time.Time) error {
+	wbs, err := e.optOutWriteBacks(ctx, phone, now, false)
+	if err != nil {
+		return err
+	}
+	if err := e.Store.OptOut(ctx, phone, source, now); err != nil {
+		return err
+	}
+	if len(wbs) == 0 {
+		return nil
+	}
+	if err := e.Store.EnqueueWriteBacks(ctx, wbs, nil); err != nil {
+		return err
+	}
+	e.kickReport()
+	return nil
 }
 
 // Progress is a snapshot of a pass for a live progress line.

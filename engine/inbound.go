@@ -228,6 +228,9 @@ func (e *Engine) HandleStatus(ctx context.Context, sid, status string, errorCode
 	}
 	if changed {
 		e.log().WithFields(map[string]any{"sid": sid, "status": status, "error_code": errorCode}).Info("sms status changed (callback)")
+		if err := e.afterStatus(ctx, m, status, errorCode); err != nil {
+			return err
+		}
 		e.kickReport()
 	}
 	return nil

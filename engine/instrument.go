@@ -75,9 +75,9 @@ type timedSMS struct {
 	m *metrics.Metrics
 }
 
-func (t timedSMS) Send(ctx context.Context, from, to, body string) (sms.Message, error) {
+func (t timedSMS) Send(ctx context.Context, from, to, body string, validity time.Duration) (sms.Message, error) {
 	defer since(t.m, "twilio", "create", time.Now())
-	return t.SMSSender.Send(ctx, from, to, body)
+	return t.SMSSender.Send(ctx, from, to, body, validity)
 }
 
 func (t timedSMS) Fetch(ctx context.Context, sid string) (sms.Message, error) {

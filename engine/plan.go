@@ -24,7 +24,8 @@ const maxSMSLength = 1600
 type Snapshot struct {
 	Project string
 	Records []*rules.Record
-	Missing []string // the project's missing-data codes
+	Missing []string  // the project's missing-data codes
+	At      time.Time // when the read began: the data is at least this fresh
 }
 
 // Outcome is what the planner decided for one rule and one record row.
@@ -81,6 +82,7 @@ func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
 		id := d.RecordID()
 		fields = append([]string{id}, fields...)
 		start := time.Now()
+		at := e.now()
 		rows, err := e.REDCap[p.Name].ExportRecords(ctx, redcap.ExportParams{Fields: dedupe(fields)})
 		if err != nil {
 			return nil, fmt.Errorf("project %s: exporting records: %w", p.Name, err)
@@ -92,9 +94,9 @@ func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
 		recs := rules.GroupRows(id, flat)
 		e.log().WithFields(map[string]any{"project": p.Name, "records": len(recs), "rows": len(rows),
 			"fields": len(fields), "took": time.Since(start).Round(time.Millisecond).String()}).Info("exported records")
-		snap := &Snapshot{Project: p.Name, Records: recs, Missing: e.infos[p.Name].MissingCodes}
+		snap := &Snapshot{Project: p.Name, Records: recs, Missing: e.infos[p.Name].MissingCodes, At: at}
 		snaps[p.Name] = snap
-		e.remember(snap, true)
+		e.remember(snap)
 		if err := e.Store.ReplaceParticipants(ctx, p.Name, e.participants(snap, e.now()), e.now()); err != nil {
 			return nil, err
 		}
@@ -136,7 +138,11 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	for _, o := range occs {
 		sent[occurrenceKey(o.Project, o.Rule, o.Record, o.Event, o.Instance)] = o
 	}
-	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, phones: make(map[string]phone),
+	bad, err := e.Store.BadNumbers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, phones: make(map[string]phone),
 		optOutTails: make(map[string]bool, len(optedOut))}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
@@ -171,7 +177,8 @@ type planner struct {
 	now      time.Time
 	optedOut map[string]bool
 	sent     map[string]storage.Occurrence
-	phones   map[string]phone // raw value → parsed, once per pass: parsing is the planner's costliest step
+	bad      map[string]storage.BadNumber // numbers Twilio said cannot get texts
+	phones   map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
@@ -229,6 +236,9 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 
 	// Repeat schedule: which occurrence is due, if any.
 	occ := pl.sent[occurrenceKey(r.Project, r.Name, rec.ID, row.Event, row.Instance)]
+	if occ.Next == 0 {
+		occ.Next = 1
+	}
 	max := r.Repeat.Max
 	if max < 1 {
 		max = 1
@@ -244,14 +254,14 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 
 	scope := rules.NewScope(rec, row, pl.now, snap.Missing)
+	loc, err := r.Location(scope, pl.e.Study.Config.Location)
+	if err != nil {
+		out.Outcome, out.Reason = Skipped, err.Error()
+		return out
+	}
 	notBefore, zone := pl.now, ""
 	out.Outcome = Send
 	if r.Window != nil {
-		loc, err := r.Location(scope, pl.e.Study.Config.Location)
-		if err != nil {
-			out.Outcome, out.Reason = Skipped, err.Error()
-			return out
-		}
 		zone = loc.String()
 		notBefore = r.Window.Next(pl.now, loc)
 		if notBefore.After(pl.now) {
@@ -259,42 +269,61 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 			out.Reason = "outside the allowed hours; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
 		}
 	}
-
-	m := &storage.Message{
-		Key:     messageKey(r.Project, r.Name, rec.ID, row.Event, row.Instance, occ.Count+1),
-		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
-		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Count + 1,
-		Channel: r.Channel, To: to, State: storage.StatePlanned,
-		NotBefore: notBefore, Zone: zone, CreatedAt: pl.now,
-	}
-	dict := pl.e.Dicts[r.Project]
-	var err error
-	switch r.Channel {
-	case "sms":
-		m.From = pl.e.Study.Config.SenderFor(r.Project)
-		if m.Body, err = r.SMS.Body.Render(scope, dict); err == nil {
-			if n := len([]rune(m.Body)); n > maxSMSLength {
-				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
-			}
-			m.Segments = templates.Count(m.Body).Count
-		}
-	case "email":
-		m.From = pl.e.Study.Config.SMTP.From
-		if m.Subject, err = r.Email.Subject.Render(scope, dict); err == nil {
-			if m.Body, err = r.Email.Text.Render(scope, dict); err == nil && r.Email.HTML != nil {
-				m.HTML, err = r.Email.HTML.Render(scope, dict)
-			}
-		}
-	}
-	if err != nil {
-		out.Outcome, out.Reason = Skipped, "template "+r.Template+": "+err.Error()
+	c, reason := pl.content(r, scope, to)
+	if reason != "" {
+		out.Outcome, out.Reason = Skipped, reason
 		return out
+	}
+	m := &storage.Message{
+		Key:     messageKey(r.Project, r.Name, rec.ID, row.Event, row.Instance, occ.Next),
+		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
+		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next,
+		Channel: r.Channel, To: c.To, From: pl.e.sender(r), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
+		Segments: c.Segments, State: storage.StatePlanned,
+		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
 	}
 	if out.Outcome == Send {
 		out.Reason = fmt.Sprintf("to %s", redact(to))
 	}
 	out.Message = m
 	return out
+}
+
+// sender is the address a rule's messages go out from.
+func (e *Engine) sender(r *rules.Rule) string {
+	if r.Channel == rules.ChannelEmail {
+		return e.Study.Config.SMTP.From
+	}
+	return e.Study.Config.SenderFor(r.Project)
+}
+
+// content renders a rule's message for one participant row: the text (and
+// for email the subject and HTML part) and its SMS segments. to is the
+// recipient, already checked. The reason is set when the message cannot be
+// sent as it stands (a blank piped field, a text too long).
+func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storage.Content, string) {
+	c := storage.Content{To: to}
+	dict := pl.e.Dicts[r.Project]
+	var err error
+	switch r.Channel {
+	case rules.ChannelSMS:
+		if c.Body, err = r.SMS.Body.Render(scope, dict); err == nil {
+			if n := len([]rune(c.Body)); n > maxSMSLength {
+				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
+			}
+			c.Segments = templates.Count(c.Body).Count
+		}
+	case rules.ChannelEmail:
+		if c.Subject, err = r.Email.Subject.Render(scope, dict); err == nil {
+			if c.Body, err = r.Email.Text.Render(scope, dict); err == nil && r.Email.HTML != nil {
+				c.HTML, err = r.Email.HTML.Render(scope, dict)
+			}
+		}
+	}
+	if err != nil {
+		return c, "template " + r.Template + ": " + err.Error()
+	}
+	return c, ""
 }
 
 // address turns the raw value of the rule's `to` field into the address a
@@ -322,6 +351,9 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	}
 	if p.err != nil {
 		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field, redact(raw), p.err)
+	}
+	if b, ok := pl.bad[p.e164]; ok {
+		return "", fmt.Sprintf("Twilio reported the number in %s (%s) cannot get texts (error %d); correct it in REDCap", field, redact(raw), b.Code)
 	}
 	return p.e164, ""
 }

@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nudge-study/nudge/engine/sms"
+	"github.com/nudge-study/nudge/storage"
 )
 
 const (
@@ -22,7 +25,10 @@ type TrackStats struct {
 // Track polls Twilio once for every sent SMS whose next poll is due and
 // stores each status change. A message is polled again after a delay that
 // grows with its age (1 s for a fresh message, up to 1 h), and no more once
-// its status is final or it is older than 72 h.
+// its status is final. A message without a final status 72 h after it was
+// sent — because the carrier never confirmed it, or because every poll
+// failed — gets nudge's final status "unknown", which is written back. A
+// status nudge does not know is logged and skipped for that message only.
 func (e *Engine) Track(ctx context.Context) (TrackStats, error) {
 	var st TrackStats
 	if e.SMS == nil {
@@ -37,37 +43,78 @@ func (e *Engine) Track(ctx context.Context) (TrackStats, error) {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
+		log := e.log().WithField("sid", m.SID)
 		got, err := e.SMS.Fetch(ctx, m.SID)
 		now = e.now()
 		st.Polled++
+		age := now.Sub(m.SentAt)
+		if age >= giveUpTracking && (err != nil || !storage.IsFinalStatus(got.Status)) {
+			log.WithField("last_status", m.Status).Warn("no final status after the tracking time; recording unknown")
+			if _, err := e.Store.RecordStatus(ctx, m.ID, storage.StatusUnknown, 0, now, "poll"); err != nil {
+				return st, err
+			}
+			st.Changed++
+			st.Final++
+			continue
+		}
 		if err != nil {
-			e.log().WithError(err).WithField("sid", m.SID).Warn("status poll failed; will try again")
-			if err := e.Store.SetNextPoll(ctx, m.ID, now.Add(pollDelay(now.Sub(m.SentAt)))); err != nil {
+			log.WithError(err).Warn("status poll failed; will try again")
+			if err := e.Store.SetNextPoll(ctx, m.ID, now.Add(pollDelay(age))); err != nil {
 				return st, err
 			}
 			continue
 		}
 		changed, err := e.Store.RecordStatus(ctx, m.ID, got.Status, got.ErrorCode, now, "poll")
-		if err != nil {
+		switch {
+		case errors.Is(err, storage.ErrUnknownStatus):
+			log.WithField("status", got.Status).Warn("Twilio reported a status nudge does not know; skipped for this message")
+		case err != nil:
 			return st, err
-		}
-		if changed {
+		case changed:
 			st.Changed++
-			e.log().WithFields(map[string]any{"sid": m.SID, "status": got.Status, "error_code": got.ErrorCode}).Info("sms status changed")
+			log.WithFields(map[string]any{"status": got.Status, "error_code": got.ErrorCode}).Info("sms status changed")
+			if err := e.afterStatus(ctx, m, got.Status, got.ErrorCode); err != nil {
+				return st, err
+			}
 		}
-		if sms.IsFinal(got.Status) {
+		if storage.IsFinalStatus(got.Status) {
 			st.Final++
 			continue
 		}
-		next := time.Time{} // zero: stop polling
-		if age := now.Sub(m.SentAt); age < giveUpTracking {
-			next = now.Add(pollDelay(age))
-		}
-		if err := e.Store.SetNextPoll(ctx, m.ID, next); err != nil {
+		if err := e.Store.SetNextPoll(ctx, m.ID, now.Add(pollDelay(age))); err != nil {
 			return st, err
 		}
 	}
 	return st, nil
+}
+
+// afterStatus applies the error policy to a message that ended with an
+// error code (sms.DecideStatus): a bad number is flagged, carrier filtering
+// sets the message aside for review, an unregistered or overloaded sender
+// is paused.
+func (e *Engine) afterStatus(ctx context.Context, m storage.Message, status string, code int) error {
+	if code == 0 || !storage.IsFinalStatus(status) {
+		return nil
+	}
+	pol, ok := sms.DecideStatus(code)
+	if !ok {
+		return nil
+	}
+	now := e.now()
+	log := e.msgLog(m).WithFields(map[string]any{"code": code, "action": pol.Action.String()})
+	switch pol.Action {
+	case sms.BadNumber:
+		log.Warn("the number cannot get texts; it is flagged until REDCap holds another")
+		return e.Store.FlagBadNumber(ctx, storage.BadNumber{Phone: m.To, Code: code, Reason: pol.Advice, At: now})
+	case sms.Review:
+		log.Warn("set aside for review: " + pol.Advice)
+		return e.Store.MarkReview(ctx, m.ID, code, pol.Advice, now)
+	case sms.PauseSender, sms.SlowSender:
+		reason := fmt.Sprintf("Twilio error %d: %s", code, pol.Advice)
+		log.WithField("sender", redact(m.From)).Error("sending paused: " + reason)
+		return e.pauseSender(ctx, m.From, reason, code, now)
+	}
+	return nil
 }
 
 // pollDelay is how long to wait before polling a message of the given age

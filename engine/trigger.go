@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nudge-study/nudge/engine/redcap"
-	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -122,21 +120,10 @@ func (e *Engine) planSaved(ctx context.Context, project string, ts []storage.Tri
 			ids = append(ids, t.Record)
 		}
 	}
-	d := e.Dicts[project]
-	if d == nil {
-		return 0, fmt.Errorf("project %s: data dictionary not loaded", project)
-	}
-	fields := dedupe(append([]string{d.RecordID()}, e.Study.Fields(project)...))
-	rows, err := e.REDCap[project].ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fields})
+	snap, err := e.exportSome(ctx, project, ids)
 	if err != nil {
 		return 0, err
 	}
-	flat := make([]map[string]string, len(rows))
-	for i, r := range rows {
-		flat[i] = r
-	}
-	snap := &Snapshot{Project: project, Records: rules.GroupRows(d.RecordID(), flat), Missing: e.infos[project].MissingCodes}
-	e.remember(snap, false)
 	plan, err := e.Plan(ctx, map[string]*Snapshot{project: snap}, e.now(), PlanOptions{Rules: ruleSet, Records: records})
 	if err != nil {
 		return 0, err

@@ -171,7 +171,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	d.rule = scalarKey(n, "name")
 	defer func() { d.rule = "" }()
 	m := d.mapping(n, "a rule", "name", "description", "enabled", "project", "when", "event",
-		"instrument", "channel", "to", "template", "schedule", "repeat", "window", "write_back")
+		"instrument", "channel", "to", "template", "schedule", "repeat", "window", "expires", "write_back")
 	if m == nil {
 		return nil
 	}
@@ -267,6 +267,16 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	}
 	if v := m.get("window"); v != nil {
 		r.Window = decodeWindow(d, v, r)
+	}
+	if v := m.get("expires"); v != nil {
+		at("expires", v)
+		if s, ok := d.str(v, "expires"); ok {
+			if dur, err := parseDuration(s); err != nil {
+				d.errorf(v, "expires: %v", err)
+			} else {
+				r.Expires = dur
+			}
+		}
 	}
 	if v := m.get("write_back"); v != nil {
 		r.WriteBack = decodeWriteBack(d, v, r)

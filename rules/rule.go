@@ -39,10 +39,13 @@ type Rule struct {
 	// Schedule is the 5-field cron expression (study time zone) saying when
 	// the rule is evaluated; "" with OnSave false means every run. OnSave
 	// rules run when REDCap reports a saved record; Schedule is then "".
-	Schedule  string
-	OnSave    bool
-	Repeat    Repeat
-	Window    *Window // nil = any time
+	Schedule string
+	OnSave   bool
+	Repeat   Repeat
+	Window   *Window // nil = any time
+	// Expires is how long after it is due a message may still be sent;
+	// 0 = until its allowed hours end (see ExpiresAt).
+	Expires   time.Duration
 	WriteBack WriteBack
 	Enabled   bool
 

@@ -64,6 +64,36 @@ func (w *Window) Next(now time.Time, loc *time.Location) time.Time {
 	return now
 }
 
+// End returns when the window that contains t (in loc) closes: for t
+// outside the window, when the next one closes. Like starts, ends are
+// wall-clock times.
+func (w *Window) End(t time.Time, loc *time.Location) time.Time {
+	if loc == nil {
+		loc = time.UTC
+	}
+	start := w.Next(t, loc).In(loc)
+	y, mo, d := start.Date()
+	if w.To <= w.From && start.Hour()*60+start.Minute() >= w.From {
+		d++ // an overnight window closes the next morning
+	}
+	end := time.Date(y, mo, d, w.To/60, w.To%60, 0, 0, loc)
+	return afterGap(end, time.Date(y, mo, d, w.To/60, w.To%60, 0, 0, time.UTC), loc)
+}
+
+// ExpiresAt is when a message of the rule due at due (in the participant's
+// zone loc) stops being worth sending: due plus the rule's expires, or by
+// default the end of the allowed hours it is due in, or a day after due
+// for a rule without allowed hours.
+func (r *Rule) ExpiresAt(due time.Time, loc *time.Location) time.Time {
+	switch {
+	case r.Expires > 0:
+		return due.Add(r.Expires)
+	case r.Window != nil:
+		return r.Window.End(due, loc)
+	}
+	return due.Add(24 * time.Hour)
+}
+
 // afterGap corrects a start whose wall-clock time did not exist (a
 // daylight-saving gap): time.Date then lands before the gap, and the first
 // minute at or past the wanted wall-clock time is when the clock jumps.

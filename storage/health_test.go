@@ -32,9 +32,9 @@ func queueFixture(t *testing.T, s *Store) {
 	mustEnqueue(t, s, msg(ChannelSMS)) // planned
 	mustEnqueue(t, s, msg(ChannelSMS)) // planned
 	must(s.MarkRetry(ctx, mustEnqueue(t, s, msg(ChannelSMS)), "429", t0, t0.Add(time.Minute)))
-	must(s.Claim(ctx, mustEnqueue(t, s, msg(ChannelSMS)), t0))   // sending
-	mustSent(t, s, msg(ChannelSMS), "SM-queued")                 // sent, queued: tracking
-	delivered := mustSent(t, s, msg(ChannelSMS), "SM-delivered") // delivered
+	must(s.Claim(ctx, mustEnqueue(t, s, msg(ChannelSMS)), t0, nil)) // sending
+	mustSent(t, s, msg(ChannelSMS), "SM-queued")                    // sent, queued: tracking
+	delivered := mustSent(t, s, msg(ChannelSMS), "SM-delivered")    // delivered
 	_, err := s.RecordStatus(ctx, delivered, "delivered", 0, t0, SourceCallback)
 	must(err)
 	must(s.MarkFailed(ctx, mustEnqueue(t, s, msg(ChannelSMS)), 21211, "invalid number", t0))
@@ -42,7 +42,7 @@ func queueFixture(t *testing.T, s *Store) {
 	skipped.State, skipped.Reason = StateSkipped, "opted out"
 	mustEnqueue(t, s, skipped)
 	email := mustEnqueue(t, s, msg(ChannelEmail))
-	must(s.Claim(ctx, email, t0))
+	must(s.Claim(ctx, email, t0, nil))
 	must(s.MarkSent(ctx, email, "", "accepted", 0, t0)) // sent and final: not tracking
 	mustEnqueue(t, s, msg(ChannelEmail))                // planned
 

@@ -55,7 +55,7 @@ func mustSent(t testing.TB, s *Store, m *Message, sid string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	id := mustEnqueue(t, s, m)
-	if err := s.Claim(ctx, id, t0); err != nil {
+	if err := s.Claim(ctx, id, t0, nil); err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
 	if err := s.MarkSent(ctx, id, sid, "queued", 1, t0); err != nil {

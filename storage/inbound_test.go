@@ -39,8 +39,21 @@ func TestMigrateFromVersion1KeepsData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A sent message with its history, written as version 1 wrote them: the
+	// rebuild of messages in migration 3 must keep both.
 	m := newMsg("7", 1)
-	mustSent(t, old, m, "SM-old")
+	res, err := old.db.Exec(`INSERT INTO messages (key, project, rule, record, event, instance, occurrence,
+	channel, to_addr, from_addr, body, state, status, sid, segments, created_at, sent_at, updated_at)
+VALUES (?, 'main', 'reminder', '7', 'baseline_arm_1', 0, 1, 'sms', ?, '+14155550100', 'Hi', 'sent', 'queued',
+	'SM-old', 1, ?, ?, ?)`, m.Key, m.To, t0.UnixNano(), t0.UnixNano(), t0.UnixNano())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.ID, _ = res.LastInsertId()
+	if _, err := old.db.Exec(`INSERT INTO status_history (message_id, status, source, at) VALUES (?, 'queued', 'send', ?)`,
+		m.ID, t0.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
 	if err := old.OptOut(ctx, "+14155550199", "sms", t0); err != nil {
 		t.Fatal(err)
 	}
@@ -59,13 +72,16 @@ VALUES ('SM-in-1', '+14155550101', '+14155550100', 'STOP', ?)`, t0.UnixNano())
 		t.Fatalf("open a version 1 database: %v", err)
 	}
 	defer s.Close()
-	if v, err := s.schemaVersion(ctx); err != nil || v != 2 {
-		t.Fatalf("version = %d, %v; want 2", v, err)
+	if v, err := s.schemaVersion(ctx); err != nil || v != SchemaVersion() {
+		t.Fatalf("version = %d, %v; want %d", v, err, SchemaVersion())
 	}
 
 	// Old rows are all there.
 	if got, err := s.ByKey(ctx, m.Key); err != nil || got.SID != "SM-old" || got.State != StateSent {
 		t.Errorf("message after migration = %+v, %v", got, err)
+	}
+	if h, err := s.History(ctx, m.ID); err != nil || len(h) != 1 || h[0].Status != "queued" {
+		t.Errorf("status history after migration = %+v, %v; want the queued row", h, err)
 	}
 	if out, err := s.IsOptedOut(ctx, "+14155550199"); err != nil || !out {
 		t.Errorf("opt-out after migration = %v, %v; want true", out, err)
@@ -281,7 +297,7 @@ func TestLastSentTo(t *testing.T) {
 		if status == "" {
 			return
 		}
-		if err := s.Claim(ctx, id, t0); err != nil {
+		if err := s.Claim(ctx, id, t0, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.MarkSent(ctx, id, "SM"+m.Key, status, 1, t0.Add(time.Duration(h)*time.Hour)); err != nil {

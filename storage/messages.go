@@ -8,38 +8,6 @@ import (
 	"time"
 )
 
-// State is a message's place in the outbox:
-//
-//	planned → sending → sent(SID) → delivered | undelivered | failed
-//
-// A planned or retry row is claimed (→ sending) in a committed statement
-// before the provider is called. retry puts a row back in the queue at
-// NotBefore; failed is also used for a permanent refusal before any provider
-// took the message; skipped rows are never sent (Reason says why).
-type State string
-
-// The message states.
-const (
-	StatePlanned     State = "planned"
-	StateSending     State = "sending"
-	StateSent        State = "sent"
-	StateDelivered   State = "delivered"
-	StateUndelivered State = "undelivered"
-	StateFailed      State = "failed"
-	StateSkipped     State = "skipped"
-	StateRetry       State = "retry"
-)
-
-// Final reports whether the state is terminal: no send and no status change
-// will follow.
-func (s State) Final() bool {
-	switch s {
-	case StateDelivered, StateUndelivered, StateFailed, StateSkipped:
-		return true
-	}
-	return false
-}
-
 // Channels a message can go out on.
 const (
 	ChannelSMS   = "sms"
@@ -76,6 +44,13 @@ type Message struct {
 
 	NotBefore time.Time // earliest send time (quiet hours, retry); zero = now
 	NextPoll  time.Time // next status poll; zero = not polled
+	// ExpiresAt is when a message not yet sent stops being worth sending:
+	// it is then expired, never sent late. Zero = never.
+	ExpiresAt time.Time
+	// AmbiguousAt is when a create went unanswered (timeout, reset, 5xx):
+	// the row stays sending until lookups settle it. Zero = not ambiguous.
+	AmbiguousAt time.Time
+	Lookups     int // lookups made for an ambiguous create
 
 	CreatedAt, SentAt, FinalAt, UpdatedAt time.Time
 
@@ -85,17 +60,21 @@ type Message struct {
 
 const messageColumns = `id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
 	channel, to_addr, from_addr, subject, body, html, zone, state, status, sid, error_code, reason, segments,
-	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status`
+	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status,
+	expires_at, ambiguous_at, lookups`
 
 const (
 	sqlInsertMessage = `
 INSERT INTO messages (key, run_id, project, rule, record, event, instrument, instance, occurrence,
-	channel, to_addr, from_addr, subject, body, html, zone, state, reason, not_before, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	channel, to_addr, from_addr, subject, body, html, zone, state, reason, segments, not_before, expires_at,
+	created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING`
 
 	sqlOccurrences = `
-SELECT count(*), max(created_at) FROM messages
+SELECT count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
+	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), coalesce(max(occurrence), 0)
+FROM messages
 WHERE project = ? AND rule = ? AND record = ? AND event = ? AND instance = ?`
 
 	sqlDue = `
@@ -103,30 +82,61 @@ SELECT ` + messageColumns + ` FROM messages
 WHERE state IN ('planned', 'retry') AND channel = ? AND (not_before IS NULL OR not_before <= ?)
 ORDER BY created_at, id LIMIT ?`
 
-	sqlClaim = `
-UPDATE messages SET state = 'sending', attempts = attempts + 1, updated_at = ?
-WHERE id = ? AND state IN ('planned', 'retry') AND (not_before IS NULL OR not_before <= ?)`
-
 	sqlStateChannel = `SELECT state, channel FROM messages WHERE id = ?`
+
+	sqlSetLookups = `UPDATE messages SET lookups = lookups + 1, updated_at = ? WHERE id = ? AND state = 'sending'`
+
+	sqlExpiredIDs = `
+SELECT id FROM messages WHERE state IN ('planned', 'retry') AND expires_at IS NOT NULL AND expires_at <= ?`
+)
+
+// The state-changing statements. Each is guarded by the states it may move
+// a row from; guard checks those moves against the transitions table when
+// the package loads, so no statement can make a move the table forbids.
+var (
+	sqlClaim = `
+UPDATE messages SET state = 'sending', attempts = attempts + 1, updated_at = ?,
+	to_addr = coalesce(?, to_addr), subject = coalesce(?, subject), body = coalesce(?, body),
+	html = coalesce(?, html), segments = coalesce(?, segments), ambiguous_at = NULL, lookups = 0
+WHERE id = ? AND state IN ` + guard(StateSending, StatePlanned, StateRetry) + `
+	AND (not_before IS NULL OR not_before <= ?)`
 
 	sqlMarkSent = `
 UPDATE messages SET state = ?, status = ?, sid = ?, segments = ?, sent_at = ?, final_at = ?,
-	next_poll = ?, updated_at = ?
-WHERE id = ?`
+	next_poll = ?, ambiguous_at = NULL, updated_at = ?
+WHERE id = ? AND state IN ` + guard(StateSent, StateSending)
 
 	sqlMarkRetry = `
-UPDATE messages SET state = 'retry', reason = ?, not_before = ?, updated_at = ?
-WHERE id = ? AND state IN ('planned', 'sending', 'retry')`
+UPDATE messages SET state = 'retry', reason = ?, not_before = ?, updated_at = ?, ambiguous_at = NULL,
+	attempts = CASE WHEN ? AND state = 'sending' THEN max(attempts - 1, 0) ELSE attempts END
+WHERE id = ? AND state IN ` + guard(StateRetry, StatePlanned, StateSending, StateRetry)
 
 	sqlMarkFailed = `
 UPDATE messages SET state = 'failed', status = 'failed', error_code = ?, reason = ?, final_at = ?,
 	next_poll = NULL, updated_at = ?
-WHERE id = ? AND state IN ('planned', 'sending', 'retry')`
+WHERE id = ? AND state IN ` + guard(StateFailed, StatePlanned, StateSending, StateRetry)
 
-	sqlMarkSkipped = `
-UPDATE messages SET state = 'skipped', reason = ?, updated_at = ?
-WHERE id = ? AND state IN ('planned', 'sending', 'retry')`
+	sqlCancel = `
+UPDATE messages SET state = 'canceled', status = 'canceled', reason = ?, final_at = ?, updated_at = ?
+WHERE id = ? AND state IN ` + guard(StateCanceled, StatePlanned, StateRetry)
 
+	sqlExpire = `
+UPDATE messages SET state = 'expired', status = 'expired', reason = ?, final_at = ?, next_poll = NULL,
+	ambiguous_at = NULL, updated_at = ?
+WHERE id = ? AND state IN ` + guard(StateExpired, StatePlanned, StateRetry, StateSending)
+
+	sqlReview = `
+UPDATE messages SET state = 'review', status = CASE WHEN status = '' THEN 'review' ELSE status END,
+	error_code = CASE WHEN ? = 0 THEN error_code ELSE ? END, reason = ?,
+	final_at = coalesce(final_at, ?), next_poll = NULL, updated_at = ?
+WHERE id = ? AND state IN ` + guard(StateReview, StateSending, StateSent, StateUndelivered, StateFailed)
+
+	sqlMarkAmbiguous = `
+UPDATE messages SET ambiguous_at = coalesce(ambiguous_at, ?), reason = ?, updated_at = ?
+WHERE id = ? AND state = 'sending'`
+)
+
+const (
 	sqlSending = `
 SELECT ` + messageColumns + ` FROM messages WHERE state = 'sending' ORDER BY updated_at, id`
 
@@ -149,12 +159,12 @@ func scanMessage(r scanner) (Message, error) {
 		runID                              sql.NullInt64
 		sid                                sql.NullString
 		notBefore, nextPoll, created, sent sql.NullInt64
-		final, updated                     sql.NullInt64
+		final, updated, expires, ambiguous sql.NullInt64
 	)
 	err := r.Scan(&m.ID, &m.Key, &runID, &m.Project, &m.Rule, &m.Record, &m.Event, &m.Instrument,
 		&m.Instance, &m.Occurrence, &m.Channel, &m.To, &m.From, &m.Subject, &m.Body, &m.HTML, &m.Zone, &m.State,
 		&m.Status, &sid, &m.ErrorCode, &m.Reason, &m.Segments, &m.Attempts, &notBefore, &nextPoll,
-		&created, &sent, &final, &updated, &m.ReportedStatus)
+		&created, &sent, &final, &updated, &m.ReportedStatus, &expires, &ambiguous, &m.Lookups)
 	if err != nil {
 		return Message{}, err
 	}
@@ -163,6 +173,7 @@ func scanMessage(r scanner) (Message, error) {
 	m.NotBefore, m.NextPoll = goTime(notBefore), goTime(nextPoll)
 	m.CreatedAt, m.SentAt = goTime(created), goTime(sent)
 	m.FinalAt, m.UpdatedAt = goTime(final), goTime(updated)
+	m.ExpiresAt, m.AmbiguousAt = goTime(expires), goTime(ambiguous)
 	return m, nil
 }
 
@@ -228,7 +239,7 @@ type execFunc func(ctx context.Context, args ...any) (sql.Result, error)
 func insertMessage(ctx context.Context, exec execFunc, m *Message) (bool, error) {
 	res, err := exec(ctx, m.Key, nullID(m.RunID), m.Project, m.Rule, m.Record, m.Event,
 		m.Instrument, m.Instance, m.Occurrence, m.Channel, m.To, m.From, m.Subject, m.Body, m.HTML, m.Zone, m.State,
-		m.Reason, dbTime(m.NotBefore), dbTime(m.CreatedAt), dbTime(m.CreatedAt))
+		m.Reason, m.Segments, dbTime(m.NotBefore), dbTime(m.ExpiresAt), dbTime(m.CreatedAt), dbTime(m.CreatedAt))
 	if err != nil {
 		return false, fmt.Errorf("storage: enqueue %q: %w", m.Key, err)
 	}
@@ -302,20 +313,20 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*Message) (inserted int, 
 	return inserted, nil
 }
 
-// Occurrences reports how many messages exist for one participant and rule
-// (the record, event and repeat instance) and when the last was created. It
-// counts every row, skipped ones included: a skipped occurrence holds its key
-// and so uses up its place in the repeat schedule (the next one is n+1, due
-// `every` after last, and `max` bounds sends and skips together). Counting
-// only sent rows would make occurrence n+1 collide with the skipped row's key
-// forever.
-func (s *Store) Occurrences(ctx context.Context, project, rule, record, event string, instance int) (n int, last time.Time, err error) {
+// Occurrences reports how many messages of one participant and rule (the
+// record, event and repeat instance) count against the rule's repeat
+// schedule, when the last of them was planned, and the occurrence number the
+// next one gets. Canceled and expired messages were never sent, so they do
+// not use up a place in the schedule (after a participant withdraws and
+// re-consents, or a window passes, the message can be planned again); they
+// still hold their key, so next is always past every stored occurrence.
+func (s *Store) Occurrences(ctx context.Context, project, rule, record, event string, instance int) (n int, last time.Time, next int, err error) {
 	var max sql.NullInt64
-	err = s.db.QueryRowContext(ctx, sqlOccurrences, project, rule, record, event, instance).Scan(&n, &max)
+	err = s.db.QueryRowContext(ctx, sqlOccurrences, project, rule, record, event, instance).Scan(&n, &max, &next)
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, 0, err
 	}
-	return n, goTime(max), nil
+	return n, goTime(max), next + 1, nil
 }
 
 // Due returns up to limit (≤ 0: all) planned or retry messages of a channel
@@ -324,13 +335,26 @@ func (s *Store) Due(ctx context.Context, channel string, now time.Time, limit in
 	return s.queryMessages(ctx, sqlDue, channel, now.UnixNano(), limitArg(limit))
 }
 
+// Content is what a message says and where it goes, as checked against the
+// participant's current data right before sending. Claim stores it with the
+// claim, so the text sent is always the text stored.
+type Content struct {
+	To, Subject, Body, HTML string
+	Segments                int
+}
+
 // Claim moves a due planned or retry message to sending and counts the
 // attempt, in one committed statement. Exactly one caller, across goroutines
 // and processes, wins; the others get ErrNotClaimable. Call it before
 // handing the message to the provider; a message left in sending after a
-// crash must be resolved by asking the provider, never resent blind.
-func (s *Store) Claim(ctx context.Context, id int64, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, sqlClaim, now.UnixNano(), id, now.UnixNano())
+// crash must be resolved by asking the provider, never resent blind. A
+// non-nil c replaces the message's recipient and text in the same statement.
+func (s *Store) Claim(ctx context.Context, id int64, now time.Time, c *Content) error {
+	var to, subject, body, html, segments any
+	if c != nil {
+		to, subject, body, html, segments = c.To, c.Subject, c.Body, c.HTML, c.Segments
+	}
+	res, err := s.db.ExecContext(ctx, sqlClaim, now.UnixNano(), to, subject, body, html, segments, id, now.UnixNano())
 	if err != nil {
 		return fmt.Errorf("storage: claim message %d: %w", id, err)
 	}
@@ -357,18 +381,37 @@ func (s *Store) state(ctx context.Context, id int64) (State, error) {
 // update runs a state-guarded UPDATE and explains a miss: ErrNotFound or
 // ErrWrongState with the row's current state.
 func (s *Store) update(ctx context.Context, id int64, what string, q string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, q, args...)
+	return s.inTx(ctx, func(tx *sql.Tx) error { return updateTx(ctx, tx, id, what, q, args...) })
+}
+
+func updateTx(ctx context.Context, tx *sql.Tx, id int64, what string, q string, args ...any) error {
+	res, err := tx.ExecContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("storage: %s message %d: %w", what, id, err)
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return err
 	}
-	state, err := s.state(ctx, id)
+	var state State
+	err = tx.QueryRowContext(ctx, sqlMessageState, id).Scan(&state)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: message %d", ErrNotFound, id)
+	}
 	if err != nil {
 		return err
 	}
 	return fmt.Errorf("%w: cannot %s message %d: it is %s", ErrWrongState, what, id, state)
+}
+
+// moveWithHistory runs a guarded UPDATE and adds the new status to the
+// message's history in the same transaction.
+func (s *Store) moveWithHistory(ctx context.Context, id int64, what, status string, code int, at time.Time, q string, args ...any) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := updateTx(ctx, tx, id, what, q, args...); err != nil {
+			return err
+		}
+		return addHistory(ctx, tx, id, status, code, at, SourceSend)
+	})
 }
 
 // MarkSent records that the provider accepted a sending message: its SID,
@@ -376,12 +419,11 @@ func (s *Store) update(ctx context.Context, id int64, what string, q string, arg
 // and segment count. SMS messages become due for a status poll at once (use
 // SetNextPoll to back off); email has no later status, so an email row is
 // sent and final at once. A final status here (a provider lookup after a
-// crash may find the message already delivered) sets the final state.
+// crash may find the message already delivered) sets the final state. A
+// status nudge does not know is stored as it is and treated as not final:
+// the message was taken, and that is what matters here.
 func (s *Store) MarkSent(ctx context.Context, id int64, sid, status string, segments int, at time.Time) error {
-	rank, ok := statusRank(status)
-	if !ok {
-		return fmt.Errorf("%w %q for message %d", ErrUnknownStatus, status, id)
-	}
+	rank, _ := statusRank(status)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var state State
 		var channel string
@@ -411,42 +453,98 @@ func (s *Store) MarkSent(ctx context.Context, id int64, sid, status string, segm
 }
 
 // MarkRetry puts a planned, sending or retry message back in the queue, due
-// at retryAt. Use it from sending only when the provider provably did not
-// take the message.
+// at retryAt, counting the attempt. Use it from sending only when the
+// provider provably did not take the message.
 func (s *Store) MarkRetry(ctx context.Context, id int64, reason string, at, retryAt time.Time) error {
-	return s.update(ctx, id, "retry", sqlMarkRetry, reason, dbTime(retryAt), dbTime(at), id)
+	return s.update(ctx, id, "retry", sqlMarkRetry, reason, dbTime(retryAt), dbTime(at), false, id)
+}
+
+// Snooze puts a message back in the queue, due at until, without counting
+// an attempt against it: the problem was not the message's own (a paused
+// or throttled sender, quiet hours, a lost lease). From sending, use it only
+// when the provider provably did not take the message.
+func (s *Store) Snooze(ctx context.Context, id int64, reason string, at, until time.Time) error {
+	return s.update(ctx, id, "snooze", sqlMarkRetry, reason, dbTime(until), dbTime(at), true, id)
 }
 
 // MarkFailed records a permanent failure of a planned, sending or retry
 // message (e.g. Twilio refused the number): state and status become failed,
 // with the provider's error code, and the change is added to the history.
 func (s *Store) MarkFailed(ctx context.Context, id int64, code int, reason string, at time.Time) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, sqlMarkFailed, code, reason, dbTime(at), dbTime(at), id)
-		if err != nil {
-			return fmt.Errorf("storage: fail message %d: %w", id, err)
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			var state State
-			err := tx.QueryRowContext(ctx, sqlMessageState, id).Scan(&state)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("%w: message %d", ErrNotFound, id)
-			}
-			if err != nil {
-				return err
-			}
-			return fmt.Errorf("%w: cannot fail message %d: it is %s", ErrWrongState, id, state)
-		}
-		return addHistory(ctx, tx, id, "failed", code, at, SourceSend)
-	})
+	return s.moveWithHistory(ctx, id, "fail", "failed", code, at, sqlMarkFailed, code, reason, dbTime(at), dbTime(at), id)
 }
 
-// MarkSkipped gives up on a planned, sending or retry message without
-// sending it (e.g. the participant opted out meanwhile); reason is kept.
-func (s *Store) MarkSkipped(ctx context.Context, id int64, reason string, at time.Time) error {
-	return s.update(ctx, id, "skip", sqlMarkSkipped, reason, dbTime(at), id)
+// Cancel gives up on a queued (planned or retry) message that no longer
+// applies — the participant withdrew or opted out, the rule was disabled or
+// deleted, the address is gone — with the reason. Its status becomes
+// canceled, which is written back like any other status.
+func (s *Store) Cancel(ctx context.Context, id int64, reason string, at time.Time) error {
+	return s.moveWithHistory(ctx, id, "cancel", "canceled", 0, at, sqlCancel, reason, dbTime(at), dbTime(at), id)
+}
+
+// Expire gives up on a message that was not sent before its expiry: a
+// queued one, or a sending one that the provider provably never took.
+func (s *Store) Expire(ctx context.Context, id int64, reason string, at time.Time) error {
+	return s.moveWithHistory(ctx, id, "expire", "expired", 0, at, sqlExpire, reason, dbTime(at), dbTime(at), id)
+}
+
+// ExpireDue expires every queued message whose expiry has passed at now and
+// returns their IDs.
+func (s *Store) ExpireDue(ctx context.Context, now time.Time) ([]int64, error) {
+	var ids []int64
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, sqlExpiredIDs, now.UnixNano())
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := updateTx(ctx, tx, id, "expire", sqlExpire, "not sent before it expired", dbTime(now), dbTime(now), id); err != nil {
+				return err
+			}
+			if err := addHistory(ctx, tx, id, "expired", 0, now, SourceSend); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// MarkReview sets a message aside for a person: nobody can tell whether it
+// reached the participant (an email whose final SMTP reply was lost, an SMS
+// Twilio never showed after an unanswered create), or the carrier filtered
+// it. It is never sent again by nudge. A non-zero code replaces the stored
+// error code.
+func (s *Store) MarkReview(ctx context.Context, id int64, code int, reason string, at time.Time) error {
+	return s.moveWithHistory(ctx, id, "set aside for review", "review", code, at, sqlReview,
+		code, code, reason, dbTime(at), dbTime(at), id)
+}
+
+// MarkAmbiguous records that the create of a sending message went
+// unanswered: the row stays sending, and the time of the first unanswered
+// attempt is kept for the lookups that settle it.
+func (s *Store) MarkAmbiguous(ctx context.Context, id int64, reason string, at time.Time) error {
+	return s.update(ctx, id, "mark ambiguous", sqlMarkAmbiguous, dbTime(at), reason, dbTime(at), id)
+}
+
+// CountLookup records one provider lookup of an ambiguous sending message.
+func (s *Store) CountLookup(ctx context.Context, id int64, at time.Time) error {
+	return s.update(ctx, id, "count a lookup of", sqlSetLookups, dbTime(at), id)
 }
 
 // Sending returns the messages left in sending, oldest claim first. After a

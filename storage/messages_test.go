@@ -35,7 +35,7 @@ func TestEnqueueIdempotent(t *testing.T) {
 	if got.Body != first.Body {
 		t.Errorf("stored body %q; the duplicate must not overwrite %q", got.Body, first.Body)
 	}
-	n, _, _ := s.Occurrences(ctx, "main", "reminder", "101", "baseline_arm_1", 0)
+	n, _, _, _ := s.Occurrences(ctx, "main", "reminder", "101", "baseline_arm_1", 0)
 	if n != 1 {
 		t.Errorf("rows for the key = %d, want 1", n)
 	}
@@ -120,7 +120,7 @@ func TestEnqueueSkippedHoldsKey(t *testing.T) {
 	if ok, _ := s.Enqueue(ctx, newMsg("5", 1)); ok {
 		t.Error("a skipped occurrence was planned again")
 	}
-	if n, _, _ := s.Occurrences(ctx, "main", "reminder", "5", "baseline_arm_1", 0); n != 1 {
+	if n, _, _, _ := s.Occurrences(ctx, "main", "reminder", "5", "baseline_arm_1", 0); n != 1 {
 		t.Errorf("Occurrences = %d, want 1 (skipped rows use up their occurrence)", n)
 	}
 }
@@ -159,9 +159,9 @@ func TestEnqueueBatch(t *testing.T) {
 func TestOccurrences(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
-	n, last, err := s.Occurrences(ctx, "main", "reminder", "9", "baseline_arm_1", 0)
-	if err != nil || n != 0 || !last.IsZero() {
-		t.Fatalf("empty Occurrences = %d, %v, %v; want 0, zero, nil", n, last, err)
+	n, last, next, err := s.Occurrences(ctx, "main", "reminder", "9", "baseline_arm_1", 0)
+	if err != nil || n != 0 || !last.IsZero() || next != 1 {
+		t.Fatalf("empty Occurrences = %d, %v, %d, %v; want 0, zero, 1, nil", n, last, next, err)
 	}
 	for occ, at := range []time.Time{t0, t0.Add(72 * time.Hour)} {
 		m := newMsg("9", occ+1)
@@ -173,9 +173,22 @@ func TestOccurrences(t *testing.T) {
 	other.CreatedAt = t0.Add(200 * time.Hour)
 	mustEnqueue(t, s, other)
 
-	n, last, err = s.Occurrences(ctx, "main", "reminder", "9", "baseline_arm_1", 0)
-	if err != nil || n != 2 || !last.Equal(t0.Add(72*time.Hour)) {
-		t.Errorf("Occurrences = %d, %v, %v; want 2, %v", n, last, err, t0.Add(72*time.Hour))
+	n, last, next, err = s.Occurrences(ctx, "main", "reminder", "9", "baseline_arm_1", 0)
+	if err != nil || n != 2 || !last.Equal(t0.Add(72*time.Hour)) || next != 3 {
+		t.Errorf("Occurrences = %d, %v, %d, %v; want 2, %v, 3", n, last, next, err, t0.Add(72*time.Hour))
+	}
+
+	// A canceled or expired message does not count against the schedule,
+	// but the next occurrence number still passes it.
+	third := newMsg("9", 3)
+	third.CreatedAt = t0.Add(144 * time.Hour)
+	id := mustEnqueue(t, s, third)
+	if err := s.Cancel(ctx, id, "withdrew", t0.Add(145*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	n, last, next, err = s.Occurrences(ctx, "main", "reminder", "9", "baseline_arm_1", 0)
+	if err != nil || n != 2 || !last.Equal(t0.Add(72*time.Hour)) || next != 4 {
+		t.Errorf("after a cancel, Occurrences = %d, %v, %d, %v; want 2, %v, 4", n, last, next, err, t0.Add(72*time.Hour))
 	}
 }
 
@@ -226,16 +239,16 @@ func TestClaimAndSendLifecycle(t *testing.T) {
 	if err := s.MarkSent(ctx, id, "SM1", "queued", 1, t0); !errors.Is(err, ErrWrongState) {
 		t.Errorf("MarkSent before Claim: err = %v, want ErrWrongState", err)
 	}
-	if err := s.Claim(ctx, id, t0); err != nil {
+	if err := s.Claim(ctx, id, t0, nil); err != nil {
 		t.Fatalf("Claim: %v", err)
 	}
 	if m := mustGet(t, s, id); m.State != StateSending || m.Attempts != 1 {
 		t.Errorf("after Claim: %s, attempts %d; want sending, 1", m.State, m.Attempts)
 	}
-	if err := s.Claim(ctx, id, t0); !errors.Is(err, ErrNotClaimable) {
+	if err := s.Claim(ctx, id, t0, nil); !errors.Is(err, ErrNotClaimable) {
 		t.Errorf("second Claim: err = %v, want ErrNotClaimable", err)
 	}
-	if err := s.Claim(ctx, 424242, t0); !errors.Is(err, ErrNotFound) {
+	if err := s.Claim(ctx, 424242, t0, nil); !errors.Is(err, ErrNotFound) {
 		t.Errorf("Claim of a missing row: err = %v, want ErrNotFound", err)
 	}
 	if err := s.MarkSent(ctx, id, "SMabc", "queued", 2, t0.Add(time.Second)); err != nil {
@@ -254,10 +267,10 @@ func TestClaimAndSendLifecycle(t *testing.T) {
 		t.Errorf("history = %+v, want the queued status from the send", h)
 	}
 	for name, err := range map[string]error{
-		"MarkRetry":   s.MarkRetry(ctx, id, "x", t0, t0),
-		"MarkSkipped": s.MarkSkipped(ctx, id, "x", t0),
-		"MarkFailed":  s.MarkFailed(ctx, id, 1, "x", t0),
-		"Claim":       s.Claim(ctx, id, t0.Add(time.Hour)),
+		"MarkRetry":  s.MarkRetry(ctx, id, "x", t0, t0),
+		"Cancel":     s.Cancel(ctx, id, "x", t0),
+		"MarkFailed": s.MarkFailed(ctx, id, 1, "x", t0),
+		"Claim":      s.Claim(ctx, id, t0.Add(time.Hour), nil),
 	} {
 		if !errors.Is(err, ErrWrongState) && !errors.Is(err, ErrNotClaimable) {
 			t.Errorf("%s on a sent message: err = %v, want a state error", name, err)
@@ -272,7 +285,7 @@ func TestRetryWaitsForItsTime(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
 	id := mustEnqueue(t, s, newMsg("1", 1))
-	if err := s.Claim(ctx, id, t0); err != nil {
+	if err := s.Claim(ctx, id, t0, nil); err != nil {
 		t.Fatal(err)
 	}
 	retryAt := t0.Add(10 * time.Minute)
@@ -282,14 +295,14 @@ func TestRetryWaitsForItsTime(t *testing.T) {
 	if due, _ := s.Due(ctx, ChannelSMS, retryAt.Add(-time.Nanosecond), 0); len(due) != 0 {
 		t.Errorf("retry row due before its time")
 	}
-	if err := s.Claim(ctx, id, retryAt.Add(-time.Second)); !errors.Is(err, ErrNotClaimable) {
+	if err := s.Claim(ctx, id, retryAt.Add(-time.Second), nil); !errors.Is(err, ErrNotClaimable) {
 		t.Errorf("Claim before retry time: err = %v, want ErrNotClaimable", err)
 	}
 	due, _ := s.Due(ctx, ChannelSMS, retryAt, 0)
 	if len(due) != 1 || due[0].State != StateRetry || due[0].Reason != "Twilio 429" {
 		t.Fatalf("Due at retry time = %+v", due)
 	}
-	if err := s.Claim(ctx, id, retryAt); err != nil {
+	if err := s.Claim(ctx, id, retryAt, nil); err != nil {
 		t.Fatalf("Claim at retry time: %v", err)
 	}
 	if m := mustGet(t, s, id); m.Attempts != 2 {
@@ -301,7 +314,7 @@ func TestMarkFailedAndSkipped(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
 	failed := mustEnqueue(t, s, newMsg("1", 1))
-	s.Claim(ctx, failed, t0)
+	s.Claim(ctx, failed, t0, nil)
 	if err := s.MarkFailed(ctx, failed, 21211, "invalid To number", t0); err != nil {
 		t.Fatal(err)
 	}
@@ -318,17 +331,17 @@ func TestMarkFailedAndSkipped(t *testing.T) {
 	}
 
 	skipped := mustEnqueue(t, s, newMsg("2", 1))
-	if err := s.MarkSkipped(ctx, skipped, "opted out", t0); err != nil {
+	if err := s.Cancel(ctx, skipped, "opted out", t0); err != nil {
 		t.Fatal(err)
 	}
-	if m := mustGet(t, s, skipped); m.State != StateSkipped || m.Reason != "opted out" {
-		t.Errorf("after MarkSkipped: %s %q", m.State, m.Reason)
+	if m := mustGet(t, s, skipped); m.State != StateCanceled || m.Reason != "opted out" {
+		t.Errorf("after Cancel: %s %q", m.State, m.Reason)
 	}
-	if err := s.Claim(ctx, skipped, t0); !errors.Is(err, ErrNotClaimable) {
+	if err := s.Claim(ctx, skipped, t0, nil); !errors.Is(err, ErrNotClaimable) {
 		t.Errorf("Claim of a skipped row: %v, want ErrNotClaimable", err)
 	}
-	if err := s.MarkSkipped(ctx, 999, "x", t0); !errors.Is(err, ErrNotFound) {
-		t.Errorf("MarkSkipped of a missing row: %v, want ErrNotFound", err)
+	if err := s.Cancel(ctx, 999, "x", t0); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Cancel of a missing row: %v, want ErrNotFound", err)
 	}
 }
 
@@ -338,7 +351,7 @@ func TestEmailIsNotTracked(t *testing.T) {
 	m := newMsg("1", 1)
 	m.Channel, m.To, m.Subject = ChannelEmail, "ana@example.org", "Reminder"
 	id := mustEnqueue(t, s, m)
-	s.Claim(ctx, id, t0)
+	s.Claim(ctx, id, t0, nil)
 	if err := s.MarkSent(ctx, id, "", "accepted", 0, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +366,7 @@ func TestEmailIsNotTracked(t *testing.T) {
 	m2 := newMsg("2", 1)
 	m2.Channel, m2.To = ChannelEmail, "bo@example.org"
 	id2 := mustEnqueue(t, s, m2)
-	s.Claim(ctx, id2, t0)
+	s.Claim(ctx, id2, t0, nil)
 	if err := s.MarkSent(ctx, id2, "", "accepted", 0, t0); err != nil {
 		t.Errorf("second email without SID: %v", err)
 	}
@@ -404,7 +417,7 @@ func TestSendingSurvivesCrash(t *testing.T) {
 	ctx := context.Background()
 	id := mustEnqueue(t, s, newMsg("1", 1))
 	mustEnqueue(t, s, newMsg("2", 1))
-	if err := s.Claim(ctx, id, t0); err != nil {
+	if err := s.Claim(ctx, id, t0, nil); err != nil {
 		t.Fatal(err)
 	}
 	s.Close() // the process dies between Claim and the provider's answer
@@ -443,7 +456,7 @@ func TestConcurrentClaimOneWinner(t *testing.T) {
 			st = b
 		}
 		wg.Go(func() {
-			switch err := st.Claim(ctx, id, t0); {
+			switch err := st.Claim(ctx, id, t0, nil); {
 			case err == nil:
 				wins.Add(1)
 			case errors.Is(err, ErrNotClaimable):
@@ -496,7 +509,7 @@ func TestConcurrentWorkersSendEachOnce(t *testing.T) {
 					return
 				}
 				for _, m := range due {
-					if err := st.Claim(ctx, m.ID, t0); errors.Is(err, ErrNotClaimable) {
+					if err := st.Claim(ctx, m.ID, t0, nil); errors.Is(err, ErrNotClaimable) {
 						continue
 					} else if err != nil {
 						t.Errorf("Claim: %v", err)

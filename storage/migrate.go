@@ -12,6 +12,7 @@ import (
 var migrations = []string{
 	migration1,
 	migration2,
+	migration3,
 }
 
 // SchemaVersion is the schema version this nudge writes.
@@ -168,10 +169,98 @@ CREATE INDEX triggers_pending ON triggers (received_at, id) WHERE done_at IS NUL
 
 CREATE INDEX messages_sent_to ON messages (to_addr, rule, sent_at) WHERE sid IS NOT NULL;`
 
+// migration3 makes the outbox safe with real participants. It rebuilds
+// messages (SQLite cannot change a CHECK constraint in place) with the new
+// states canceled, expired, review and unknown, each message's expiry, and
+// the bookkeeping of an unanswered create; it adds the kill switch
+// (pauses), paused senders, numbers Twilio called bad, and an index to find
+// each sending number's last send (the pacer resumes from it).
+const migration3 = `
+CREATE TABLE messages_new (
+	id              INTEGER PRIMARY KEY,
+	key             TEXT    NOT NULL UNIQUE,
+	run_id          INTEGER REFERENCES runs (id),
+	project         TEXT    NOT NULL,
+	rule            TEXT    NOT NULL,
+	record          TEXT    NOT NULL,
+	event           TEXT    NOT NULL DEFAULT '',
+	instrument      TEXT    NOT NULL DEFAULT '',
+	instance        INTEGER NOT NULL DEFAULT 0,
+	occurrence      INTEGER NOT NULL DEFAULT 0,
+	channel         TEXT    NOT NULL CHECK (channel IN ('sms', 'email')),
+	to_addr         TEXT    NOT NULL,
+	from_addr       TEXT    NOT NULL DEFAULT '',
+	subject         TEXT    NOT NULL DEFAULT '',
+	body            TEXT    NOT NULL DEFAULT '',
+	html            TEXT    NOT NULL DEFAULT '',
+	zone            TEXT    NOT NULL DEFAULT '',
+	state           TEXT    NOT NULL CHECK (state IN ('planned', 'retry', 'sending', 'sent', 'delivered',
+	                                                  'undelivered', 'failed', 'canceled', 'expired',
+	                                                  'review', 'unknown', 'skipped')),
+	status          TEXT    NOT NULL DEFAULT '',
+	sid             TEXT    UNIQUE,
+	error_code      INTEGER NOT NULL DEFAULT 0,
+	reason          TEXT    NOT NULL DEFAULT '',
+	segments        INTEGER NOT NULL DEFAULT 0,
+	attempts        INTEGER NOT NULL DEFAULT 0,
+	not_before      INTEGER,
+	next_poll       INTEGER,
+	created_at      INTEGER NOT NULL,
+	sent_at         INTEGER,
+	final_at        INTEGER,
+	updated_at      INTEGER NOT NULL,
+	reported_status TEXT    NOT NULL DEFAULT '',
+	expires_at      INTEGER,          -- not sent by then: expired, never sent late
+	ambiguous_at    INTEGER,          -- the first unanswered create of a sending row
+	lookups         INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO messages_new (id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
+	channel, to_addr, from_addr, subject, body, html, zone, state, status, sid, error_code, reason, segments,
+	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status)
+SELECT id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
+	channel, to_addr, from_addr, subject, body, html, zone, state, status, sid, error_code, reason, segments,
+	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status
+FROM messages;
+DROP TABLE messages;
+ALTER TABLE messages_new RENAME TO messages;
+CREATE INDEX messages_due ON messages (state, channel, not_before);
+CREATE INDEX messages_poll ON messages (state, channel, next_poll);
+CREATE INDEX messages_participant ON messages (project, rule, record, event, instance);
+CREATE INDEX messages_run ON messages (run_id);
+CREATE INDEX messages_unreported ON messages (id) WHERE status <> reported_status;
+CREATE INDEX messages_sent_to ON messages (to_addr, rule, sent_at) WHERE sid IS NOT NULL;
+CREATE INDEX messages_last_send ON messages (from_addr, sent_at) WHERE channel = 'sms' AND sent_at IS NOT NULL;
+
+CREATE TABLE pauses (
+	scope      TEXT    NOT NULL CHECK (scope IN ('all', 'project', 'rule')),
+	name       TEXT    NOT NULL DEFAULT '', -- the project or rule; '' for all
+	reason     TEXT    NOT NULL DEFAULT '',
+	created_at INTEGER NOT NULL,
+	PRIMARY KEY (scope, name)
+);
+
+CREATE TABLE senders (
+	sender     TEXT    PRIMARY KEY, -- a sending number, MG… service, or '*' for the whole account
+	reason     TEXT    NOT NULL,    -- why it is paused, in words
+	code       INTEGER NOT NULL DEFAULT 0,
+	paused_at  INTEGER NOT NULL,
+	retry_at   INTEGER NOT NULL     -- when one message may be tried to see if the cause is gone
+);
+
+CREATE TABLE bad_numbers (
+	phone      TEXT    PRIMARY KEY, -- E.164
+	code       INTEGER NOT NULL,
+	reason     TEXT    NOT NULL,
+	flagged_at INTEGER NOT NULL
+);`
+
 // migrate brings the schema to len(migs). Each migration runs in its own
 // immediate transaction together with the version update, and re-reads the
 // version inside it, so two processes opening a fresh file at once apply
-// each migration exactly once.
+// each migration exactly once. Foreign keys are off while a migration runs
+// (SQLite's procedure for rebuilding a table: otherwise dropping the old
+// table would cascade into the rows that refer to it) and checked before it
+// commits.
 func (s *Store) migrate(ctx context.Context, migs []string) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, sqlCreateSchemaVersion)
@@ -180,9 +269,22 @@ func (s *Store) migrate(ctx context.Context, migs []string) error {
 	if err != nil {
 		return fmt.Errorf("create schema_version: %w", err)
 	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA foreign_keys = OFF"); err != nil {
+		return err
+	}
+	defer conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA foreign_keys = ON")
 	for {
 		done := false
-		err := s.inTx(ctx, func(tx *sql.Tx) error {
+		tx, err := conn.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		err = func() error {
 			var v int
 			if err := tx.QueryRowContext(ctx, sqlSchemaVersion).Scan(&v); err != nil {
 				return fmt.Errorf("read schema version: %w", err)
@@ -197,15 +299,39 @@ func (s *Store) migrate(ctx context.Context, migs []string) error {
 			if _, err := tx.ExecContext(ctx, migs[v]); err != nil {
 				return fmt.Errorf("apply migration %d: %w", v+1, err)
 			}
+			if err := foreignKeyCheck(ctx, tx); err != nil {
+				return fmt.Errorf("apply migration %d: %w", v+1, err)
+			}
 			if _, err := tx.ExecContext(ctx, sqlSetSchemaVersion, v+1); err != nil {
 				return fmt.Errorf("record schema version %d: %w", v+1, err)
 			}
 			return nil
-		})
-		if err != nil || done {
+		}()
+		if err != nil {
+			tx.Rollback()
 			return err
 		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
 	}
+}
+
+// foreignKeyCheck fails when a migration left a row referring to one that
+// does not exist.
+func foreignKeyCheck(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, "PRAGMA foreign_key_check")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if rows.Next() {
+		return fmt.Errorf("storage: the migration broke a foreign key")
+	}
+	return rows.Err()
 }
 
 // schemaVersion reports the database's current schema version.

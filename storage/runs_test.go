@@ -57,9 +57,9 @@ func TestCounts(t *testing.T) {
 	}
 	add(r1, "reminder", "1", ChannelSMS)
 	skipped := add(r1, "reminder", "2", ChannelSMS)
-	s.MarkSkipped(ctx, skipped, "opted out", t0)
+	s.Cancel(ctx, skipped, "opted out", t0)
 	sent := add(r1, "reminder", "3", ChannelSMS)
-	s.Claim(ctx, sent, t0)
+	s.Claim(ctx, sent, t0, nil)
 	s.MarkSent(ctx, sent, "SM3", "queued", 1, t0)
 	add(r1, "reminder", "1", ChannelEmail)
 	add(r2, "followup", "1", ChannelSMS)
@@ -70,7 +70,7 @@ func TestCounts(t *testing.T) {
 	}
 	want := []Count{
 		{"main", "reminder", ChannelEmail, map[State]int{StatePlanned: 1}, 1},
-		{"main", "reminder", ChannelSMS, map[State]int{StatePlanned: 1, StateSkipped: 1, StateSent: 1}, 3},
+		{"main", "reminder", ChannelSMS, map[State]int{StatePlanned: 1, StateCanceled: 1, StateSent: 1}, 3},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Counts(run 1) =\n%+v\nwant\n%+v", got, want)

@@ -27,15 +27,24 @@ type StatusChange struct {
 // finalRank is the rank of the statuses after which nothing changes.
 const finalRank = 4
 
-// statusRanks orders provider statuses: a status only ever moves to a higher
-// rank. Twilio: queued/accepted/scheduled → sending → sent → (receiving,
-// received) → a final status. Email uses accepted and failed.
+// StatusUnknown is the final status nudge gives a message whose provider
+// never reported a final one within the tracking time (some carriers never
+// confirm delivery); it is written back like any other status.
+const StatusUnknown = "unknown"
+
+// statusRanks orders every status Twilio publishes for a message (and
+// nudge's own unknown): a status only ever moves to a higher rank. Twilio:
+// accepted/scheduled → queued → sending → sent → (receiving, received) →
+// a final status. Email uses accepted and failed. A status not listed here
+// is one Twilio added later: it is stored where it is harmless and never
+// stops the poller (see RecordStatus).
 var statusRanks = map[string]int{
-	"queued": 0, "accepted": 0, "scheduled": 0,
+	"accepted": 0, "scheduled": 0, "queued": 0,
 	"sending":   1,
 	"sent":      2,
 	"receiving": 3, "received": 3,
-	"delivered": finalRank, "undelivered": finalRank, "failed": finalRank, "canceled": finalRank, "read": finalRank,
+	"delivered": finalRank, "undelivered": finalRank, "failed": finalRank, "canceled": finalRank,
+	"read": finalRank, "partially_delivered": finalRank, StatusUnknown: finalRank,
 }
 
 func statusRank(status string) (int, bool) {
@@ -50,14 +59,24 @@ func IsFinalStatus(status string) bool {
 	return ok && r == finalRank
 }
 
+// KnownStatus reports whether nudge knows a provider status.
+func KnownStatus(status string) bool {
+	_, ok := statusRank(status)
+	return ok
+}
+
 // finalState maps a final provider status to the message state.
 func finalState(status string) State {
 	switch status {
-	case "delivered", "read":
+	case "delivered", "read", "partially_delivered":
 		return StateDelivered
 	case "undelivered":
 		return StateUndelivered
-	default: // failed, canceled
+	case "canceled":
+		return StateCanceled
+	case StatusUnknown:
+		return StateUnknown
+	default: // failed
 		return StateFailed
 	}
 }

@@ -32,7 +32,9 @@ func TestRecordStatusOrdering(t *testing.T) {
 			StateUndelivered, "undelivered", 30003, []string{"undelivered"}},
 		{"failed after sent", []step{{"sent", 0, true}, {"failed", 30001, true}},
 			StateFailed, "failed", 30001, []string{"sent", "failed"}},
-		{"canceled", []step{{"canceled", 0, true}}, StateFailed, "canceled", 0, []string{"canceled"}},
+		{"canceled", []step{{"canceled", 0, true}}, StateCanceled, "canceled", 0, []string{"canceled"}},
+		{"partially delivered", []step{{"sent", 0, true}, {"partially_delivered", 0, true}, {"delivered", 0, false}},
+			StateDelivered, "partially_delivered", 0, []string{"sent", "partially_delivered"}},
 		{"read", []step{{"sent", 0, true}, {"read", 0, true}}, StateDelivered, "read", 0, []string{"sent", "read"}},
 		{"received is not final", []step{{"received", 0, true}, {"sent", 0, false}, {"delivered", 0, true}},
 			StateDelivered, "delivered", 0, []string{"received", "delivered"}},
@@ -119,7 +121,7 @@ func TestMarkSentWithFinalStatus(t *testing.T) {
 	s, _ := openTemp(t)
 	ctx := context.Background()
 	id := mustEnqueue(t, s, newMsg("1", 1))
-	s.Claim(ctx, id, t0)
+	s.Claim(ctx, id, t0, nil)
 	if err := s.MarkSent(ctx, id, "SM9", "delivered", 1, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +129,15 @@ func TestMarkSentWithFinalStatus(t *testing.T) {
 	if m.State != StateDelivered || !m.FinalAt.Equal(t0) || !m.NextPoll.IsZero() {
 		t.Errorf("got %+v", m)
 	}
-	if err := s.MarkSent(ctx, id, "SM9", "bogus", 1, t0); !errors.Is(err, ErrUnknownStatus) {
-		t.Errorf("MarkSent with unknown status: %v", err)
+	if err := s.MarkSent(ctx, id, "SM9", "bogus", 1, t0); !errors.Is(err, ErrWrongState) {
+		t.Errorf("MarkSent of a delivered message: %v, want ErrWrongState", err)
 	}
 }
 
 func TestIsFinalStatus(t *testing.T) {
 	for status, want := range map[string]bool{
 		"queued": false, "sending": false, "sent": false, "received": false,
-		"delivered": true, "undelivered": true, "failed": true, "canceled": true, "read": true, "nonsense": false,
+		"delivered": true, "undelivered": true, "failed": true, "canceled": true, "read": true, "partially_delivered": true, "unknown": true, "nonsense": false,
 	} {
 		if got := IsFinalStatus(status); got != want {
 			t.Errorf("IsFinalStatus(%q) = %v, want %v", status, got, want)

@@ -10,13 +10,17 @@ import (
 type Occurrence struct {
 	Project, Rule, Record, Event string
 	Instance                     int
-	Count                        int
-	Last                         time.Time // when the latest was planned
+	Count                        int       // messages that count against the repeat schedule
+	Last                         time.Time // when the latest of them was planned
+	Next                         int       // the occurrence number the next message gets
 }
 
 const (
 	sqlAllOccurrences = `
-SELECT project, rule, record, event, instance, count(*), max(created_at) FROM messages
+SELECT project, rule, record, event, instance,
+	count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
+	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), max(occurrence)
+FROM messages
 GROUP BY project, rule, record, event, instance`
 
 	sqlOutstanding = `
@@ -34,7 +38,8 @@ WHERE run_id = ? AND status <> '' AND status = reported_status
 )
 
 // AllOccurrences returns, for every participant row any rule has messaged,
-// how many messages it has and when the latest was planned. The planner
+// how many messages count against its repeat schedule, when the latest was
+// planned and the next occurrence number (see Occurrences). The planner
 // reads it once per pass instead of asking row by row.
 func (s *Store) AllOccurrences(ctx context.Context) ([]Occurrence, error) {
 	rows, err := s.db.QueryContext(ctx, sqlAllOccurrences)
@@ -46,10 +51,11 @@ func (s *Store) AllOccurrences(ctx context.Context) ([]Occurrence, error) {
 	for rows.Next() {
 		var o Occurrence
 		var last sql.NullInt64
-		if err := rows.Scan(&o.Project, &o.Rule, &o.Record, &o.Event, &o.Instance, &o.Count, &last); err != nil {
+		if err := rows.Scan(&o.Project, &o.Rule, &o.Record, &o.Event, &o.Instance, &o.Count, &last, &o.Next); err != nil {
 			return nil, err
 		}
 		o.Last = goTime(last)
+		o.Next++
 		out = append(out, o)
 	}
 	return out, rows.Err()

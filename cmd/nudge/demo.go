@@ -70,9 +70,9 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 func printDemo(w io.Writer, s *demo.Summary) {
 	fmt.Fprintf(w, "nudge demo: the Healthy Steps study, 2 REDCap projects, against the built-in REDCap, Twilio and SMTP simulators\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "RULE\tCHANNEL\tSELECTED\tSENT\tDELIVERED\tUNDELIVERED\tFAILED\tSKIPPED\tDEFERRED")
+	fmt.Fprintln(tw, "RULE\tCHANNEL\tSELECTED\tSENT\tDELIVERED\tUNDELIVERED\tFAILED\tREVIEW\tSKIPPED\tDEFERRED")
 	for _, r := range s.Rules {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Name, r.Channel, r.Selected, r.Sent, r.Delivered, r.Undelivered, r.Failed, r.Skipped, r.Deferred)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Name, r.Channel, r.Selected, r.Sent, r.Delivered, r.Undelivered, r.Failed, r.Review, r.Skipped, r.Deferred)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nemails: %d sent, %d received by the SMTP server\n", s.Emails.Sent, s.Emails.ReceivedBySMTP)

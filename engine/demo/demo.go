@@ -86,6 +86,7 @@ type RuleResult struct {
 	Delivered   int    `json:"delivered"`
 	Undelivered int    `json:"undelivered"`
 	Failed      int    `json:"failed"`
+	Review      int    `json:"review"` // sent, then set aside for a person (carrier filtering)
 	Skipped     int    `json:"skipped"`
 	Deferred    int    `json:"deferred"`
 }
@@ -321,8 +322,8 @@ func (env *Env) summarize(ctx context.Context, res *engine.RunResult) (*Summary,
 	for _, s := range res.Plan.Summaries(e) {
 		st := byRule[s.Name]
 		r := RuleResult{Name: s.Name, Channel: s.Channel, Selected: s.Selected, Skipped: s.Skipped, Deferred: s.Deferred,
-			Delivered: st["delivered"], Undelivered: st["undelivered"], Failed: st["failed"]}
-		r.Sent = r.Delivered + r.Undelivered + r.Failed + st["sent"]
+			Delivered: st["delivered"], Undelivered: st["undelivered"], Failed: st["failed"], Review: st["review"]}
+		r.Sent = r.Delivered + r.Undelivered + r.Failed + r.Review + st["sent"] + st["unknown"]
 		if s.Channel == "email" {
 			sum.Emails.Sent += st["sent"]
 		}

@@ -22,8 +22,8 @@ import (
 // DefaultTimeout bounds each HTTP request to Twilio when Config.Timeout is 0.
 const DefaultTimeout = 10 * time.Second
 
-// MaxFind is the most messages Find returns; more is an error.
-const MaxFind = 500
+// MaxValidity is the longest ValidityPeriod Twilio accepts.
+const MaxValidity = 36000 * time.Second
 
 // Config configures a Client.
 type Config struct {
@@ -108,9 +108,11 @@ func (c *Client) api(ctx context.Context) (*openapi.ApiService, *attempt) {
 }
 
 // Send asks Twilio to send body from a number (or a Messaging Service SID,
-// MG…) to a number. On failure the error is an *Error whose Kind says
-// whether the message may be sent again.
-func (c *Client) Send(ctx context.Context, from, to, body string) (Message, error) {
+// MG…) to a number. A positive validity becomes Twilio's ValidityPeriod
+// (rounded up to a whole second, at most MaxValidity): Twilio then never
+// hands the message to a carrier after it lapses. On failure the error is
+// an *Error whose Kind says whether the message may be sent again.
+func (c *Client) Send(ctx context.Context, from, to, body string, validity time.Duration) (Message, error) {
 	if err := ctx.Err(); err != nil {
 		return Message{}, ctxError(err)
 	}
@@ -123,6 +125,10 @@ func (c *Client) Send(ctx context.Context, from, to, body string) (Message, erro
 	}
 	if c.cfg.StatusCallback != "" {
 		params.SetStatusCallback(c.cfg.StatusCallback)
+	}
+	if validity > 0 {
+		secs := int((min(validity, MaxValidity) + time.Second - 1) / time.Second)
+		params.SetValidityPeriod(secs)
 	}
 	api, att := c.api(ctx)
 	m, err := api.CreateMessage(params)
@@ -146,36 +152,46 @@ func (c *Client) Fetch(ctx context.Context, sid string) (Message, error) {
 }
 
 // Find lists the messages from one number to another created at or after
-// after (to the second), in Twilio's order (newest first). It resolves an Ambiguous send: a
-// message found here was taken by Twilio and must not be sent again.
+// after (to the second). It resolves an Ambiguous send: a message found here
+// was taken by Twilio and must not be sent again.
 //
-// The date is filtered here, not by Twilio: Twilio filters on date_sent,
-// which stays empty while a message is queued, and a queued message is
-// exactly what an ambiguous send may have left behind. At most MaxFind
-// messages are read; more is an error rather than a silent cut.
+// Twilio lists newest first, so Find reads pages only until it meets a
+// message created before after: however many texts a participant got
+// before, the lookup is bounded by time, not by count. The date is filtered
+// here, not by Twilio: Twilio filters on date_sent, which stays empty while
+// a message is queued, and a queued message is exactly what an ambiguous
+// send may have left behind.
 func (c *Client) Find(ctx context.Context, from, to string, after time.Time) ([]Message, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, ctxError(err)
-	}
-	params := &openapi.ListMessageParams{}
-	params.SetTo(to).SetFrom(from).SetPageSize(50).SetLimit(MaxFind + 1)
-	api, att := c.api(ctx)
-	list, err := api.ListMessage(params)
-	if err != nil {
-		return nil, classify(err, att, false)
-	}
-	if len(list) > MaxFind {
-		return nil, fmt.Errorf("twilio lists more than %d messages between these numbers; look the message up in the Twilio console", MaxFind)
-	}
 	after = after.Truncate(time.Second)
+	params := &openapi.ListMessageParams{}
+	params.SetTo(to).SetFrom(from).SetPageSize(50)
 	var out []Message
-	for i := range list {
-		m := fromAPI(&list[i])
-		if m.Created.IsZero() || !m.Created.Before(after) {
+	token, page := "", ""
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, ctxError(err)
+		}
+		api, att := c.api(ctx)
+		resp, err := api.PageMessage(params, token, page)
+		if err != nil {
+			return nil, classify(err, att, false)
+		}
+		for i := range resp.Messages {
+			m := fromAPI(&resp.Messages[i])
+			if !m.Created.IsZero() && m.Created.Before(after) {
+				return out, nil // newest first: the rest are older still
+			}
 			out = append(out, m)
 		}
+		if resp.NextPageUri == nil || *resp.NextPageUri == "" || len(resp.Messages) == 0 {
+			return out, nil
+		}
+		next, err := url.Parse(*resp.NextPageUri)
+		if err != nil {
+			return nil, fmt.Errorf("twilio: unreadable next page URI: %w", err)
+		}
+		token, page = next.Query().Get("PageToken"), next.Query().Get("Page")
 	}
-	return out, nil
 }
 
 // fromAPI converts twilio-go's message, whose fields are all optional

@@ -55,7 +55,7 @@ func TestSendFetchFind(t *testing.T) {
 	ctx := context.Background()
 	body := strings.Repeat("Please complete your survey. ", 6) // 174 GSM characters
 
-	m, err := c.Send(ctx, sender, alice, body)
+	m, err := c.Send(ctx, sender, alice, body, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func equalMessage(a, b sms.Message) bool {
 func TestSendThroughMessagingService(t *testing.T) {
 	srv, _, c := setup(t, 5*time.Second)
 	const service = "MG0123456789abcdef0123456789abcdef"
-	m, err := c.Send(context.Background(), service, alice, "hi")
+	m, err := c.Send(context.Background(), service, alice, "hi", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,12 +129,40 @@ func TestSendThroughMessagingService(t *testing.T) {
 	}
 }
 
+// TestSafetyFindBoundedByDate: a participant with more than 500 earlier
+// texts from the study number. The lookup of an unanswered create reads
+// only the pages back to the attempt's time (the list is newest first),
+// finds the new message, and never gives up for the count.
+func TestSafetyFindBoundedByDate(t *testing.T) {
+	srv, clk, c := setup(t, 5*time.Second)
+	ctx := context.Background()
+	for range 620 {
+		if _, err := c.Send(ctx, sender, alice, "older", 0); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(time.Second)
+	}
+	clk.Advance(time.Hour)
+	attempt := clk.Now()
+	srv.Fault(twiliotest.Fault{Status: 503, AfterCreate: true})
+	if _, err := c.Send(ctx, sender, alice, "the new one", 0); !sms.IsKind(err, sms.Ambiguous) {
+		t.Fatalf("create answered 503 after creating: %v, want ambiguous", err)
+	}
+	found, err := c.Find(ctx, sender, alice, attempt.Add(-time.Minute))
+	if err != nil {
+		t.Fatalf("Find with 621 messages to the number: %v", err)
+	}
+	if len(found) != 1 || found[0].Body != "the new one" {
+		t.Fatalf("found %d messages (%v), want just the new one", len(found), found)
+	}
+}
+
 func TestFindFollowsPages(t *testing.T) {
 	srv, clk, c := setup(t, 5*time.Second)
 	ctx := context.Background()
 	const n = 120 // three pages of 50
 	for range n {
-		if _, err := c.Send(ctx, sender, alice, "hi"); err != nil {
+		if _, err := c.Send(ctx, sender, alice, "hi", 0); err != nil {
 			t.Fatal(err)
 		}
 		clk.Advance(time.Second)
@@ -154,7 +182,10 @@ func TestFindFollowsPages(t *testing.T) {
 	}
 }
 
-func TestSendErrors(t *testing.T) {
+// TestSafetySendErrors classifies every kind of failed create; a 5xx at
+// create is ambiguous (Twilio's edge can fail after the message was
+// created), never retryable, and a 429 carries Twilio's Retry-After.
+func TestSafetySendErrors(t *testing.T) {
 	tests := []struct {
 		name       string
 		outcome    *twiliotest.Outcome
@@ -169,10 +200,10 @@ func TestSendErrors(t *testing.T) {
 		{"landline", &twiliotest.Outcome{CreateError: 21614}, nil, alice, "hi", sms.Permanent, 21614, 400},
 		{"region disabled", &twiliotest.Outcome{CreateError: 21408}, nil, alice, "hi", sms.Permanent, 21408, 400},
 		{"body too long", nil, nil, alice, strings.Repeat("x", 1601), sms.Permanent, 21617, 400},
-		{"rate limited", nil, &twiliotest.Fault{Status: 429}, alice, "hi", sms.Retryable, 20429, 429},
-		{"server error", nil, &twiliotest.Fault{Status: 500}, alice, "hi", sms.Retryable, 20500, 500},
-		{"unavailable", nil, &twiliotest.Fault{Status: 503}, alice, "hi", sms.Retryable, 20503, 503},
-		{"proxy HTML 502", nil, &twiliotest.Fault{Status: 502, HTML: true}, alice, "hi", sms.Retryable, 0, 502},
+		{"rate limited", nil, &twiliotest.Fault{Status: 429, RetryAfter: "7"}, alice, "hi", sms.Retryable, 20429, 429},
+		{"server error", nil, &twiliotest.Fault{Status: 500}, alice, "hi", sms.Ambiguous, 20500, 500},
+		{"unavailable", nil, &twiliotest.Fault{Status: 503}, alice, "hi", sms.Ambiguous, 20503, 503},
+		{"proxy HTML 502", nil, &twiliotest.Fault{Status: 502, HTML: true}, alice, "hi", sms.Ambiguous, 0, 502},
 		{"gateway timeout", nil, &twiliotest.Fault{Status: 504, HTML: true}, alice, "hi", sms.Ambiguous, 0, 504},
 	}
 	for _, tt := range tests {
@@ -184,7 +215,7 @@ func TestSendErrors(t *testing.T) {
 			if tt.fault != nil {
 				srv.Fault(*tt.fault)
 			}
-			_, err := c.Send(context.Background(), sender, tt.to, tt.body)
+			_, err := c.Send(context.Background(), sender, tt.to, tt.body, 0)
 			e := smsError(t, err)
 			t.Log(err)
 			if e.Kind != tt.kind || e.Code != tt.code || e.HTTPStatus != tt.http {
@@ -192,6 +223,9 @@ func TestSendErrors(t *testing.T) {
 			}
 			if !sms.IsKind(err, tt.kind) {
 				t.Errorf("IsKind(err, %v) = false", tt.kind)
+			}
+			if tt.fault != nil && tt.fault.RetryAfter != "" && e.RetryAfter != 7*time.Second {
+				t.Errorf("RetryAfter = %v, want 7s", e.RetryAfter)
 			}
 			if strings.Contains(err.Error(), tt.to) && len(tt.to) > 8 {
 				t.Errorf("error shows the full number: %v", err)
@@ -210,7 +244,7 @@ func TestAmbiguousTimeoutThenFind(t *testing.T) {
 	srv.Fault(twiliotest.Fault{Delay: 10 * time.Second}) // released when the client hangs up
 	ctx := context.Background()
 
-	_, err := c.Send(ctx, sender, alice, "hi")
+	_, err := c.Send(ctx, sender, alice, "hi", 0)
 	t.Log(err)
 	if e := smsError(t, err); e.Kind != sms.Ambiguous {
 		t.Fatalf("kind %v, want ambiguous: %v", e.Kind, err)
@@ -233,7 +267,7 @@ func TestCallerContext(t *testing.T) {
 
 	canceled, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err := c.Send(canceled, sender, alice, "hi")
+	_, err := c.Send(canceled, sender, alice, "hi", 0)
 	if e := smsError(t, err); e.Kind != sms.Retryable || !errors.Is(err, context.Canceled) {
 		t.Errorf("canceled before: %v/%v, want retryable wrapping context.Canceled", e.Kind, err)
 	}
@@ -245,7 +279,7 @@ func TestCallerContext(t *testing.T) {
 	srv.Fault(twiliotest.Fault{Delay: 10 * time.Second})
 	short, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	_, err = c.Send(short, sender, alice, "hi")
+	_, err = c.Send(short, sender, alice, "hi", 0)
 	if e := smsError(t, err); e.Kind != sms.Ambiguous {
 		t.Errorf("deadline during the call: kind %v, want ambiguous: %v", e.Kind, err)
 	}
@@ -281,7 +315,7 @@ func TestNetworkFailures(t *testing.T) {
 			if tt.fetch {
 				_, err = c.Fetch(context.Background(), "SM00000000000000000000000000000000")
 			} else {
-				_, err = c.Send(context.Background(), sender, alice, "hi")
+				_, err = c.Send(context.Background(), sender, alice, "hi", 0)
 			}
 			t.Log(err)
 			if e := smsError(t, err); e.Kind != tt.kind || e.HTTPStatus != 0 {
@@ -328,7 +362,7 @@ func TestAuthFailure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = c.Send(context.Background(), sender, alice, "hi")
+	_, err = c.Send(context.Background(), sender, alice, "hi", 0)
 	e := smsError(t, err)
 	if e.Kind != sms.Permanent || e.Code != 20003 || e.HTTPStatus != 401 {
 		t.Errorf("got %v/%d/%d, want permanent/20003/401", e.Kind, e.Code, e.HTTPStatus)
@@ -367,7 +401,7 @@ func TestStatusesAdvance(t *testing.T) {
 	sids := make([]string, len(tests))
 	for i, tt := range tests {
 		srv.SetOutcome(tt.to, tt.outcome)
-		m, err := c.Send(ctx, sender, tt.to, "hi")
+		m, err := c.Send(ctx, sender, tt.to, "hi", 0)
 		if err != nil {
 			t.Fatal(err)
 		}

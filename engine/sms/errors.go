@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twilio/twilio-go/client"
 )
@@ -46,6 +49,9 @@ type Error struct {
 	HTTPStatus int    // HTTP status of Twilio's answer; 0 when there was none
 	Message    string // what went wrong, as Twilio or the network said it
 	Kind       Kind
+	// RetryAfter is how long Twilio asked the client to wait (its
+	// Retry-After header); 0 when it did not say.
+	RetryAfter time.Duration
 	Err        error // the underlying error, if any
 }
 
@@ -61,7 +67,7 @@ func (e *Error) Error() string {
 		fmt.Fprintf(&b, " (HTTP %d)", e.HTTPStatus)
 	}
 	b.WriteString(": ")
-	b.WriteString(strings.TrimRight(maskNumbers(e.Message), ". "))
+	b.WriteString(strings.TrimRight(MaskNumbers(e.Message), ". "))
 	if h := codeHints[e.Code]; h != "" {
 		b.WriteString("; ")
 		b.WriteString(h)
@@ -96,9 +102,9 @@ var codeHints = map[int]string{
 
 var phoneNumber = regexp.MustCompile(`\+?\b\d{7,15}\b`)
 
-// maskNumbers hides all but the last two digits of anything that looks like
+// MaskNumbers hides all but the last two digits of anything that looks like
 // a phone number, so errors can be logged.
-func maskNumbers(s string) string {
+func MaskNumbers(s string) string {
 	return phoneNumber.ReplaceAllStringFunc(s, func(n string) string {
 		return strings.Repeat("*", len(n)-2) + n[len(n)-2:]
 	})
@@ -113,6 +119,29 @@ func IsKind(err error, k Kind) bool {
 // classify turns what a call returned into an *Error. create is true for
 // the one call that is not safe to repeat (creating a message).
 func classify(err error, att *attempt, create bool) *Error {
+	e := classifyCall(err, att, create)
+	att.mu.Lock()
+	e.RetryAfter = retryAfter(att.retryAfter, time.Now())
+	att.mu.Unlock()
+	return e
+}
+
+// retryAfter reads a Retry-After header: seconds, or an HTTP date.
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	if n, err := strconv.Atoi(h); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	if t, err := http.ParseTime(h); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+func classifyCall(err error, att *attempt, create bool) *Error {
 	wrote, status := att.result()
 
 	var tre *client.TwilioRestError
@@ -149,11 +178,13 @@ func classify(err error, att *attempt, create bool) *Error {
 // statusKind classifies an HTTP error status and Twilio code.
 func statusKind(status, code int, create bool) Kind {
 	switch {
-	case code == 20429 || status == 429 || status == 408:
-		return Retryable
-	case status == 504 && create: // a gateway gave up waiting: Twilio may have the message
+	case code == 20429 || status == 429:
+		return Retryable // refused before anything was created
+	case status >= 500 && create:
+		// Twilio's edge can fail after the message was created: a 500,
+		// 502, 503 or 504 at create is no proof either way.
 		return Ambiguous
-	case status >= 500:
+	case status >= 500 || status == 408:
 		return Retryable
 	}
 	return Permanent

@@ -112,3 +112,19 @@ func (p *Pacer) Done(from string, segments int) {
 		p.next[from] = floor
 	}
 }
+
+// Seed tells the pacer that a number last sent a message of segments
+// segments at last, before this pacer existed (another process, or this
+// one before a restart): its next send waits for that message's slots as if
+// this pacer had let it through. A seed older than what the pacer knows
+// changes nothing.
+func (p *Pacer) Seed(from string, last time.Time, segments int) {
+	if segments < 1 {
+		segments = 1
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if floor := last.Add(time.Duration(segments) * p.slot); floor.After(p.next[from]) {
+		p.next[from] = floor
+	}
+}

@@ -26,7 +26,7 @@ func sendPaced(t *testing.T, rate float64, bodies []string, segments []int) []tw
 		if err := p.Wait(ctx, sender, segments[i]); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Send(ctx, sender, alice, body); err != nil {
+		if _, err := c.Send(ctx, sender, alice, body, 0); err != nil {
 			t.Fatal(err)
 		}
 		p.Done(sender, segments[i])

@@ -14,9 +14,10 @@ import (
 // attempt records what happened on the wire during one call, so that a
 // failure can be classified: was the request written, did an answer come.
 type attempt struct {
-	mu     sync.Mutex
-	wrote  bool
-	status int
+	mu         sync.Mutex
+	wrote      bool
+	status     int
+	retryAfter string // the Retry-After header of an error answer
 }
 
 func (a *attempt) result() (wrote bool, status int) {
@@ -69,6 +70,9 @@ func (t *callTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.att.mu.Lock()
 	t.att.status = resp.StatusCode
+	if resp.StatusCode >= 400 {
+		t.att.retryAfter = resp.Header.Get("Retry-After")
+	}
 	t.att.mu.Unlock()
 	if resp.StatusCode >= 400 {
 		// twilio-go decodes error bodies without closing them: read the

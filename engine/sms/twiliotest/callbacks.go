@@ -116,7 +116,7 @@ func (s *Server) flushCallbacks(ctx context.Context, hc *http.Client) {
 	for _, jobs := range s.dueCallbacks() {
 		for _, j := range jobs {
 			at := s.opts.Clock.Now()
-			status, err := postCallback(ctx, hc, j.url, j.form, s.opts.AuthToken)
+			status, err := postCallback(ctx, hc, j.url, j.form, s.authToken())
 			if ctx.Err() != nil {
 				return // closing: the change stays unreported
 			}
@@ -276,4 +276,11 @@ func dialLoopbackOnly(_, address string, _ syscall.RawConn) error {
 		return fmt.Errorf("twiliotest: refusing to send a status callback to %s, which is not a loopback address", host)
 	}
 	return nil
+}
+
+// authToken is the auth token callbacks are signed with.
+func (s *Server) authToken() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.opts.AuthToken
 }

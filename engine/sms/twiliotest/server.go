@@ -87,6 +87,15 @@ type Fault struct {
 	HTML bool
 	// Times is how many creates the fault applies to; 0 means one.
 	Times int
+	// AfterCreate creates the message before answering with Status, as
+	// when Twilio's edge fails after the message was taken.
+	AfterCreate bool
+	// Land hides a created message from fetch and list until this long
+	// (Clock time) after the request: a create that lands at Twilio only
+	// after the client gave up.
+	Land time.Duration
+	// RetryAfter is sent as the Retry-After header with Status.
+	RetryAfter string
 }
 
 // Create is one accepted create.
@@ -94,6 +103,7 @@ type Create struct {
 	Time                time.Time // the Clock's time when the request arrived
 	SID, From, To, Body string
 	Segments            int
+	ValidityPeriod      string // the ValidityPeriod parameter, "" when not sent
 }
 
 // Attempt is one create request, accepted or not.
@@ -143,6 +153,7 @@ type message struct {
 	seq     int
 	base    Message // SID, numbers, body, created, segments
 	outcome Outcome
+	visible time.Time // fetch and list show it from then on
 	// reports follows the callbacks of each step of the message's
 	// timeline; nil until the sender first looks at the message.
 	reports []report
@@ -225,6 +236,14 @@ func (s *Server) Close() error {
 	return srv.Close()
 }
 
+// SetAuthToken changes the auth token requests must carry, as rotating
+// it in the Twilio console does.
+func (s *Server) SetAuthToken(token string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.AuthToken = token
+}
+
 // SetOutcome sets what happens to messages created to the number to from now on.
 func (s *Server) SetOutcome(to string, o Outcome) {
 	s.mu.Lock()
@@ -262,9 +281,11 @@ func (s *Server) Messages() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.opts.Clock.Now()
-	out := make([]Message, len(s.messages))
-	for i, m := range s.messages {
-		out[i] = s.state(m, now)
+	out := make([]Message, 0, len(s.messages))
+	for _, m := range s.messages {
+		if !now.Before(m.visible) {
+			out = append(out, s.state(m, now))
+		}
 	}
 	return out
 }
@@ -313,7 +334,10 @@ func (s *Server) state(m *message, now time.Time) Message {
 // answers like Twilio.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	user, pass, ok := r.BasicAuth()
-	if !ok || !equal(user, s.opts.AccountSID) || !equal(pass, s.opts.AuthToken) {
+	s.mu.Lock()
+	token := s.opts.AuthToken
+	s.mu.Unlock()
+	if !ok || !equal(user, s.opts.AccountSID) || !equal(pass, token) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Twilio API"`)
 		writeError(w, http.StatusUnauthorized, 20003, "Authenticate")
 		return
@@ -426,6 +450,11 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 	att := Attempt{Time: now, From: from, To: to}
 	fault, faulty := s.nextFault()
 	if faulty && fault.Status != 0 {
+		if fault.AfterCreate {
+			m := s.add(now, from, service, to, body, r.PostForm.Get("StatusCallback"), r.PostForm.Get("ValidityPeriod"))
+			m.visible = now.Add(fault.Land)
+			att.SID = m.base.SID
+		}
 		att.HTTPStatus = fault.Status
 		if !fault.HTML {
 			att.Code = faultCode(fault.Status)
@@ -452,7 +481,10 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, 21609, callbackRefusal(callback))
 		return
 	}
-	m := s.add(now, from, service, to, body, callback)
+	m := s.add(now, from, service, to, body, callback, r.PostForm.Get("ValidityPeriod"))
+	if faulty {
+		m.visible = now.Add(fault.Land)
+	}
 	att.HTTPStatus, att.SID = http.StatusCreated, m.base.SID
 	s.attempts = append(s.attempts, att)
 	resp := s.wire(m, now)
@@ -478,7 +510,7 @@ func (s *Server) nextFault() (Fault, bool) {
 }
 
 // add stores a new message. The caller holds mu.
-func (s *Server) add(now time.Time, from, service, to, body, callback string) *message {
+func (s *Server) add(now time.Time, from, service, to, body, callback, validity string) *message {
 	seq := len(s.messages) + 1
 	sum := md5.Sum([]byte(s.opts.AccountSID + "/" + strconv.Itoa(seq)))
 	status := "queued"
@@ -504,7 +536,8 @@ func (s *Server) add(now time.Time, from, service, to, body, callback string) *m
 	}
 	s.messages = append(s.messages, m)
 	s.bySID[m.base.SID] = m
-	s.creates = append(s.creates, Create{Time: now, SID: m.base.SID, From: from, To: to, Body: body, Segments: m.base.Segments})
+	s.creates = append(s.creates, Create{Time: now, SID: m.base.SID, From: from, To: to, Body: body,
+		Segments: m.base.Segments, ValidityPeriod: validity})
 	return m
 }
 
@@ -538,6 +571,9 @@ func writeFault(w http.ResponseWriter, f Fault) {
 		fmt.Fprintf(w, "<html><head><title>%d %s</title></head><body><h1>%[1]d %[2]s</h1></body></html>\n", f.Status, http.StatusText(f.Status))
 		return
 	}
+	if f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
 	msg := http.StatusText(f.Status)
 	if f.Status == http.StatusTooManyRequests {
 		msg = "Too Many Requests"
@@ -552,6 +588,7 @@ func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {
 	sid, ok := cutSuffix(r.PathValue("file"), ".json")
 	s.mu.Lock()
 	m, found := s.bySID[sid]
+	found = found && !s.opts.Clock.Now().Before(m.visible)
 	var resp wireMessage
 	if ok && found {
 		resp = s.wire(m, s.opts.Clock.Now())

@@ -207,6 +207,9 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		if from := q.Get("From"); from != "" && m.base.From != from {
 			continue
 		}
+		if now.Before(m.visible) {
+			continue
+		}
 		st := s.state(m, now)
 		when := st.Sent
 		if when.IsZero() {
