@@ -61,23 +61,17 @@ func (c *Client) ImportRecords(ctx context.Context, rows []Row) (ImportResult, e
 	return res, nil
 }
 
-// recordIDField returns the record-id field name, reading the metadata once when no
-// WithRecordIDField option gave it.
+// recordIDField returns the record-id field name, from the WithRecordIDField option or else
+// the project's metadata (read once).
 func (c *Client) recordIDField(ctx context.Context) (string, error) {
 	if c.recordID != "" {
 		return c.recordID, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idCached != "" {
-		return c.idCached, nil
-	}
-	d, err := c.Metadata(ctx)
+	d, err := c.dictionary(ctx, false)
 	if err != nil {
-		return "", fmt.Errorf("finding the record-id field for an import: %w", err)
+		return "", fmt.Errorf("finding the record-id field: %w", err)
 	}
-	c.idCached = d.RecordID()
-	return c.idCached, nil
+	return d.RecordID(), nil
 }
 
 // importBatch imports one batch, setting aside the rows REDCap names as bad and trying the
