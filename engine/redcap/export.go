@@ -35,14 +35,19 @@ type MissingColumnsError struct {
 
 // Error names the fields, the likely cause (the API user's data export rights) and the fix.
 func (e *MissingColumnsError) Error() string {
-	return fmt.Sprintf("REDCap's export left out %s, which nudge asked for (form %s). "+
+	form := "form"
+	if len(e.Forms) > 1 {
+		form = "forms"
+	}
+	forms := strings.Join(e.Forms, ", ")
+	return fmt.Sprintf("REDCap's export left out %s, which nudge asked for (%s %s). "+
 		"REDCap drops without an error the fields the API token's user may not export: under "+
 		"\"De-Identified\" or \"Remove All Identifier Fields\" data export rights the fields marked "+
 		"as identifiers (De-Identified also drops free-text, notes and date fields and hashes the "+
 		"record ids), and under \"No Access\" every field of the form. In REDCap, open User Rights, "+
-		"edit the token's user and give \"Full Data Set\" export rights to form %s (or stop using "+
+		"edit the token's user and give \"Full Data Set\" export rights to %s %s (or stop using "+
 		"these fields in the rules); nudge plans nothing for this project until every field comes back",
-		strings.Join(e.Fields, ", "), strings.Join(e.Forms, ", "), strings.Join(e.Forms, ", "))
+		strings.Join(e.Fields, ", "), form, forms, form, forms)
 }
 
 // Is makes errors.Is(err, ErrMissingColumns) true.

@@ -35,6 +35,14 @@ type Rejection struct {
 // value error, an unknown field, an invalid event name), those rows are set aside as
 // Rejections and the rest of the batch is sent again. Any other failure stops the import: the
 // error is returned with the result so far.
+//
+// A request that fails without an answer from REDCap itself (HTTP 5xx, a proxy's page, a
+// timeout, a broken connection) or is rate-limited (HTTP 429) is tried again like any other
+// call, although REDCap may have applied it: REDCap applies an import whole or not at all,
+// and sending the same rows again with overwriteBehavior=normal stores the same values, so a
+// repeat cannot leave REDCap with an older value than the one sent, as long as one writer at
+// a time imports these fields (nudge's write-back). A refusal (HTTP 4xx, or {"error": …}
+// with HTTP 200) is never retried.
 func (c *Client) ImportRecords(ctx context.Context, rows []Row) (ImportResult, error) {
 	var res ImportResult
 	if len(rows) == 0 {
