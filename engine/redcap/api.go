@@ -6,43 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/nudge-study/nudge/rules/dict"
 )
-
-// ExportParams selects what ExportRecords returns. Empty lists mean "all".
-type ExportParams struct {
-	Records, Fields, Forms, Events []string
-	FilterLogic                    string // REDCap logic; only rows where it is true
-}
-
-// ExportRecords exports records as flat rows of raw values (codes, not labels). REDCap always
-// adds the record-id field and the pseudo-columns redcap_event_name, redcap_repeat_instrument
-// and redcap_repeat_instance where the project has them.
-func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]Row, error) {
-	v := url.Values{}
-	v.Set("type", "flat")
-	v.Set("rawOrLabel", "raw")
-	setList(v, "records", p.Records)
-	setList(v, "fields", p.Fields)
-	setList(v, "forms", p.Forms)
-	setList(v, "events", p.Events)
-	if p.FilterLogic != "" {
-		v.Set("filterLogic", p.FilterLogic)
-	}
-	body, err := c.call(ctx, "record", v, jsonBody)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := decodeRows(body)
-	if err != nil {
-		return nil, c.wrap("record", err)
-	}
-	return rows, nil
-}
 
 // Metadata exports the project's data dictionary.
 func (c *Client) Metadata(ctx context.Context) (*dict.Dictionary, error) {
@@ -62,6 +30,9 @@ func (c *Client) Metadata(ctx context.Context) (*dict.Dictionary, error) {
 	if err != nil {
 		return nil, c.wrap("metadata", err)
 	}
+	c.mu.Lock()
+	c.dict = d
+	c.mu.Unlock()
 	return d, nil
 }
 

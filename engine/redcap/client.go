@@ -21,14 +21,21 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/time/rate"
+
+	"github.com/nudge-study/nudge/rules/dict"
 )
 
 // Defaults of a Client.
 const (
-	DefaultAttempts  = 4                      // tries per call, the first one included
-	DefaultBackoff   = 500 * time.Millisecond // wait before the second try; doubles after that
-	DefaultTimeout   = 30 * time.Second       // per HTTP request
-	DefaultRate      = 10.0                   // requests per second per REDCap host
+	DefaultAttempts      = 4                      // tries per call, the first one included
+	DefaultBackoff       = 500 * time.Millisecond // wait before the second try; doubles after that
+	DefaultTimeout       = 30 * time.Second       // per HTTP request, except record exports and imports
+	DefaultRecordTimeout = 5 * time.Minute        // per record export or import request
+	DefaultRate          = 10.0                   // requests per second per REDCap host
+	DefaultBatchSize     = 500                    // records per export request
+	// MaxRetryAfter is the longest wait a Retry-After header may ask for: an HTTP 429 asking
+	// for more is not retried.
+	MaxRetryAfter    = 2 * time.Minute
 	maxResponseBytes = 512 << 20
 )
 
@@ -46,14 +53,19 @@ type Client struct {
 	attempts int
 	backoff  time.Duration
 	timeout  time.Duration
+	recordTO time.Duration
+	batch    int
 	limiter  *rate.Limiter
 	recordID string
 
-	// wait pauses between retries; tests replace it so they need not sleep.
+	// wait pauses between retries and now tells the time (for Retry-After dates); tests
+	// replace both so they need not sleep.
 	wait func(ctx context.Context, d time.Duration) error
+	now  func() time.Time
 
-	mu       sync.Mutex
-	idCached string
+	metaMu sync.Mutex // one metadata fetch at a time for the cache
+	mu     sync.Mutex // guards dict
+	dict   *dict.Dictionary
 }
 
 // Option configures a Client.
@@ -110,13 +122,37 @@ func WithRate(perSecond float64) Option {
 	}
 }
 
-// WithTimeout sets the timeout of each HTTP request (default 30 s).
+// WithTimeout sets the timeout of each HTTP request other than record exports and imports
+// (default 30 s).
 func WithTimeout(d time.Duration) Option {
 	return func(c *Client) error {
 		if d <= 0 {
 			return fmt.Errorf("redcap: WithTimeout: the timeout must be positive, got %v", d)
 		}
 		c.timeout = d
+		return nil
+	}
+}
+
+// WithRecordTimeout sets the timeout of each record export or import request (default 5
+// minutes: REDCap takes that long over a batch of a big project).
+func WithRecordTimeout(d time.Duration) Option {
+	return func(c *Client) error {
+		if d <= 0 {
+			return fmt.Errorf("redcap: WithRecordTimeout: the timeout must be positive, got %v", d)
+		}
+		c.recordTO = d
+		return nil
+	}
+}
+
+// WithBatchSize sets how many records one export request asks for (default DefaultBatchSize).
+func WithBatchSize(n int) Option {
+	return func(c *Client) error {
+		if n < 1 {
+			return fmt.Errorf("redcap: WithBatchSize: the batch size must be at least 1, got %d", n)
+		}
+		c.batch = n
 		return nil
 	}
 }
@@ -172,13 +208,21 @@ func New(apiURL, token string, opts ...Option) (*Client, error) {
 		attempts: DefaultAttempts,
 		backoff:  DefaultBackoff,
 		timeout:  DefaultTimeout,
+		recordTO: DefaultRecordTimeout,
+		batch:    DefaultBatchSize,
 		wait:     sleepCtx,
+		now:      time.Now,
 	}
 	for _, o := range opts {
 		if err := o(c); err != nil {
 			return nil, err
 		}
 	}
+	// A redirect turns the API's POST into a GET (or loses the body), so none is followed:
+	// once reports it with the address to configure instead.
+	hc := *c.hc
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c.hc = &hc
 	if c.limiter == nil {
 		c.limiter = sharedLimiter(c.host)
 	}
@@ -237,8 +281,16 @@ type callError struct {
 func (e *callError) Error() string { return e.msg }
 func (e *callError) Unwrap() error { return e.err }
 
-// retryable marks an attempt's failure as worth another try.
-type retryable struct{ error }
+// ErrRedirect is the cause of the error a call returns when REDCap's address answers with a
+// redirect, which nudge never follows.
+var ErrRedirect = errors.New("the REDCap API URL redirects")
+
+// retryable marks an attempt's failure as worth another try, after the given wait (0: the
+// client's backoff).
+type retryable struct {
+	error
+	after time.Duration
+}
 
 func (r retryable) Unwrap() error { return r.error }
 
@@ -264,7 +316,12 @@ func (c *Client) call(ctx context.Context, content string, params url.Values, ch
 	var last error
 	for attempt := 1; attempt <= c.attempts; attempt++ {
 		if attempt > 1 {
-			if err := c.wait(ctx, c.delay(attempt)); err != nil {
+			d := c.delay(attempt)
+			var r retryable
+			if errors.As(last, &r) && r.after > 0 {
+				d = r.after
+			}
+			if err := c.wait(ctx, d); err != nil {
 				return nil, c.wrap(content, err)
 			}
 		}
@@ -306,7 +363,11 @@ func (c *Client) once(ctx context.Context, content, action string, attempt int, 
 	if err := c.limiter.Wait(ctx); err != nil {
 		return nil, c.wrap(content, err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, c.timeout)
+	timeout := c.timeout
+	if content == "record" {
+		timeout = c.recordTO
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, c.apiURL, strings.NewReader(encoded))
 	if err != nil {
@@ -327,7 +388,7 @@ func (c *Client) once(ctx context.Context, content, action string, attempt int, 
 		if ctx.Err() != nil {
 			return nil, c.wrap(content, ctx.Err())
 		}
-		return nil, retryable{c.wrap(content, err)}
+		return nil, retryable{error: c.wrap(content, err)}
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
@@ -338,21 +399,92 @@ func (c *Client) once(ctx context.Context, content, action string, attempt int, 
 		if ctx.Err() != nil {
 			return nil, c.wrap(content, ctx.Err())
 		}
-		return nil, retryable{c.wrap(content, fmt.Errorf("reading the answer: %w", err))}
+		return nil, retryable{error: c.wrap(content, fmt.Errorf("reading the answer: %w", err))}
 	}
 
 	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return nil, c.rateLimited(resp, body)
 	case resp.StatusCode >= 500:
-		return nil, retryable{c.apiError(resp.StatusCode, body)}
+		return nil, retryable{error: c.apiError(resp.StatusCode, body)}
 	case resp.StatusCode >= 400:
 		return nil, c.apiError(resp.StatusCode, body)
+	case resp.StatusCode >= 300 && resp.StatusCode < 400 && resp.Header.Get("Location") != "":
+		return nil, c.redirected(resp)
 	case resp.StatusCode != http.StatusOK:
-		return nil, retryable{&callError{msg: fmt.Sprintf("REDCap %s request to %s: unexpected HTTP status %d", content, c.host, resp.StatusCode)}}
+		return nil, retryable{error: &callError{msg: fmt.Sprintf("REDCap %s request to %s: unexpected HTTP status %d", content, c.host, resp.StatusCode)}}
+	}
+	if msg, ok := errorAnswer(body); ok {
+		return nil, &APIError{Status: resp.StatusCode, Message: c.redact(msg)}
 	}
 	if err := check(body); err != nil {
-		return nil, retryable{&callError{msg: c.redact(fmt.Sprintf("REDCap %s request to %s: %v; a proxy or maintenance page may be in the way", content, c.host, err))}}
+		return nil, retryable{error: &callError{msg: c.redact(fmt.Sprintf("REDCap %s request to %s: %v; a proxy or maintenance page may be in the way", content, c.host, err))}}
 	}
 	return body, nil
+}
+
+// errorAnswer returns the message of a {"error": "..."} answer, which REDCap sends with HTTP
+// 200 too in some versions and paths.
+func errorAnswer(body []byte) (string, bool) {
+	b := bytes.TrimSpace(body)
+	if len(b) == 0 || b[0] != '{' {
+		return "", false
+	}
+	var e struct {
+		Error *string `json:"error"`
+	}
+	if json.Unmarshal(b, &e) != nil || e.Error == nil {
+		return "", false
+	}
+	if *e.Error == "" {
+		return "an empty error message", true
+	}
+	return *e.Error, true
+}
+
+// redirected is the error for a redirect: nudge never follows one, since the POST would
+// arrive as a GET; the message names the address to configure.
+func (c *Client) redirected(resp *http.Response) error {
+	to := resp.Header.Get("Location")
+	if u, err := resp.Location(); err == nil {
+		to = u.String()
+	}
+	return &callError{
+		msg: c.redact(fmt.Sprintf("the REDCap API URL %s answered with a redirect (HTTP %d) to %s; nudge does not follow redirects, which turn the API's POST into a GET: set the project's redcap_url to %s",
+			redactURL(c.apiURL), resp.StatusCode, redactURL(to), redactURL(to))),
+		err: ErrRedirect,
+	}
+}
+
+// rateLimited turns an HTTP 429 into a retryable error that waits what REDCap's Retry-After
+// header asks (seconds or an HTTP date), or into a final one when it asks for more than
+// MaxRetryAfter.
+func (c *Client) rateLimited(resp *http.Response, body []byte) error {
+	err := c.apiError(resp.StatusCode, body)
+	after, ok := retryAfter(resp.Header.Get("Retry-After"), c.now())
+	if !ok {
+		return retryable{error: err}
+	}
+	if after > MaxRetryAfter {
+		return &callError{msg: fmt.Sprintf("%v; REDCap's rate limit asks to wait %v before the next request, longer than nudge waits (%v): try again later, and ask the REDCap administrators about the API rate limit if it keeps happening",
+			err, after.Round(time.Second), MaxRetryAfter), err: err}
+	}
+	return retryable{error: err, after: max(after, time.Millisecond)}
+}
+
+// retryAfter reads a Retry-After header: a number of seconds or an HTTP date.
+func retryAfter(h string, now time.Time) (time.Duration, bool) {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0, false
+	}
+	if n, err := strconv.Atoi(h); err == nil && n >= 0 {
+		return time.Duration(n) * time.Second, true
+	}
+	if t, err := http.ParseTime(h); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
 }
 
 // jsonBody accepts a body that is JSON.

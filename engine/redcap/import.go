@@ -35,6 +35,14 @@ type Rejection struct {
 // value error, an unknown field, an invalid event name), those rows are set aside as
 // Rejections and the rest of the batch is sent again. Any other failure stops the import: the
 // error is returned with the result so far.
+//
+// A request that fails without an answer from REDCap itself (HTTP 5xx, a proxy's page, a
+// timeout, a broken connection) or is rate-limited (HTTP 429) is tried again like any other
+// call, although REDCap may have applied it: REDCap applies an import whole or not at all,
+// and sending the same rows again with overwriteBehavior=normal stores the same values, so a
+// repeat cannot leave REDCap with an older value than the one sent, as long as one writer at
+// a time imports these fields (nudge's write-back). A refusal (HTTP 4xx, or {"error": …}
+// with HTTP 200) is never retried.
 func (c *Client) ImportRecords(ctx context.Context, rows []Row) (ImportResult, error) {
 	var res ImportResult
 	if len(rows) == 0 {
@@ -61,23 +69,17 @@ func (c *Client) ImportRecords(ctx context.Context, rows []Row) (ImportResult, e
 	return res, nil
 }
 
-// recordIDField returns the record-id field name, reading the metadata once when no
-// WithRecordIDField option gave it.
+// recordIDField returns the record-id field name, from the WithRecordIDField option or else
+// the project's metadata (read once).
 func (c *Client) recordIDField(ctx context.Context) (string, error) {
 	if c.recordID != "" {
 		return c.recordID, nil
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.idCached != "" {
-		return c.idCached, nil
-	}
-	d, err := c.Metadata(ctx)
+	d, err := c.dictionary(ctx, false)
 	if err != nil {
-		return "", fmt.Errorf("finding the record-id field for an import: %w", err)
+		return "", fmt.Errorf("finding the record-id field: %w", err)
 	}
-	c.idCached = d.RecordID()
-	return c.idCached, nil
+	return d.RecordID(), nil
 }
 
 // importBatch imports one batch, setting aside the rows REDCap names as bad and trying the

@@ -49,25 +49,30 @@ type state struct {
 	repForms   map[string]map[string]bool // event → repeating forms
 	repEvents  map[string]bool
 	missing    map[string]bool
+	identifier map[string]bool // fields marked as identifiers
 	colIdx     map[string]int
 }
 
 func newState(p *Project) *state {
 	st := &state{
-		p:         p,
-		d:         p.Dict,
-		idField:   p.Dict.RecordID(),
-		records:   map[string]map[rowKey]map[string]string{},
-		eventIdx:  map[string]int{},
-		eventArm:  map[string]int{},
-		formIdx:   map[string]int{},
-		repForms:  map[string]map[string]bool{},
-		repEvents: map[string]bool{},
-		missing:   map[string]bool{},
-		colIdx:    map[string]int{},
+		p:          p,
+		d:          p.Dict,
+		idField:    p.Dict.RecordID(),
+		records:    map[string]map[rowKey]map[string]string{},
+		eventIdx:   map[string]int{},
+		eventArm:   map[string]int{},
+		formIdx:    map[string]int{},
+		repForms:   map[string]map[string]bool{},
+		repEvents:  map[string]bool{},
+		missing:    map[string]bool{},
+		identifier: map[string]bool{},
+		colIdx:     map[string]int{},
 	}
 	for i, c := range p.Dict.ExportColumns() {
 		st.colIdx[c.Name] = i
+	}
+	for _, f := range p.Identifiers {
+		st.identifier[f] = true
 	}
 	for i, e := range p.Events {
 		st.eventIdx[e.UniqueName] = i
@@ -134,6 +139,7 @@ type kv struct{ key, value string }
 
 type exportRequest struct {
 	records, fields, forms, events []string
+	rights                         Rights
 }
 
 func quoteList(xs []string) string {
@@ -144,7 +150,7 @@ func quoteList(xs []string) string {
 	return strings.Join(q, ", ")
 }
 
-func (st *state) handleExport(p url.Values) answer {
+func (st *state) handleExport(p url.Values, rights Rights) answer {
 	for _, unsupported := range []string{"filterLogic", "dateRangeBegin", "dateRangeEnd"} {
 		if p.Get(unsupported) != "" {
 			return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest does not support the parameter %s; export without it and filter the rows in the caller", unsupported))
@@ -156,7 +162,7 @@ func (st *state) handleExport(p url.Values) answer {
 	if r := p.Get("rawOrLabel"); r != "" && r != "raw" {
 		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports rawOrLabel=raw only, not %q", r))
 	}
-	req := exportRequest{records: list(p, "records"), fields: list(p, "fields"), forms: list(p, "forms"), events: list(p, "events")}
+	req := exportRequest{records: list(p, "records"), fields: list(p, "fields"), forms: list(p, "forms"), events: list(p, "events"), rights: rights}
 	var bad []string
 	for _, f := range req.fields {
 		if _, ok := st.d.Field(f); ok {
@@ -193,7 +199,8 @@ func (st *state) handleExport(p url.Values) answer {
 
 // export builds the rows of an export in REDCap's order.
 func (st *state) export(req exportRequest) [][]kv {
-	cols := st.selectColumns(req.fields, req.forms)
+	cols := st.restrict(req.rights, st.selectColumns(req.fields, req.forms))
+	hash := st.hashesIDs(req.rights)
 	ids := make([]string, 0, len(st.records))
 	if len(req.records) > 0 {
 		for _, id := range req.records {
@@ -229,8 +236,12 @@ func (st *state) export(req exportRequest) [][]kv {
 			keys = append(keys, k)
 		}
 		sort.Slice(keys, func(i, j int) bool { return st.lessKey(keys[i], keys[j]) })
+		shown := id
+		if hash {
+			shown = st.hashID(id)
+		}
 		for _, k := range keys {
-			out = append(out, st.exportRow(id, k, rows[k], cols))
+			out = append(out, st.exportRow(shown, k, rows[k], cols))
 		}
 	}
 	return out

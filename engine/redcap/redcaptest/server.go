@@ -6,6 +6,7 @@
 package redcaptest
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,6 +39,11 @@ type Project struct {
 	// MissingCodes is the project's missing-data codes as REDCap lists them, e.g.
 	// "UNK, Unknown | NA, Not applicable".
 	MissingCodes string
+	// Identifiers names the fields marked as identifiers (metadata identifier "y").
+	Identifiers []string
+	// Users holds further API tokens of the project, each with its user's data export rights;
+	// Token itself has full rights.
+	Users map[string]Rights
 }
 
 // Longitudinal reports whether the project has events.
@@ -54,20 +60,25 @@ type Call struct {
 
 // Fault makes the server misbehave for the next Times requests (0 counts as 1) whose content
 // is Content ("" for any): wait Delay first (or until the client gives up), then answer with
-// Status (0: answer normally) and, when HTML is set, an HTML page instead of JSON.
+// Status (0: answer normally) and, when HTML is set, an HTML page instead of JSON. Error, when
+// set, is the message of a {"error": …} answer (HTTP Status, or 200 when Status is 0), and
+// RetryAfter the value of a Retry-After header on the answer (as REDCap's rate limit sends
+// with HTTP 429).
 type Fault struct {
-	Content string
-	Status  int
-	Delay   time.Duration
-	HTML    bool
-	Times   int
+	Content    string
+	Status     int
+	Delay      time.Duration
+	HTML       bool
+	Error      string
+	RetryAfter string
+	Times      int
 }
 
 // Server is the simulated REDCap API. It implements http.Handler; Start serves it on a local
 // port. It is safe for concurrent use.
 type Server struct {
 	mu       sync.Mutex
-	projects map[string]*state
+	projects map[string]*user // by token
 	calls    []Call
 	faults   []Fault
 	now      func() time.Time
@@ -77,15 +88,22 @@ type Server struct {
 // New returns a server holding the given projects. It panics when a project has no
 // dictionary or two projects share a token: both are mistakes in the caller's set-up.
 func New(projects ...*Project) *Server {
-	s := &Server{projects: map[string]*state{}, now: time.Now}
+	s := &Server{projects: map[string]*user{}, now: time.Now}
 	for _, p := range projects {
 		if p.Dict == nil || len(p.Dict.Fields) == 0 {
 			panic(fmt.Sprintf("redcaptest: project %d (%q) has no data dictionary", p.ID, p.Title))
 		}
-		if _, dup := s.projects[p.Token]; dup {
-			panic(fmt.Sprintf("redcaptest: two projects share a token (project %d)", p.ID))
+		st := newState(p)
+		tokens := map[string]Rights{p.Token: {}}
+		for tok, r := range p.Users {
+			tokens[tok] = r
 		}
-		s.projects[p.Token] = newState(p)
+		for tok, r := range tokens {
+			if _, dup := s.projects[tok]; dup {
+				panic(fmt.Sprintf("redcaptest: two users share a token (project %d)", p.ID))
+			}
+			s.projects[tok] = &user{st: st, rights: r}
+		}
 	}
 	return s
 }
@@ -121,25 +139,73 @@ func (s *Server) Close() error {
 func (s *Server) Load(token string, rows []map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.projects[token]
+	u, ok := s.projects[token]
 	if !ok {
 		return errors.New("redcaptest: Load: no project has that token")
 	}
-	if _, err := st.importRows(rows, false); err != nil {
-		return fmt.Errorf("redcaptest: Load into project %d: %s", st.p.ID, err.msg)
+	if _, err := u.st.importRows(rows, false); err != nil {
+		return fmt.Errorf("redcaptest: Load into project %d: %s", u.st.p.ID, err.msg)
 	}
 	return nil
+}
+
+// AddUser gives the project that token opens a further API user, with the given token and
+// data export rights. It fails when token opens no project or userToken is taken.
+func (s *Server) AddUser(token, userToken string, r Rights) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.projects[token]
+	if !ok {
+		return errors.New("redcaptest: AddUser: no project has that token")
+	}
+	if _, taken := s.projects[userToken]; taken {
+		return errors.New("redcaptest: AddUser: the new token is taken")
+	}
+	s.projects[userToken] = &user{st: u.st, rights: r}
+	return nil
+}
+
+// MarkIdentifiers marks fields of the project that token opens as identifiers, as
+// Project.Identifiers does.
+func (s *Server) MarkIdentifiers(token string, fields ...string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.projects[token]
+	if !ok {
+		return errors.New("redcaptest: MarkIdentifiers: no project has that token")
+	}
+	for _, f := range fields {
+		if _, ok := u.st.d.Field(f); !ok {
+			return fmt.Errorf("redcaptest: MarkIdentifiers: the project has no field %q", f)
+		}
+		u.st.identifier[f] = true
+	}
+	return nil
+}
+
+// Delete deletes a record of a project, as a coordinator may between two requests, and
+// reports whether it existed.
+func (s *Server) Delete(token, record string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.projects[token]
+	if !ok {
+		return false
+	}
+	_, had := u.st.records[record]
+	delete(u.st.records, record)
+	return had
 }
 
 // Export returns every record of a project as an unfiltered export would, in export order.
 func (s *Server) Export(token string) []map[string]string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st, ok := s.projects[token]
+	u, ok := s.projects[token]
 	if !ok {
 		return nil
 	}
-	ordered := st.export(exportRequest{})
+	ordered := u.st.export(exportRequest{})
 	out := make([]map[string]string, len(ordered))
 	for i, r := range ordered {
 		m := make(map[string]string, len(r))
@@ -242,6 +308,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	switch {
 	case a.status != 0:
+	case faulty && f.Error != "":
+		a = errAnswer(cmp.Or(f.Status, http.StatusOK), f.Error)
 	case faulty && f.Status != 0 && f.HTML:
 		a = answer{f.Status, "text/html; charset=utf-8", []byte(htmlPage)}
 	case faulty && f.Status != 0:
@@ -257,16 +325,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 
 	w.Header().Set("Content-Type", a.ctype)
+	if faulty && f.RetryAfter != "" {
+		w.Header().Set("Retry-After", f.RetryAfter)
+	}
 	w.WriteHeader(a.status)
 	w.Write(a.body)
 }
 
 // handle dispatches a request by content; s.mu is held.
 func (s *Server) handle(p url.Values) answer {
-	st, ok := s.projects[p.Get("token")]
+	u, ok := s.projects[p.Get("token")]
 	if p.Get("token") == "" || !ok {
 		return errAnswer(http.StatusForbidden, "You do not have permissions to use the API")
 	}
+	st := u.st
 	content := p.Get("content")
 	if f := p.Get("format"); f != "" && f != "json" && content != "version" {
 		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports format=json only, not %q", f))
@@ -276,7 +348,7 @@ func (s *Server) handle(p url.Values) answer {
 		if p.Get("action") == "import" {
 			return st.handleImport(p)
 		}
-		return st.handleExport(p)
+		return st.handleExport(p, u.rights)
 	case "metadata":
 		return st.metadata(list(p, "fields"), list(p, "forms"))
 	case "project":

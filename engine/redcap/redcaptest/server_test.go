@@ -1,6 +1,7 @@
 package redcaptest
 
 import (
+	"crypto/md5"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -395,5 +397,74 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	if got := len(s.Calls()); got != 16 {
 		t.Errorf("%d calls recorded, want 16", got)
+	}
+}
+
+func TestExportRights(t *testing.T) {
+	p := classic(t)
+	p.Identifiers = []string{"mobile"}
+	p.Users = map[string]Rights{
+		"R1": {Default: RemoveIdentifiers},
+		"R2": {Default: DeIdentified},
+		"R3": {Forms: map[string]ExportRight{"bp": NoAccess}},
+		"R4": {Default: NoAccess, Forms: map[string]ExportRight{"contact": FullDataSet}},
+	}
+	s := New(p)
+	if err := s.Load(classicToken, []map[string]string{
+		{"record_id": "1", "mobile": "m", "consent": "1"},
+		{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "1", "bp_date": "2026-10-14", "bp_sys": "120"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cols := func(tok string, kv ...string) (string, []string) {
+		t.Helper()
+		status, body := post(t, s, form(tok, "record", kv...))
+		var rows []map[string]any
+		if status != 200 || json.Unmarshal([]byte(body), &rows) != nil || len(rows) == 0 {
+			t.Fatalf("%s: %d %s", tok, status, body)
+		}
+		var names []string
+		for k := range rows[0] {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return rows[0]["record_id"].(string), names
+	}
+	hashedOne := fmt.Sprintf("%x", md5.Sum([]byte("redcaptest:12:1")))
+	tests := []struct {
+		tok    string
+		wantID string
+		want   string
+	}{
+		{classicToken, "1", "bp_complete bp_date bp_sys bp_w consent contact_complete mobile race___1 race___2 race____1 record_id redcap_repeat_instance redcap_repeat_instrument visit_ok"},
+		{"R1", "1", "bp_complete bp_date bp_sys bp_w consent contact_complete race___1 race___2 race____1 record_id redcap_repeat_instance redcap_repeat_instrument visit_ok"},
+		{"R2", hashedOne, "bp_complete bp_sys bp_w consent contact_complete race___1 race___2 race____1 record_id redcap_repeat_instance redcap_repeat_instrument visit_ok"},
+		{"R3", "1", "consent contact_complete mobile race___1 race___2 race____1 record_id redcap_repeat_instance redcap_repeat_instrument visit_ok"},
+		{"R4", "1", "consent contact_complete mobile race___1 race___2 race____1 record_id redcap_repeat_instance redcap_repeat_instrument visit_ok"},
+	}
+	for _, tt := range tests {
+		id, names := cols(tt.tok)
+		if id != tt.wantID || strings.Join(names, " ") != tt.want {
+			t.Errorf("%s: id %s, columns\n got %s\nwant %s", tt.tok, id, strings.Join(names, " "), tt.want)
+		}
+	}
+	// A records filter matches real ids only: a hashed id finds nothing, a real one the
+	// hashed row.
+	if status, body := post(t, s, form("R2", "record", "records[0]", hashedOne)); status != 200 || body != "[]" {
+		t.Errorf("filter by hashed id: %d %s", status, body)
+	}
+	if id, _ := cols("R2", "records[0]", "1"); id != hashedOne {
+		t.Errorf("filter by real id: id %s", id)
+	}
+	// The metadata marks identifiers.
+	_, body := post(t, s, form("R1", "metadata"))
+	if !strings.Contains(body, `"field_name":"mobile","form_name":"contact","section_header":"","field_type":"text","field_label":"Mobile","select_choices_or_calculations":"","field_note":"","text_validation_type_or_show_slider_number":"phone","text_validation_min":"","text_validation_max":"","identifier":"y"`) {
+		t.Errorf("metadata: %s", body)
+	}
+	if err := s.AddUser(classicToken, "R1", Rights{}); err == nil {
+		t.Error("AddUser took a token in use")
+	}
+	if err := s.MarkIdentifiers(classicToken, "nope"); err == nil {
+		t.Error("MarkIdentifiers took an unknown field")
 	}
 }

@@ -51,7 +51,7 @@ func (st *state) metadata(fields, forms []string) answer {
 			{"text_validation_type_or_show_slider_number", f.Validation},
 			{"text_validation_min", ""},
 			{"text_validation_max", ""},
-			{"identifier", ""},
+			{"identifier", yes(st.identifier[f.Name])},
 			{"branching_logic", f.BranchingLogic},
 			{"required_field", ""},
 			{"custom_alignment", ""},
@@ -62,6 +62,13 @@ func (st *state) metadata(fields, forms []string) answer {
 		})
 	}
 	return rawJSON(encodeRows(rows))
+}
+
+func yes(b bool) string {
+	if b {
+		return "y"
+	}
+	return ""
 }
 
 // choicesSpec writes a field's choices column back in REDCap's "1, Yes | 0, No" form.
