@@ -154,7 +154,7 @@ func (e *Expr) True(env Env) (bool, error) {
 	}
 	b, ok := truth(v)
 	if !ok {
-		return false, &EvalError{Expr: e.root.text, Msg: fmt.Sprintf("the condition gives the text %q, not true or false", v.str)}
+		return false, &EvalError{Expr: e.root.text, Msg: "the condition gives text, not true or false: compare a field with a value, e.g. [consent] = '1'"}
 	}
 	return b, nil
 }
