@@ -175,7 +175,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if m == nil {
 		return nil
 	}
-	r := &Rule{Pos: d.pos(n), Enabled: true, Repeat: Repeat{Max: 1}, pos: map[string]Pos{}}
+	r := &Rule{Pos: d.pos(n), Enabled: true, Repeat: Repeat{Max: 1}, pos: map[string]Pos{}, zone: l.study.Config.Location}
 	at := func(key string, v *yaml.Node) { r.pos[key] = d.pos(v) }
 
 	if v := m.get("name"); v != nil {

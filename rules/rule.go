@@ -46,6 +46,10 @@ type Rule struct {
 	WriteBack WriteBack
 	Enabled   bool
 
+	// zone is the study time zone, set by Load: conditions read 'today' and
+	// 'now' there, whatever the zone of the time Evaluate is given.
+	zone *time.Location
+
 	pos       map[string]Pos    // value positions by key ("when", "to", "write_back.sid", …)
 	whenRefs  map[logic.Ref]Pos // where each reference of When is written
 	tmplFiles []string          // the template files, for positions of their references

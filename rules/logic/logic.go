@@ -51,7 +51,7 @@ func (r Ref) IsSmart() bool { return strings.Contains(r.Field, "-") }
 // Env supplies what an expression reads.
 type Env interface {
 	Lookup(r Ref) (value string, ok bool) // ok=false: no such field/row (evaluates as blank)
-	Now() time.Time                       // 'today' and 'now'
+	Now() time.Time                       // 'today' and 'now': the date and wall clock of Now in its own Location
 	IsMissingCode(v string) bool          // the project's missing-data codes
 }
 
