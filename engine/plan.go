@@ -261,7 +261,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 
 	m := &storage.Message{
-		Key:     messageKey(r.Project, r.Name, rec.ID, row.Event, row.Instance, occ.Count+1),
+		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, occ.Count+1),
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Count + 1,
 		Channel: r.Channel, To: to, State: storage.StatePlanned,

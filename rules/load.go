@@ -223,9 +223,12 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 		if !eventNameRE.MatchString(s) {
 			d.errorf(v, "%s: %q is not a REDCap unique %s name (a-z, 0-9, '_')", key, s, key)
 		}
-		if key == "event" {
+		switch {
+		case key == "event" && s == AnyEvent:
+			r.AnyEvent = true
+		case key == "event":
 			r.Event = s
-		} else {
+		default:
 			r.Instrument = s
 		}
 	}
@@ -722,6 +725,7 @@ func (l *loader) crossCheck() {
 		}
 	}
 	l.checkHelpText()
+	*l.errs = append(*l.errs, s.checkEventless(s.longitudinalByFiles)...)
 	needs := map[string]bool{}
 	for _, r := range s.Rules {
 		switch {
