@@ -136,6 +136,19 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	sent := make(map[string]storage.Occurrence, len(occs))
 	for _, o := range occs {
+		if r := e.Study.Rule(o.Rule); r != nil && r.AnyEvent {
+			// Once per participant on any event: the occurrences of every
+			// event count together.
+			k := occurrenceKey(o.Project, o.Rule, o.Record, rules.AnyEventKey, o.Instance)
+			prev := sent[k]
+			o.Count += prev.Count
+			o.Next = max(o.Next, prev.Next)
+			if prev.Last.After(o.Last) {
+				o.Last = prev.Last
+			}
+			sent[k] = o
+			continue
+		}
 		sent[occurrenceKey(o.Project, o.Rule, o.Record, o.Event, o.Instance)] = o
 	}
 	bad, err := e.Store.BadNumbers(ctx)
@@ -235,7 +248,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 
 	// Repeat schedule: which occurrence is due, if any.
-	occ := pl.sent[occurrenceKey(r.Project, r.Name, rec.ID, row.Event, row.Instance)]
+	occ := pl.sent[occurrenceKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance)]
 	if occ.Next == 0 {
 		occ.Next = 1
 	}
@@ -275,7 +288,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		return out
 	}
 	m := &storage.Message{
-		Key:     messageKey(r.Project, r.Name, rec.ID, row.Event, row.Instance, occ.Next),
+		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, occ.Next),
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next,
 		Channel: r.Channel, To: c.To, From: pl.e.sender(r), Subject: c.Subject, Body: c.Body, HTML: c.HTML,

@@ -261,10 +261,13 @@ func checkChoice(d *dict.Dictionary, field, value, what string) string {
 }
 
 // CheckEvents checks the events the project's rules, replies and
-// templates name against the project's unique event names (for a
-// longitudinal project).
+// templates name against the project's unique event names, and that every
+// rule of the project names its event (or says event: any). Call it for a
+// longitudinal project only.
 func (s *Study) CheckEvents(project string, events []string) Errors {
-	var errs Errors
+	errs := s.checkEventless(func(p string) (string, bool) {
+		return "REDCap lists its events", p == project
+	})
 	seen := map[string]bool{}
 	add := func(p Pos, rule, format string, args ...any) {
 		e := &Error{Pos: p, Rule: rule, Msg: fmt.Sprintf(format, args...)}
@@ -297,6 +300,77 @@ func (s *Study) CheckEvents(project string, events []string) Errors {
 	}
 	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
 	return errs
+}
+
+// checkEventless refuses the rules without an event in the projects
+// longitudinal reports as longitudinal (with the reason it knows). Such a
+// rule is evaluated on every event's row, so one participant could get a
+// message per event; the rule must name its event or say event: any.
+func (s *Study) checkEventless(longitudinal func(project string) (why string, ok bool)) Errors {
+	var errs Errors
+	for _, r := range s.Rules {
+		if r.Event != "" || r.AnyEvent {
+			continue
+		}
+		why, ok := longitudinal(r.Project)
+		if !ok {
+			continue
+		}
+		errs = append(errs, &Error{Pos: r.Pos, Rule: r.Name, Msg: fmt.Sprintf(
+			"no event in longitudinal project %s (%s): the rule would run on every event and could message a participant once per event; "+
+				"name the event, e.g. event: %s, or write event: %s to run on every event but message each participant at most once",
+			r.Project, why, s.exampleEvent(r.Project), AnyEvent)})
+	}
+	return errs
+}
+
+// longitudinalByFiles reports whether the study's own files show that a
+// project is longitudinal, which is all an offline check can know: a rule
+// or reply of the project names an event, or a condition or template reads
+// a field of another event ([event][field]). why says where.
+func (s *Study) longitudinalByFiles(project string) (why string, ok bool) {
+	var first Pos
+	found := false
+	seen := func(p Pos) {
+		if !found || p.Before(first) {
+			first, found = p, true
+		}
+	}
+	for _, r := range s.Rules {
+		if r.Project == project && (r.Event != "" || r.AnyEvent) {
+			seen(r.pos["event"])
+		}
+	}
+	for _, rep := range s.Replies {
+		if rep.Project == project && rep.Event != "" {
+			seen(rep.pos["event"])
+		}
+	}
+	for _, u := range s.refs(project) {
+		if u.ref.Event != "" {
+			seen(u.pos)
+		}
+	}
+	if !found {
+		return "", false
+	}
+	return "an event is named at " + first.String(), true
+}
+
+// exampleEvent is an event the project's files name, for suggestions, or
+// baseline_arm_1.
+func (s *Study) exampleEvent(project string) string {
+	for _, r := range s.Rules {
+		if r.Project == project && r.Event != "" {
+			return r.Event
+		}
+	}
+	for _, u := range s.refs(project) {
+		if u.ref.Event != "" {
+			return u.ref.Event
+		}
+	}
+	return "baseline_arm_1"
 }
 
 func firstOr(list []string, def string) string {

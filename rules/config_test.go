@@ -16,7 +16,7 @@ func writeStudy(t *testing.T, config string) string {
 	dir := t.TempDir()
 	files := map[string]string{
 		"nudge.yaml": config,
-		"rules/r.yaml": "rules:\n  - name: remind\n    channel: sms\n    to: \"[mobile_phone]\"\n    template: remind\n" +
+		"rules/r.yaml": "rules:\n  - name: remind\n    channel: sms\n    to: \"[mobile_phone]\"\n    template: remind\n    event: any\n" +
 			"replies:\n  - name: confirm\n    keywords: [yes]\n    event: visit_arm_1\n    set: { visit_confirmed: \"1\" }\n",
 		"templates/remind.sms.txt": "Hi [first_name], time for your survey.\n",
 	}
@@ -124,7 +124,7 @@ func TestReplyEvent(t *testing.T) {
 		t.Errorf("known reply event reported: %v", errs)
 	}
 	errs := s.CheckEvents("main", []string{"visit_arm_2", "baseline_arm_1"})
-	want := filepath.Join(filepath.Dir(path), "rules", "r.yaml") + ":9:12: unknown event 'visit_arm_1' in project main (did you mean 'visit_arm_2'?): use a unique event name such as visit_arm_2"
+	want := filepath.Join(filepath.Dir(path), "rules", "r.yaml") + ":10:12: unknown event 'visit_arm_1' in project main (did you mean 'visit_arm_2'?): use a unique event name such as visit_arm_2"
 	if errs.Error() != want {
 		t.Errorf("CheckEvents = %v\nwant %s", errs, want)
 	}

@@ -35,9 +35,15 @@ func (r *Rule) Candidate(row *Row) bool {
 
 // Evaluate decides, for each candidate row of rec, whether the rule
 // selects it at time now; missing lists the project's missing-data codes.
-// Whether a message is then sent (repeat, window, opt-outs, a blank `to`)
-// is the engine's decision. A disabled rule selects nobody.
+// 'today' and 'now' in the condition are read in the study time zone, not
+// in now's zone nor the machine's: on a server running in UTC, 'today' is
+// still the study's date. Whether a message is then sent (repeat, window,
+// opt-outs, a blank `to`) is the engine's decision. A disabled rule selects
+// nobody.
 func (r *Rule) Evaluate(rec *Record, now time.Time, missing []string) []Decision {
+	if r.zone != nil {
+		now = now.In(r.zone)
+	}
 	var out []Decision
 	for _, row := range rec.Rows {
 		if !r.Candidate(row) {

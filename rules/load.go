@@ -175,7 +175,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if m == nil {
 		return nil
 	}
-	r := &Rule{Pos: d.pos(n), Enabled: true, Repeat: Repeat{Max: 1}, pos: map[string]Pos{}}
+	r := &Rule{Pos: d.pos(n), Enabled: true, Repeat: Repeat{Max: 1}, pos: map[string]Pos{}, zone: l.study.Config.Location}
 	at := func(key string, v *yaml.Node) { r.pos[key] = d.pos(v) }
 
 	if v := m.get("name"); v != nil {
@@ -223,9 +223,12 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 		if !eventNameRE.MatchString(s) {
 			d.errorf(v, "%s: %q is not a REDCap unique %s name (a-z, 0-9, '_')", key, s, key)
 		}
-		if key == "event" {
+		switch {
+		case key == "event" && s == AnyEvent:
+			r.AnyEvent = true
+		case key == "event":
 			r.Event = s
-		} else {
+		default:
 			r.Instrument = s
 		}
 	}
@@ -732,6 +735,7 @@ func (l *loader) crossCheck() {
 		}
 	}
 	l.checkHelpText()
+	*l.errs = append(*l.errs, s.checkEventless(s.longitudinalByFiles)...)
 	needs := map[string]bool{}
 	for _, r := range s.Rules {
 		switch {

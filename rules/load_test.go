@@ -170,7 +170,7 @@ func TestLoadGood(t *testing.T) {
 	if diary == nil || !diary.OnSave || diary.Schedule != "" || diary.Instrument != "diary" || diary.Email == nil || diary.Repeat.Max != 1 {
 		t.Errorf("diary-followup = %+v", diary)
 	}
-	if paused := s.Rule("paused"); paused == nil || paused.Enabled || paused.When != nil || paused.Window.From != 22*60 {
+	if paused := s.Rule("paused"); paused == nil || paused.Enabled || paused.When != nil || paused.Window.From != 22*60 || !paused.AnyEvent || paused.Event != "" {
 		t.Errorf("paused = %+v", paused)
 	}
 

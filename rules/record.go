@@ -84,7 +84,8 @@ func (s *Scope) Record() *Record { return s.rec }
 // Row is the row in scope.
 func (s *Scope) Row() *Row { return s.row }
 
-// Now is the evaluation time ('today' and 'now' in logic).
+// Now is the evaluation time ('today' and 'now' in logic), in the zone it
+// was given to NewScope: Rule.Evaluate gives it in the study time zone.
 func (s *Scope) Now() time.Time { return s.now }
 
 // IsMissingCode reports whether v is one of the project's missing-data codes.

@@ -28,7 +28,8 @@ type Rule struct {
 	Pos         Pos // the rule's entry in its file
 
 	When       *logic.Expr // nil = every candidate row is selected
-	Event      string      // unique event name, "" = any event
+	Event      string      // unique event name, "" = any event (a classic project, or AnyEvent)
+	AnyEvent   bool        // `event: any`: evaluated on every event, at most one message per participant (see KeyEvent)
 	Instrument string      // repeating instrument, "" = base rows
 	Channel    string      // ChannelSMS or ChannelEmail
 	To         logic.Ref   // the field holding the phone number or email address
@@ -49,9 +50,32 @@ type Rule struct {
 	WriteBack WriteBack
 	Enabled   bool
 
+	// zone is the study time zone, set by Load: conditions read 'today' and
+	// 'now' there, whatever the zone of the time Evaluate is given.
+	zone *time.Location
+
 	pos       map[string]Pos    // value positions by key ("when", "to", "write_back.sid", …)
 	whenRefs  map[logic.Ref]Pos // where each reference of When is written
 	tmplFiles []string          // the template files, for positions of their references
+}
+
+// AnyEvent is what a rule file writes as its event for a rule of a
+// longitudinal project that may select a participant on any event but sends
+// them at most one message (or one per repeat) in all: `event: any`.
+const AnyEvent = "any"
+
+// AnyEventKey is the event part of the message key of AnyEvent rules.
+const AnyEventKey = "*"
+
+// KeyEvent is the event part of the idempotency key of a message the rule
+// sends for row: the row's event, or "*" for an `event: any` rule, so that
+// whichever event's row selects a participant, and however many do, the
+// key is the same and the participant is messaged once.
+func (r *Rule) KeyEvent(row *Row) string {
+	if r.AnyEvent {
+		return AnyEventKey
+	}
+	return row.Event
 }
 
 // Repeat says how often a selected participant is messaged again while the

@@ -112,7 +112,8 @@ func afterGap(start, want time.Time, loc *time.Location) time.Time {
 // Location is the time zone the rule's window applies in for one
 // participant: the zone named in the window's timezone_field, or the study
 // zone when there is no such field or it is blank. A value that is not an
-// IANA zone name is an error (the participant is skipped with it).
+// IANA zone name is an error (the participant is skipped with it); the
+// error names the field, not its value.
 func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, error) {
 	if r.Window == nil || r.Window.TimezoneField == "" {
 		return study, nil
@@ -125,7 +126,7 @@ func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, err
 	}
 	loc, err := loadZone(v)
 	if err != nil {
-		return nil, fmt.Errorf("%s is %q, which is not an IANA time zone name: correct it in REDCap (e.g. America/Chicago) or clear it to use the study time zone", ref, v)
+		return nil, fmt.Errorf("%s does not hold an IANA time zone name: correct it in REDCap (e.g. America/Chicago) or clear it to use the study time zone", ref)
 	}
 	return loc, nil
 }

@@ -24,6 +24,9 @@
 // REDCap's :hideunderscore modifier is accepted and ignored: nudge never pipes
 // REDCap's "______" for a blank.
 //
+// Render's errors name the field and the problem, never the value piped, so
+// they may be logged.
+//
 // A blank value is an error at render time (*MissingError): a participant
 // must never receive a message with a hole in it. nudge adds one thing to
 // REDCap's syntax for this, a fallback after a bar: [first_name|there]
@@ -79,15 +82,15 @@ type MissingError struct {
 func (e *MissingError) Error() string { return "no value for " + e.Ref.String() }
 
 // ChoiceError reports a multiple-choice field whose value is not one of the
-// choices the data dictionary lists, so it has no label to pipe.
+// choices the data dictionary lists, so it has no label to pipe. It names
+// the field, never the value: the error ends up in logs.
 type ChoiceError struct {
-	Ref   logic.Ref
-	Value string
+	Ref logic.Ref
 }
 
 func (e *ChoiceError) Error() string {
-	return fmt.Sprintf("%s holds %q, which is not one of its choices in the data dictionary; pipe [%s:value] or fix the record",
-		e.Ref, e.Value, e.Ref.Field)
+	return fmt.Sprintf("%s holds a code that is not one of its choices in the data dictionary; pipe [%s:value] or fix the record",
+		e.Ref, e.Ref.Field)
 }
 
 // Text is a parsed template. It is immutable and safe for concurrent use.
@@ -204,7 +207,7 @@ func (tg *tag) value(src Source, d *dict.Dictionary) (string, error) {
 			return c.Label, nil
 		}
 	}
-	return "", &ChoiceError{Ref: r, Value: v}
+	return "", &ChoiceError{Ref: r}
 }
 
 // choicesOf returns the choices whose label [field] pipes, nil for a field

@@ -144,7 +144,7 @@ func TestRenderErrors(t *testing.T) {
 		{"[first_name] [race(9)]", "[race(9)]", ""},
 		{"[unknown_cb:checked]", "", "is for checkbox fields"},
 		{"[first_name:unchecked]", "", "is for checkbox fields"},
-		{"[bad_arm]", "", `holds "7", which is not one of its choices`},
+		{"[bad_arm]", "", `[bad_arm] holds a code that is not one of its choices`},
 	}
 	d := dict.New(append(testDict().Fields,
 		dict.Field{Name: "bad_arm", Form: "enrol", Type: "radio", Choices: []dict.Choice{{Code: "1", Label: "A"}}}))

@@ -58,7 +58,7 @@ func fnDatediff(n *node, env Env) (Value, error) {
 	}
 	unit, ok := unitSeconds(u.text())
 	if !ok {
-		return Value{}, &EvalError{Expr: n.text, Msg: fmt.Sprintf("datediff unit %q is not one of y, M, d, h, m, s", u.text())}
+		return Value{}, &EvalError{Expr: n.text, Msg: "datediff: " + n.kids[2].isNot("a unit: y, M, d, h, m or s")}
 	}
 	format, signed := "ymd", false
 	for i := 3; i < len(n.kids); i++ {
@@ -68,14 +68,14 @@ func fnDatediff(n *node, env Env) (Value, error) {
 		}
 		if i == 3 && (len(n.kids) == 5 || isDateFormat(v.text())) {
 			if !isDateFormat(v.text()) {
-				return Value{}, &EvalError{Expr: n.text, Msg: fmt.Sprintf("datediff date format %q is not one of ymd, mdy, dmy", v.text())}
+				return Value{}, &EvalError{Expr: n.text, Msg: "datediff: " + n.kids[i].isNot("a date format: ymd, mdy or dmy")}
 			}
 			format = v.text()
 			continue
 		}
 		b, ok := flagValue(v)
 		if !ok {
-			return Value{}, &EvalError{Expr: n.text, Msg: fmt.Sprintf("datediff returnSignedValue %q is not true or false", v.text())}
+			return Value{}, &EvalError{Expr: n.text, Msg: "datediff: " + n.kids[i].isNot("true or false (returnSignedValue)")}
 		}
 		signed = b
 	}
@@ -85,11 +85,11 @@ func fnDatediff(n *node, env Env) (Value, error) {
 	now := env.Now()
 	t1, ok := parseWhen(d1.text(), format, now)
 	if !ok {
-		return Value{}, n.badDate(d1, format)
+		return Value{}, n.badDate(n.kids[0], format)
 	}
 	t2, ok := parseWhen(d2.text(), format, now)
 	if !ok {
-		return Value{}, n.badDate(d2, format)
+		return Value{}, n.badDate(n.kids[1], format)
 	}
 	diff := float64(t2-t1) / unit
 	if !signed {
@@ -98,9 +98,10 @@ func fnDatediff(n *node, env Env) (Value, error) {
 	return NumberValue(diff), nil
 }
 
-func (n *node) badDate(v Value, format string) error {
+// badDate reports that operand k of datediff n holds no date it can read.
+func (n *node) badDate(k *node, format string) error {
 	want := map[string]string{"ymd": "YYYY-MM-DD", "mdy": "MM-DD-YYYY", "dmy": "DD-MM-YYYY"}[format]
-	return &EvalError{Expr: n.text, Msg: fmt.Sprintf("datediff cannot read %q as a date: expected %s (optionally with HH:MM or HH:MM:SS), 'today' or 'now'", v.text(), want)}
+	return &EvalError{Expr: n.text, Msg: fmt.Sprintf("datediff: %s: expected %s (optionally with HH:MM or HH:MM:SS), 'today' or 'now'", k.isNot("a date"), want)}
 }
 
 // flagValue reads returnSignedValue: true/false (bare or quoted) or 1/0.

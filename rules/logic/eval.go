@@ -26,7 +26,7 @@ func (n *node) eval(env Env) (Value, error) {
 		}
 		f, ok := v.Number()
 		if !ok {
-			return Value{}, n.notNumber(v)
+			return Value{}, n.notNumber(n.kids[0])
 		}
 		if n.op == opNeg {
 			f = -f
@@ -62,7 +62,7 @@ func (n *node) evalLogical(env Env) (Value, error) {
 		}
 		b, ok := truth(v)
 		if !ok {
-			return Value{}, k.noTruth(v)
+			return Value{}, k.noTruth()
 		}
 		if n.op == opAnd && !b || n.op == opOr && b || i == len(n.kids)-1 {
 			return BoolValue(b), nil
@@ -86,11 +86,11 @@ func (n *node) evalArith(env Env) (Value, error) {
 	}
 	x, ok := a.Number()
 	if !ok {
-		return Value{}, n.notNumber(a)
+		return Value{}, n.notNumber(n.kids[0])
 	}
 	y, ok := b.Number()
 	if !ok {
-		return Value{}, n.notNumber(b)
+		return Value{}, n.notNumber(n.kids[1])
 	}
 	switch n.op {
 	case opAdd:
@@ -108,10 +108,30 @@ func (n *node) evalArith(env Env) (Value, error) {
 	return NumberValue(math.Pow(x, y)), nil
 }
 
-func (n *node) notNumber(v Value) error {
-	return &EvalError{Expr: n.text, Msg: fmt.Sprintf("%q is not a number", v.text())}
+// Errors name the operand that failed by its source text and say what is
+// wrong with it; they never quote the value, because they end up in logs
+// and a value is a participant's data.
+
+// notNumber reports that operand k of n is not a number.
+func (n *node) notNumber(k *node) error {
+	return &EvalError{Expr: n.text, Msg: k.isNot("a number")}
 }
 
-func (n *node) noTruth(v Value) error {
-	return &EvalError{Expr: n.text, Msg: fmt.Sprintf("the text %q is not true or false", v.text())}
+// noTruth reports that n, used as a condition, is neither a number nor a
+// truth value.
+func (n *node) noTruth() error {
+	return &EvalError{Expr: n.text, Msg: n.isNot("a number or true/false") + ", so it cannot be a condition: compare it, e.g. " + n.text + " = '1'"}
+}
+
+// isNot says that operand k is not what: "[weight] does not hold a
+// number", "'abc' is not a number", "concat([a], [b]) does not give a
+// number".
+func (k *node) isNot(what string) string {
+	switch k.op {
+	case opRef:
+		return k.text + " does not hold " + what
+	case opLit:
+		return k.text + " is not " + what
+	}
+	return k.text + " does not give " + what
 }

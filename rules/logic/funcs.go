@@ -120,7 +120,7 @@ func numArg(n *node, i int, env Env) (f float64, blank bool, err error) {
 	}
 	f, ok := v.Number()
 	if !ok {
-		return 0, false, &EvalError{Expr: n.text, Msg: fmt.Sprintf("%s: %q is not a number", n.fn.name, v.text())}
+		return 0, false, &EvalError{Expr: n.text, Msg: n.fn.name + ": " + n.kids[i].isNot("a number")}
 	}
 	return f, false, nil
 }
@@ -138,7 +138,7 @@ func fnIf(n *node, env Env) (Value, error) {
 	}
 	b, ok := truth(c)
 	if !ok {
-		return Value{}, n.kids[0].noTruth(c)
+		return Value{}, n.kids[0].noTruth()
 	}
 	if b {
 		return n.kids[1].eval(env)

@@ -51,7 +51,7 @@ func (r Ref) IsSmart() bool { return strings.Contains(r.Field, "-") }
 // Env supplies what an expression reads.
 type Env interface {
 	Lookup(r Ref) (value string, ok bool) // ok=false: no such field/row (evaluates as blank)
-	Now() time.Time                       // 'today' and 'now'
+	Now() time.Time                       // 'today' and 'now': the date and wall clock of Now in its own Location
 	IsMissingCode(v string) bool          // the project's missing-data codes
 }
 
@@ -154,7 +154,7 @@ func (e *Expr) True(env Env) (bool, error) {
 	}
 	b, ok := truth(v)
 	if !ok {
-		return false, &EvalError{Expr: e.root.text, Msg: fmt.Sprintf("the condition gives the text %q, not true or false", v.str)}
+		return false, &EvalError{Expr: e.root.text, Msg: "the condition gives text, not true or false: compare a field with a value, e.g. [consent] = '1'"}
 	}
 	return b, nil
 }
