@@ -103,7 +103,7 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		return err
 	}
 	if opt.TriggerSecret == "" {
-		e.log().Warn("no Data Entry Trigger secret (server.trigger_secret_env): /redcap/trigger refuses every trigger")
+		e.log().Info("no Data Entry Trigger secret (server.trigger_secret_env): /redcap/trigger refuses every trigger")
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
