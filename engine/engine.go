@@ -12,6 +12,7 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -252,12 +253,15 @@ func (e *Engine) log() logrus.FieldLogger {
 
 var engines atomic.Int64
 
+// owner names this engine in the database's leases: host:pid:n plus a
+// random part, so that two containers that share a host name and are both
+// PID 1 still differ.
 func (e *Engine) owner() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.Owner == "" {
 		host, _ := os.Hostname()
-		e.Owner = fmt.Sprintf("%s:%d:%d", host, os.Getpid(), engines.Add(1))
+		e.Owner = fmt.Sprintf("%s:%d:%d:%s", host, os.Getpid(), engines.Add(1), rand.Text()[:16])
 	}
 	return e.Owner
 }

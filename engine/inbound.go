@@ -41,11 +41,24 @@ func keyword(body string) string {
 // InboundSMS is a text a participant sent to one of the study's numbers.
 type InboundSMS struct {
 	MessageSID, From, To, Body string
+	// OptOutType is Twilio's reading of the text (STOP, START or HELP)
+	// when the sending number's Messaging Service has Advanced Opt-Out; it
+	// makes a custom keyword (e.g. "PARAR") count. "" when Twilio sent none.
+	OptOutType string
 }
 
+// Twilio's OptOutType values.
+const (
+	optOutStop  = "STOP"
+	optOutStart = "START"
+	optOutHelp  = "HELP"
+)
+
 // HandleInbound stores an inbound SMS and decides the answer: STOP-family
-// words record an opt-out, START-family words an opt-in, HELP the study's
-// help text, anything else the first matching reply rule. The message, its
+// words (or Twilio's OptOutType STOP) record an opt-out, START-family words
+// (or OptOutType START) an opt-in, HELP (or OptOutType HELP) the study's
+// help text when it has one (an empty answer otherwise: Twilio answers HELP
+// itself on most numbers), anything else the first matching reply rule. The message, its
 // answer and its effects (opt-out, REDCap fields to write) are committed in
 // one transaction before HandleInbound returns, so nothing is lost if the
 // process dies after answering; REDCap itself is written later from the
@@ -58,7 +71,7 @@ func (e *Engine) HandleInbound(ctx context.Context, in InboundSMS) (string, erro
 		from = in.From
 	}
 	row := &storage.Inbound{MessageSID: in.MessageSID, From: from, To: in.To, Body: in.Body, ReceivedAt: now}
-	if row.Handled, row.Reply, row.Effects, err = e.answer(ctx, from, in.Body, now); err != nil {
+	if row.Handled, row.Reply, row.Effects, err = e.answer(ctx, from, in.Body, strings.ToUpper(strings.TrimSpace(in.OptOutType)), now); err != nil {
 		return "", err
 	}
 	inserted, err := e.inboundWriter().Save(ctx, row)
@@ -78,8 +91,13 @@ func (e *Engine) HandleInbound(ctx context.Context, in InboundSMS) (string, erro
 }
 
 // answer classifies an inbound text and works out what it changes.
-func (e *Engine) answer(ctx context.Context, from, body string, now time.Time) (handled, reply string, fx *storage.InboundEffects, err error) {
+// optOutType is Twilio's OptOutType, upper case ("" when absent); a STOP
+// from either Twilio or nudge's own keywords wins over everything else.
+func (e *Engine) answer(ctx context.Context, from, body, optOutType string, now time.Time) (handled, reply string, fx *storage.InboundEffects, err error) {
 	word := keyword(body)
+	if optOutType != optOutStop && optOutType != optOutStart && optOutType != optOutHelp {
+		optOutType = "" // a value nudge does not know: its own keywords decide
+	}
 	optedOut := false
 	if word == "YES" {
 		var err error
@@ -87,16 +105,20 @@ func (e *Engine) answer(ctx context.Context, from, body string, now time.Time) (
 			return "", "", nil, err
 		}
 	}
+	source := "sms " + word
+	if optOutType != "" {
+		source = strings.TrimSpace(source + " (Twilio OptOutType " + optOutType + ")")
+	}
 	switch {
-	case stopWords[word]:
+	case optOutType == optOutStop || stopWords[word]:
 		wbs, err := e.optOutWriteBacks(ctx, from, now, false)
-		return "stop", "", &storage.InboundEffects{OptOut: true, Source: "sms " + word, WriteBacks: wbs}, err
-	case startWords[word] && (word != "YES" || optedOut):
+		return "stop", "", &storage.InboundEffects{OptOut: true, Source: source, WriteBacks: wbs}, err
+	case optOutType == optOutStart || (startWords[word] && (word != "YES" || optedOut)):
 		// YES opts back in only someone who opted out; otherwise it is an
 		// ordinary answer that reply rules may use.
 		wbs, err := e.optOutWriteBacks(ctx, from, now, true)
-		return "start", "", &storage.InboundEffects{OptIn: true, Source: "sms " + word, WriteBacks: wbs}, err
-	case helpWords[word]:
+		return "start", "", &storage.InboundEffects{OptIn: true, Source: source, WriteBacks: wbs}, err
+	case optOutType == optOutHelp || helpWords[word]:
 		return "help", e.Study.Config.Server.HelpText, nil, nil
 	}
 	return e.replyRule(ctx, from, body, now)

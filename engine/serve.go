@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/nudge-study/nudge/engine/webhook"
+	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -17,39 +21,180 @@ import (
 // another process may take it over (a crashed holder never releases it).
 const passLease = 15 * time.Minute
 
+// Defaults of ServeOptions, and how long handled triggers are kept.
+const (
+	DefaultRetryMin  = 2 * time.Second
+	DefaultRetryMax  = 5 * time.Minute
+	TriggerRetention = 7 * 24 * time.Hour
+)
+
 // ServeOptions tune Serve.
 type ServeOptions struct {
-	// Owner names this process in the database lock (default host:pid).
+	// Owner names this process in the database lock (default
+	// host:pid:n:random).
 	Owner string
 	// AuthToken is the Twilio auth token webhook signatures are checked with.
 	AuthToken string
+	// TriggerSecret is the secret REDCap's Data Entry Trigger URL carries
+	// (?secret=…); "" refuses every trigger.
+	TriggerSecret string
+	// RetryMin and RetryMax bound the wait between attempts to reach REDCap
+	// while catching up (0 = DefaultRetryMin and DefaultRetryMax).
+	RetryMin, RetryMax time.Duration
 }
+
+// serveState is what Serve knows about catching up with REDCap; /healthz
+// reports it.
+type serveState struct {
+	prepared bool        // Prepare has succeeded (the catch-up goroutine's own)
+	ready    atomic.Bool // caught up: the scheduler runs
+	mu       sync.Mutex
+	problem  string // plain words for /healthz while not ready
+}
+
+func (st *serveState) setProblem(p string) {
+	st.mu.Lock()
+	st.problem = p
+	st.mu.Unlock()
+}
+
+func (st *serveState) getProblem() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.problem
+}
+
+// Problems /healthz reports while Serve catches up with REDCap.
+const (
+	problemWaiting   = "nudge has not reached REDCap since it started: replies, opt-outs and Data Entry Triggers are recorded; texts wait until REDCap answers"
+	problemDictCheck = "the rules do not match REDCap's data dictionary: nothing is sent until they do; nudge's log lists the problems"
+	problemLastPass  = "the last pass failed; nudge's log says why"
+)
 
 // Serve runs nudge as a daemon until ctx ends: the webhook server on l, the
 // rules on their schedules (gocron, study time zone, singleton jobs), the
 // status poller, the write-back worker and the Data Entry Trigger worker.
-// On shutdown the server finishes in-flight requests, running jobs finish
-// their current send, and then Serve returns. Prepare must have run.
+//
+// The webhooks are served at once, whether or not REDCap answers: inbound
+// STOP, START and HELP need only the database, and Data Entry Triggers are
+// queued. Meanwhile Serve catches up with REDCap in the background, retrying
+// with backoff: it runs Prepare (unless it has run) and a first export, and
+// only then starts the scheduler and the trigger worker. On shutdown the
+// server finishes in-flight requests, running jobs finish their current
+// send, and then Serve returns.
 func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) error {
 	if opt.Owner != "" {
 		e.Owner = opt.Owner
 	}
 	opt.Owner = e.owner()
+	if opt.RetryMin <= 0 {
+		opt.RetryMin = DefaultRetryMin
+	}
+	if opt.RetryMax < opt.RetryMin {
+		opt.RetryMax = max(DefaultRetryMax, opt.RetryMin)
+	}
 	e.triggerWake = make(chan struct{}, 1)
 	cfg := e.Study.Config
+	st := &serveState{prepared: len(e.Dicts) > 0, problem: problemWaiting}
 
-	// Fill the record cache and the participant index before the first
-	// inbound text arrives.
-	if _, err := e.Export(ctx); err != nil {
-		return err
-	}
-
-	sched, err := gocron.NewScheduler(gocron.WithLocation(cfg.Location), gocron.WithStopTimeout(time.Minute))
+	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
+		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics}, hooks{e, st})
 	if err != nil {
 		return err
 	}
+	if opt.TriggerSecret == "" {
+		e.log().Info("no Data Entry Trigger secret (server.trigger_secret_env): /redcap/trigger refuses every trigger")
+	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
+	sched, report, err := e.schedule(jobCtx, opt.Owner)
+	if err != nil {
+		return err
+	}
+	background := make(chan struct{})
+	go func() {
+		defer close(background)
+		e.catchUp(jobCtx, st, opt)
+		if jobCtx.Err() != nil {
+			return
+		}
+		e.startJobs(jobCtx, sched, report)
+	}()
+
+	for _, w := range e.Store.Warnings() {
+		e.log().Warn("database: " + w)
+	}
+	e.log().WithFields(map[string]any{"listen": l.Addr().String(), "public_url": cfg.Server.PublicURL}).Info("nudge serve: listening")
+	serveErr := srv.Serve(ctx, l) // returns once ctx ends and in-flight requests are done
+
+	stopJobs()
+	<-background
+	shutErr := sched.Shutdown()
+	e.mu.Lock()
+	e.reportJob = nil
+	e.mu.Unlock()
+	e.log().Info("nudge serve: stopped")
+	return errors.Join(serveErr, shutErr)
+}
+
+// catchUp runs Prepare (once) and a full export, which fills the record
+// cache and the participant index, retrying with jittered exponential
+// backoff until both succeed or ctx ends.
+func (e *Engine) catchUp(ctx context.Context, st *serveState, opt ServeOptions) {
+	wait := opt.RetryMin
+	for {
+		err := e.reachREDCap(ctx, st)
+		if err == nil {
+			st.ready.Store(true)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d := wait/2 + rand.N(wait/2+1)
+		var errs rules.Errors
+		if errors.As(err, &errs) {
+			st.setProblem(problemDictCheck)
+			for _, pe := range errs {
+				e.log().Error(pe.Error())
+			}
+			e.log().WithField("retry_in", d.String()).Error("the rules do not match REDCap's data dictionary (above): nothing is sent; fix the rules or REDCap, nudge checks again")
+		} else {
+			st.setProblem(problemWaiting)
+			e.log().WithError(err).WithField("retry_in", d.String()).Warn("cannot reach REDCap: replies and opt-outs are still recorded; texts wait; will try again")
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, opt.RetryMax)
+	}
+}
+
+// reachREDCap is one attempt at catching up.
+func (e *Engine) reachREDCap(ctx context.Context, st *serveState) error {
+	if !st.prepared {
+		if err := e.Prepare(ctx); err != nil {
+			return err
+		}
+		st.prepared = true
+	}
+	_, err := e.Export(ctx)
+	return err
+}
+
+// schedule builds the scheduler and its jobs without starting them; it
+// returns the write-back job too, which inbound texts and status callbacks
+// run early (kickReport) once it is started.
+func (e *Engine) schedule(jobCtx context.Context, owner string) (gocron.Scheduler, gocron.Job, error) {
+	cfg := e.Study.Config
+	sched, err := gocron.NewScheduler(gocron.WithLocation(cfg.Location), gocron.WithStopTimeout(time.Minute))
+	if err != nil {
+		return nil, nil, err
+	}
 	add := func(name string, def gocron.JobDefinition, fn func(context.Context) error, more ...gocron.JobOption) error {
 		opts := append([]gocron.JobOption{gocron.WithName(name), gocron.WithContext(jobCtx),
 			gocron.WithSingletonMode(gocron.LimitModeReschedule)}, more...)
@@ -60,6 +205,10 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		}), opts...)
 		return err
 	}
+	fail := func(err error) (gocron.Scheduler, gocron.Job, error) {
+		sched.Shutdown()
+		return nil, nil, err
+	}
 	now := gocron.WithStartAt(gocron.WithStartImmediately())
 	var cronRules, everyRules []string
 	for _, r := range e.Study.Rules {
@@ -68,23 +217,23 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		case r.Schedule != "":
 			cronRules = append(cronRules, r.Name)
 			rule := r.Name
-			if err := add("rule "+rule, gocron.CronJob(r.Schedule, false), e.lockedPass(opt.Owner, rule)); err != nil {
-				return fmt.Errorf("rule %s: schedule %q: %w", rule, r.Schedule, err)
+			if err := add("rule "+rule, gocron.CronJob(r.Schedule, false), e.lockedPass(owner, rule)); err != nil {
+				return fail(fmt.Errorf("rule %s: schedule %q: %w", rule, r.Schedule, err))
 			}
 		default:
 			everyRules = append(everyRules, r.Name)
 		}
 	}
 	if len(everyRules) > 0 && cfg.Server.RunEvery > 0 {
-		if err := add("rules without a schedule", gocron.DurationJob(cfg.Server.RunEvery), e.lockedPass(opt.Owner, everyRules...), now); err != nil {
-			return err
+		if err := add("rules without a schedule", gocron.DurationJob(cfg.Server.RunEvery), e.lockedPass(owner, everyRules...), now); err != nil {
+			return fail(err)
 		}
 	}
 	if err := add("status poller", gocron.DurationJob(cfg.Server.PollEvery), func(ctx context.Context) error {
 		_, err := e.Track(ctx)
 		return err
 	}, now); err != nil {
-		return err
+		return fail(err)
 	}
 	// Messages held for the allowed hours or a retry become due by
 	// themselves; a sweep sends them.
@@ -92,7 +241,13 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		_, err := e.Dispatch(ctx)
 		return err
 	}); err != nil {
+		return fail(err)
+	}
+	if err := add("prune triggers", gocron.DurationJob(time.Hour), func(ctx context.Context) error {
+		_, err := e.PruneTriggers(ctx)
 		return err
+	}, now); err != nil {
+		return fail(err)
 	}
 	// The write-back queue is a job too. An inbound text or a status
 	// callback runs it at once: the first kick after a run has started
@@ -105,42 +260,28 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		}
 	}), gocron.WithName("write-back"), gocron.WithContext(jobCtx), gocron.WithSingletonMode(gocron.LimitModeWait))
 	if err != nil {
-		return err
+		return fail(err)
 	}
+	e.log().WithFields(map[string]any{"scheduled_rules": cronRules, "rules_every_run": everyRules,
+		"run_every": cfg.Server.RunEvery.String()}).Debug("scheduler ready")
+	return sched, report, nil
+}
+
+// startJobs starts the scheduler once nudge has caught up with REDCap,
+// flushes the write-backs queued meanwhile (opt-outs received while REDCap
+// was away), and works Data Entry Triggers until ctx ends. Triggers are
+// latency-bound: a worker of their own, woken by each trigger.
+func (e *Engine) startJobs(ctx context.Context, sched gocron.Scheduler, report gocron.Job) {
+	sched.Start()
 	e.mu.Lock()
 	e.reportJob = report
 	e.mu.Unlock()
-
-	// Data Entry Triggers are latency-bound: a worker of their own, woken
-	// by each trigger.
-	triggers := make(chan struct{})
-	go func() {
-		e.worker(jobCtx, "data entry trigger", e.triggerWake, 5*time.Second, func(ctx context.Context) error {
-			_, err := e.ProcessTriggers(ctx)
-			return err
-		})
-		close(triggers)
-	}()
-	sched.Start()
-	e.log().WithFields(map[string]any{"scheduled_rules": cronRules, "rules_every_run": everyRules,
-		"run_every": cfg.Server.RunEvery.String()}).Info("scheduler started")
-
-	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
-		Log: e.log(), Metrics: e.Metrics}, hooks{e})
-	if err != nil {
+	e.kickReport()
+	e.log().Info("caught up with REDCap: scheduler started")
+	e.worker(ctx, "data entry trigger", e.triggerWake, 5*time.Second, func(ctx context.Context) error {
+		_, err := e.ProcessTriggers(ctx)
 		return err
-	}
-	e.log().WithFields(map[string]any{"listen": l.Addr().String(), "public_url": cfg.Server.PublicURL}).Info("nudge serve: listening")
-	serveErr := srv.Serve(ctx, l) // returns once ctx ends and in-flight requests are done
-
-	stopJobs()
-	shutErr := sched.Shutdown()
-	<-triggers
-	e.mu.Lock()
-	e.reportJob = nil
-	e.mu.Unlock()
-	e.log().Info("nudge serve: stopped")
-	return errors.Join(serveErr, shutErr)
+	})
 }
 
 // lockedPass returns a job that makes a pass over the named rules while
@@ -184,10 +325,14 @@ func (e *Engine) RunLocked(ctx context.Context, owner string, opt PlanOptions) (
 }
 
 // hooks adapts the engine to the webhook server.
-type hooks struct{ e *Engine }
+type hooks struct {
+	e  *Engine
+	st *serveState
+}
 
 func (h hooks) Inbound(ctx context.Context, in webhook.Inbound) (string, error) {
-	return h.e.HandleInbound(ctx, InboundSMS{MessageSID: in.MessageSID, From: in.From, To: in.To, Body: in.Body})
+	return h.e.HandleInbound(ctx, InboundSMS{MessageSID: in.MessageSID, From: in.From, To: in.To, Body: in.Body,
+		OptOutType: in.OptOutType})
 }
 
 func (h hooks) StatusCallback(ctx context.Context, cb webhook.StatusCallback) error {
@@ -203,19 +348,40 @@ func (h hooks) Trigger(ctx context.Context, t webhook.Trigger) error {
 	return err
 }
 
+// Health reports in plain words; the errors behind it go to the log only
+// (they name files, hosts and SQLite's or REDCap's messages).
 func (h hooks) Health(ctx context.Context) (webhook.Health, error) {
 	e := h.e
-	hl := webhook.Health{OK: true, Database: "ok", Queues: map[string]int{}}
+	hl := webhook.Health{OK: true, Status: webhook.StatusHealthy, Database: "ok", REDCap: "ok"}
+	degrade := func(problem string) {
+		hl.Status = webhook.StatusDegraded
+		hl.Problems = append(hl.Problems, problem)
+	}
 	if err := e.Store.Ping(ctx); err != nil {
-		hl.OK, hl.Database = false, "unreachable: "+err.Error()
-		return hl, nil
+		e.log().WithError(err).Warn("health: the database cannot be reached")
+		return webhook.Health{OK: false, Status: webhook.StatusUnhealthy, Database: "unreachable",
+			Problems: []string{"the database cannot be reached: nudge can record nothing; its log says why"}}, nil
+	}
+	if h.st != nil && !h.st.ready.Load() {
+		hl.REDCap = "waiting"
+		degrade(h.st.getProblem())
 	}
 	if run, err := e.Store.LastRun(ctx); err == nil {
-		hl.LastRun = map[string]any{"id": run.ID, "started_at": run.StartedAt, "finished_at": run.FinishedAt, "outcome": run.Outcome}
+		outcome := "running"
+		switch {
+		case run.Outcome == "ok":
+			outcome = "ok"
+		case run.Outcome != "":
+			outcome = "failed"
+			degrade(problemLastPass)
+		}
+		hl.LastRun = map[string]any{"id": run.ID, "started_at": run.StartedAt, "finished_at": run.FinishedAt, "outcome": outcome}
 	}
 	d, err := e.Store.Depths(ctx)
 	if err != nil {
-		return hl, err
+		e.log().WithError(err).Warn("health: reading the queue sizes")
+		return webhook.Health{OK: false, Status: webhook.StatusUnhealthy, Database: "unreachable",
+			Problems: []string{"the database answers but its queues cannot be read; nudge's log says why"}}, nil
 	}
 	hl.Queues = map[string]int{"planned": d.Planned, "sending": d.Sending, "tracking": d.Tracking,
 		"writebacks": d.WriteBacks, "failed_writebacks": d.FailedWriteBacks, "triggers": d.Triggers}

@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/demo"
 	"github.com/nudge-study/nudge/engine/sms/twiliotest"
+	"github.com/nudge-study/nudge/engine/webhook"
 	"github.com/nudge-study/nudge/engine/webhook/webhooktest"
 	"github.com/nudge-study/nudge/storage"
 )
@@ -23,6 +25,9 @@ import (
 // The public URL Twilio is configured with; the server itself listens on
 // 127.0.0.1 behind an imagined proxy that strips /hooks.
 const publicURL = "https://nudge.example.edu/hooks"
+
+// triggerSecret is the Data Entry Trigger secret of the test servers.
+const triggerSecret = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 type served struct {
 	*fixture
@@ -49,7 +54,9 @@ func serveWith(t testing.TB, callbacks bool) *served {
 	f.env.Study.Config.Server.RunEvery = 0 // the tests make their own passes
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
-	go func() { done <- f.e.Serve(ctx, l, engine.ServeOptions{AuthToken: demo.AuthToken}) }()
+	go func() {
+		done <- f.e.Serve(ctx, l, engine.ServeOptions{AuthToken: demo.AuthToken, TriggerSecret: triggerSecret})
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -62,15 +69,25 @@ func serveWith(t testing.TB, callbacks bool) *served {
 		}
 	})
 	s := &served{fixture: f, base: "http://" + l.Addr().String()}
-	s.eventually(t, "the server answers /healthz", func() bool {
-		resp, err := http.Get(s.base + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
+	s.eventually(t, "the server has caught up with REDCap", func() bool {
+		h, status := s.health()
+		return status == http.StatusOK && h.REDCap == "ok"
 	})
 	return s
+}
+
+// health reads /healthz.
+func (s *served) health() (webhook.Health, int) {
+	var h webhook.Health
+	resp, err := http.Get(s.base + "/healthz")
+	if err != nil {
+		return h, 0
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+		return h, 0
+	}
+	return h, resp.StatusCode
 }
 
 func sign(fullURL string, form url.Values) string {
@@ -315,7 +332,7 @@ func TestServeDataEntryTrigger(t *testing.T) {
 	trigger := func(project, record string) (int, string) {
 		form := url.Values{"redcap_url": {redcapBase}, "project_url": {redcapBase + "redcap_v14.5.1/index.php?pid=" + project},
 			"project_id": {project}, "username": {"coordinator"}, "record": {record}, "instrument": {"baseline"}, "baseline_complete": {"2"}}
-		status, _, body := s.post(t, "/redcap/trigger", form, "")
+		status, _, body := s.post(t, "/redcap/trigger?secret="+triggerSecret, form, "")
 		return status, body
 	}
 	// Coordinators record big step goals for consented texters.

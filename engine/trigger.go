@@ -132,6 +132,17 @@ func (e *Engine) planSaved(ctx context.Context, project string, ts []storage.Tri
 	return e.Store.EnqueueBatch(ctx, plan.Messages())
 }
 
+// PruneTriggers deletes the Data Entry Triggers handled more than
+// TriggerRetention ago, so that the queue does not grow without end (a
+// flood of triggers included); pending ones are kept.
+func (e *Engine) PruneTriggers(ctx context.Context) (int64, error) {
+	n, err := e.Store.PruneTriggers(ctx, e.now().Add(-TriggerRetention))
+	if n > 0 {
+		e.log().WithFields(map[string]any{"triggers": n, "retention": TriggerRetention.String()}).Info("pruned handled Data Entry Triggers")
+	}
+	return n, err
+}
+
 // wake nudges a worker without blocking: one pending wake-up is enough.
 func (e *Engine) wake(ch chan struct{}) {
 	if ch == nil {

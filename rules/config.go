@@ -91,14 +91,18 @@ type Storage struct {
 type Server struct {
 	Listen    string
 	PublicURL string // the address Twilio and REDCap post to, "" = not set
-	HelpText  string // the answer to HELP and INFO, "" = not set
+	// HelpText answers HELP and INFO; "" (not set) answers with an empty
+	// TwiML response, for numbers where Twilio answers HELP itself.
+	HelpText string
+	// TriggerSecretEnv names the environment variable holding the secret
+	// REDCap's Data Entry Trigger URL carries (?secret=…); "" = triggers
+	// are refused.
+	TriggerSecretEnv string
 
 	RunEvery       time.Duration // how often rules without a schedule are evaluated, 0 = never
 	PollEvery      time.Duration // how often delivery statuses are polled
 	WritebackEvery time.Duration // how often the write-back queue is sent to REDCap
 	Pos            Pos
-
-	helpGiven bool // help_text was written (perhaps blank, which is reported)
 }
 
 // Defaults for optional config settings.
@@ -649,7 +653,7 @@ func defaultServer(pos Pos) Server {
 
 func decodeServer(d *decoder, n *yaml.Node) Server {
 	s := defaultServer(d.pos(n))
-	m := d.mapping(n, "server", "listen", "public_url", "help_text", "run_every", "poll_every", "writeback_every")
+	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "run_every", "poll_every", "writeback_every")
 	if m == nil {
 		return s
 	}
@@ -669,12 +673,14 @@ func decodeServer(d *decoder, n *yaml.Node) Server {
 			s.PublicURL = u
 		}
 	}
+	if v := m.get("trigger_secret_env"); v != nil {
+		s.TriggerSecretEnv = envName(d, v, "server.trigger_secret_env")
+	}
 	if v := m.get("help_text"); v != nil {
-		s.helpGiven = true
 		if t, ok := d.str(v, "server.help_text"); ok {
 			switch n := len([]rune(t)); {
 			case strings.TrimSpace(t) == "":
-				d.errorf(v, "server.help_text is blank: write the answer to HELP, e.g. \"Healthy Steps study: reply STOP to stop texts. Questions? Call (415) 555-0100.\"")
+				d.errorf(v, "server.help_text is blank: write the answer to HELP, e.g. \"Healthy Steps study: reply STOP to stop texts. Questions? Call (415) 555-0100.\", or leave help_text out where Twilio answers HELP itself")
 			case n > MaxHelpText:
 				d.errorf(v, "server.help_text is %d characters long: Twilio sends at most %d in one message, shorten it", n, MaxHelpText)
 			default:

@@ -77,8 +77,12 @@ func TestServerSettings(t *testing.T) {
 			wantErr: `has a query or fragment`},
 		{name: "URL with password", server: `server: { public_url: "https://u:hunter2@nudge.example.edu", ` + help + ` }`,
 			wantErr: `server.public_url: the URL must not hold a user name or password`},
-		{name: "help_text needed", server: `server: { public_url: "https://nudge.example.edu" }`,
-			wantErr: `:7:9: server needs help_text: rule "remind" sends SMS and server.public_url is set, so the study receives replies`},
+		{name: "help_text optional (Twilio answers HELP itself)", server: `server: { public_url: "https://nudge.example.edu" }`,
+			want: Server{Listen: ":8080", PublicURL: "https://nudge.example.edu", RunEvery: 15 * time.Minute, PollEvery: 15 * time.Second, WritebackEvery: 15 * time.Second}},
+		{name: "trigger secret", server: `server: { trigger_secret_env: NUDGE_TRIGGER_SECRET }`,
+			want: Server{Listen: ":8080", TriggerSecretEnv: "NUDGE_TRIGGER_SECRET", RunEvery: 15 * time.Minute, PollEvery: 15 * time.Second, WritebackEvery: 15 * time.Second}},
+		{name: "trigger secret in the file", server: `server: { trigger_secret_env: "3f9a-secret!" }`,
+			wantErr: `server.trigger_secret_env: "3f9a-secret!" is not an environment variable name`},
 		{name: "help_text blank", server: `server: { public_url: "https://nudge.example.edu", help_text: " " }`,
 			wantErr: `server.help_text is blank`},
 		{name: "help_text too long", server: `server: { help_text: "` + strings.Repeat("a", MaxHelpText+1) + `" }`,
@@ -103,7 +107,7 @@ func TestServerSettings(t *testing.T) {
 				t.Fatalf("Load: %v", err)
 			}
 			got := s.Config.Server
-			got.Pos, got.helpGiven = Pos{}, false
+			got.Pos = Pos{}
 			if got != tt.want {
 				t.Errorf("server = %+v\nwant %+v", got, tt.want)
 			}
@@ -218,5 +222,53 @@ func TestParseInterval(t *testing.T) {
 		if (err == nil) != tt.ok || got != tt.want {
 			t.Errorf("parseInterval(%q, %v) = %v, %v; want %v, ok=%v", tt.in, tt.zeroOK, got, err, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestSafetyHelpTextOptional: a study that texts needs no help_text (Twilio
+// answers HELP itself on most numbers), but a blank one is still an error.
+func TestSafetyHelpTextOptional(t *testing.T) {
+	s, err := Load(writeStudy(t, studyHead+`server: { public_url: "https://nudge.example.edu" }`+"\n"))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if s.Config.Server.HelpText != "" {
+		t.Errorf("help_text %q, want none", s.Config.Server.HelpText)
+	}
+	if _, err := Load(writeStudy(t, studyHead+`server: { help_text: "" }`+"\n")); err == nil || !strings.Contains(err.Error(), "server.help_text is blank") {
+		t.Errorf("blank help_text: %v", err)
+	}
+}
+
+// TestSafetyOnSaveNeedsTriggerSecret: a rule that runs on save, in a study
+// without a trigger secret, would never run (every trigger is refused):
+// loading says so at the rule's schedule.
+func TestSafetyOnSaveNeedsTriggerSecret(t *testing.T) {
+	onSave := "rules:\n  - name: remind\n    channel: sms\n    to: \"[mobile_phone]\"\n    template: remind\n    schedule: on_save\n"
+	tests := []struct {
+		name, server, rule string
+		wantErr            string
+	}{
+		{"on_save without a secret", "", onSave, `r.yaml:6:15: rule "remind": schedule: on_save needs server.trigger_secret_env`},
+		{"on_save with a secret", "server: { trigger_secret_env: NUDGE_TRIGGER_SECRET }\n", onSave, ""},
+		{"disabled on_save rule", "", onSave + "    enabled: false\n", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeStudy(t, studyHead+tt.server)
+			if err := os.WriteFile(filepath.Join(filepath.Dir(path), "rules", "r.yaml"), []byte(tt.rule), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(path)
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Load: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), "?secret=") {
+				t.Errorf("Load error = %v\nwant one containing %q and how to set the URL", err, tt.wantErr)
+			}
+		})
 	}
 }

@@ -734,7 +734,7 @@ func (l *loader) crossCheck() {
 				Msg: fmt.Sprintf("only_after_rule: no rule is named %q%s", rep.OnlyAfterRule, didYouMean(rep.OnlyAfterRule, ruleNames, "'%s'"))})
 		}
 	}
-	l.checkHelpText()
+	l.checkTriggerSecret()
 	*l.errs = append(*l.errs, s.checkEventless(s.longitudinalByFiles)...)
 	needs := map[string]bool{}
 	for _, r := range s.Rules {
@@ -751,30 +751,23 @@ func (l *loader) crossCheck() {
 	}
 }
 
-// checkHelpText requires server.help_text when the study receives SMS
-// replies: nudge serve answers HELP and INFO with it, and it is reachable
-// once server.public_url is set and rules send SMS or replies are defined.
-func (l *loader) checkHelpText() {
+// checkTriggerSecret requires server.trigger_secret_env when a rule runs
+// on save: nudge serve refuses every Data Entry Trigger without a secret,
+// so the rule would never run.
+func (l *loader) checkTriggerSecret() {
 	s, c := l.study, l.study.Config
-	if c.Server.PublicURL == "" || c.Server.helpGiven {
+	if c.Server.TriggerSecretEnv != "" {
 		return
 	}
-	why := ""
 	for _, r := range s.Rules {
-		if r.Channel == ChannelSMS {
-			why = fmt.Sprintf("rule %q sends SMS", r.Name)
-			break
+		if r.OnSave && r.Enabled {
+			*l.errs = append(*l.errs, &Error{Pos: r.pos["schedule"], Rule: r.Name, Msg: fmt.Sprintf(
+				"schedule: on_save needs server.trigger_secret_env in %s: nudge refuses every Data Entry Trigger without a secret, so this rule would never run; "+
+					"add trigger_secret_env: NUDGE_TRIGGER_SECRET under server:, export a long random value in it (e.g. `openssl rand -hex 24`) "+
+					"and end the Data Entry Trigger URL in REDCap with ?secret=<that value>", c.Path)})
+			return
 		}
 	}
-	if why == "" && len(s.Replies) > 0 {
-		why = fmt.Sprintf("reply %q answers SMS", s.Replies[0].Name)
-	}
-	if why == "" {
-		return
-	}
-	*l.errs = append(*l.errs, &Error{Pos: c.Server.Pos, Msg: fmt.Sprintf(
-		"server needs help_text: %s and server.public_url is set, so the study receives replies and must answer HELP and INFO; "+
-			"add e.g. help_text: \"%s: reply STOP to stop texts. Questions? Call <study phone>.\"", why, studyName(c))})
 }
 
 // studyName names the study in suggested texts.

@@ -24,6 +24,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -50,6 +54,10 @@ var (
 	// ErrLockNotHeld is returned by Unlock when the lease is not held by the
 	// given owner (it expired and was taken, or was never taken).
 	ErrLockNotHeld = errors.New("storage: lock is not held by this owner")
+	// ErrPermissions is returned by Open when the database file (or its
+	// -wal or -shm file) can be read or written by other users, or its
+	// directory can be written by anyone.
+	ErrPermissions = errors.New("storage: unsafe file permissions")
 )
 
 // dsnParams are the connection settings of every connection in the pool.
@@ -65,25 +73,106 @@ const dsnParams = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_forei
 // Store is nudge's database. It is safe for concurrent use by many
 // goroutines, and several processes may open the same file.
 type Store struct {
-	db *sql.DB
+	db       *sql.DB
+	warnings []string
 }
 
 // Open opens (creating it if needed) the SQLite database at path, and brings
 // its schema up to date. It refuses a database written by a newer nudge
 // (ErrTooNew).
+//
+// The database holds phone numbers, message bodies and participants'
+// texts, so only nudge's own user may read it: a missing directory is
+// created 0700 and a new file 0600 (SQLite gives its -wal and -shm files
+// the mode of the main file). Open refuses (ErrPermissions) a database,
+// -wal or -shm file that other users may read or write, and a directory
+// anyone may write to (they could replace the files), with the chmod that
+// fixes it. A directory that others may read is accepted with a warning
+// (see Warnings): the files' own mode keeps their content private, and the
+// directory shows only their names.
 func Open(path string) (*Store, error) {
 	return open(context.Background(), path, migrations)
+}
+
+// Warnings are problems Open found that do not stop nudge, in plain words
+// for the log.
+func (s *Store) Warnings() []string { return s.warnings }
+
+// private is the permission bits other users must not have on a database
+// file: group and others, read and write (execute is meaningless here).
+const private fs.FileMode = 0o066
+
+// prepareFile makes sure the database's directory and file exist with
+// private modes, and checks existing ones. It returns warnings.
+func prepareFile(path string) ([]string, error) {
+	if runtime.GOOS == "windows" {
+		return nil, nil // no Unix permission bits to check
+	}
+	dir := filepath.Dir(path)
+	var warnings []string
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("storage: creating the database directory %s: %w", dir, err)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("storage: database directory %s: %w", dir, err)
+	case !fi.IsDir():
+		return nil, fmt.Errorf("%w: %s is not a directory", ErrInvalid, dir)
+	case fi.Mode().Perm()&0o002 != 0:
+		return nil, fmt.Errorf("%w: the database directory %s can be written by every user (mode %04o), who could replace the database: run `chmod o-w %s` (or `chmod 700 %s`), or keep the database elsewhere",
+			ErrPermissions, dir, fi.Mode().Perm(), dir, dir)
+	case fi.Mode().Perm()&0o077 != 0:
+		warnings = append(warnings, fmt.Sprintf("the database directory %s is open to other users (mode %04o); the database files are private, but `chmod 700 %s` hides even their names",
+			dir, fi.Mode().Perm(), dir))
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	switch {
+	case err == nil:
+		if err := f.Close(); err != nil {
+			return nil, fmt.Errorf("storage: creating %s: %w", path, err)
+		}
+	case !errors.Is(err, fs.ErrExist):
+		return nil, fmt.Errorf("storage: creating %s: %w", path, err)
+	}
+	var loose, names []string
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) && p != path {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("storage: %s: %w", p, err)
+		}
+		if !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("%w: %s is not a regular file", ErrInvalid, p)
+		}
+		if fi.Mode().Perm()&private != 0 {
+			loose = append(loose, fmt.Sprintf("%s (mode %04o)", p, fi.Mode().Perm()))
+			names = append(names, p)
+		}
+	}
+	if len(loose) > 0 {
+		return nil, fmt.Errorf("%w: %s can be read or written by other users, and the database holds participants' phone numbers and texts: run `chmod 600 %s` as the user nudge runs as, then start nudge again",
+			ErrPermissions, strings.Join(loose, ", "), strings.Join(names, " "))
+	}
+	return warnings, nil
 }
 
 func open(ctx context.Context, path string, migs []string) (*Store, error) {
 	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("%w: database path %q: give a plain file path without '?' or a file: prefix", ErrInvalid, path)
 	}
+	warnings, err := prepareFile(path)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite3", path+"?"+dsnParams)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, warnings: warnings}
 	if err := firstConnect(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)

@@ -46,6 +46,8 @@ WHERE id = ? AND done_at IS NULL AND (not_before IS NULL OR not_before <= ?)`
 	sqlCompleteTrigger = `
 UPDATE triggers SET done_at = ?, attempts = attempts + 1 WHERE id = ? AND done_at IS NULL`
 
+	sqlPruneTriggers = `DELETE FROM triggers WHERE done_at IS NOT NULL AND done_at < ?`
+
 	sqlRetryTrigger = `
 UPDATE triggers SET attempts = attempts + 1, last_error = ?, not_before = ?
 WHERE id = ? AND done_at IS NULL`
@@ -167,4 +169,17 @@ func (s *Store) updateTrigger(ctx context.Context, id int64, what, q string, arg
 		return err
 	}
 	return fmt.Errorf("%w: cannot %s trigger %d: it is already done", ErrWrongState, what, id)
+}
+
+// PruneTriggers deletes the triggers that were done before before, and
+// returns how many. Pending triggers are never deleted.
+func (s *Store) PruneTriggers(ctx context.Context, before time.Time) (int64, error) {
+	if before.IsZero() {
+		return 0, fmt.Errorf("%w: pruning triggers needs a time", ErrInvalid)
+	}
+	res, err := s.db.ExecContext(ctx, sqlPruneTriggers, before.UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("storage: prune triggers: %w", err)
+	}
+	return res.RowsAffected()
 }

@@ -164,6 +164,9 @@ func open(ctx context.Context, c *common, stdout, stderr io.Writer, noSend bool)
 	if err != nil {
 		return nil, err
 	}
+	for _, w := range e.Store.Warnings() {
+		log.Warn("database: " + w)
+	}
 	err = e.Prepare(ctx)
 	var errs rules.Errors
 	if errors.As(err, &errs) {

@@ -2,44 +2,64 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/metrics"
 )
 
-// owner names this process in the database's pass lock.
+// owner names this process in the database's pass lock: host and pid plus
+// a random part, since two containers may share a host name and both be
+// PID 1.
 func owner() string {
 	host, _ := os.Hostname()
-	return host + ":" + strconv.Itoa(os.Getpid())
+	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + rand.Text()[:16]
 }
 
-// cmdServe runs the daemon until SIGINT or SIGTERM.
+// cmdServe runs the daemon until SIGINT or SIGTERM. Unlike run and preview
+// it starts without REDCap: the webhooks must answer STOP and HELP during
+// a REDCap maintenance window, so the data dictionary check and the first
+// export happen in the background, once REDCap answers (see engine.Serve).
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("serve", stderr)
 	listen := fs.String("listen", "", "address to listen on (default: server.listen in the config)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	e, err := open(ctx, c, stdout, stderr, false)
+	log, err := c.logger(stderr)
 	if err != nil {
 		return err
 	}
-	defer e.Close()
-	cfg := e.Study.Config
+	study, err := loadStudy(c.config, stdout)
+	if err != nil {
+		return err
+	}
+	cfg := study.Config
 	if cfg.Server.PublicURL == "" {
 		return &exitError{code: 1, err: fmt.Errorf("%s: server.public_url is not set: Twilio signs its webhooks for the URL it calls, so nudge must know it", cfg.Path)}
 	}
-	var token string
+	var token, secret string
 	if cfg.Twilio != nil {
 		if token, err = cfg.Secret(cfg.Twilio.AuthTokenEnv); err != nil {
 			return err
 		}
 	}
+	if cfg.Server.TriggerSecretEnv != "" {
+		if secret, err = cfg.Secret(cfg.Server.TriggerSecretEnv); err != nil {
+			return fmt.Errorf("server.trigger_secret_env: %w", err)
+		}
+	}
+	e, err := engine.New(study, engine.Options{Log: log, Timeout: 30 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
 	addr := *listen
 	if addr == "" {
 		addr = cfg.Server.Listen
@@ -49,5 +69,5 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	e.Instrument(metrics.New(e.Stats))
-	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token})
+	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret})
 }

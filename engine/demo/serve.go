@@ -2,6 +2,7 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"maps"
@@ -33,15 +34,17 @@ func Serve(ctx context.Context, opt Options, l net.Listener, out io.Writer) erro
 		return err
 	}
 	e.Instrument(metrics.New(e.Stats))
-	env.printTryIt(out, public)
+	// A fresh Data Entry Trigger secret for each demo server.
+	secret := rand.Text()
+	env.printTryIt(out, public, secret)
 
 	fmt.Fprintln(out, "The first pass over the demo study starts now (texts paced at 0.95/s per number); Ctrl-C stops the server.")
-	return e.Serve(ctx, l, engine.ServeOptions{AuthToken: env.authToken})
+	return e.Serve(ctx, l, engine.ServeOptions{AuthToken: env.authToken, TriggerSecret: secret})
 }
 
 // printTryIt shows ready-to-paste requests: a signed STOP from a demo
 // participant, a signed HELP, a Data Entry Trigger and the read-only pages.
-func (env *Env) printTryIt(out io.Writer, public string) {
+func (env *Env) printTryIt(out io.Writer, public, triggerSecret string) {
 	curl := func(path string, form url.Values, signed bool) string {
 		var b strings.Builder
 		b.WriteString("curl -s")
@@ -71,7 +74,8 @@ and writes sms_opt_in = 0 back to the REDCap simulator:
 The same participant asks for help:
   %[3]s
 
-REDCap's Data Entry Trigger for that record (it is read again through the API):
+REDCap's Data Entry Trigger for that record (it is read again through the API; the URL carries
+this server's trigger secret, without which every trigger is refused):
   %[4]s
 
 Health and metrics:
@@ -80,7 +84,7 @@ Health and metrics:
 
 Signatures use the Twilio auth token %[5]q (set TWILIO_AUTH_TOKEN to choose your own).
 
-`, public, curl("/twilio/inbound", stop, true), curl("/twilio/inbound", help, true), curl("/redcap/trigger", det, false), env.authToken)
+`, public, curl("/twilio/inbound", stop, true), curl("/twilio/inbound", help, true), curl("/redcap/trigger?secret="+triggerSecret, det, false), env.authToken)
 }
 
 func sortedKeys(v url.Values) []string { return slices.Sorted(maps.Keys(v)) }

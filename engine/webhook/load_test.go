@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+	"golang.org/x/time/rate"
 
 	"github.com/nudge-study/nudge/engine/metrics"
 	"github.com/nudge-study/nudge/engine/webhook"
@@ -51,7 +52,8 @@ func startServer(tb testing.TB, h webhook.Handler, m *metrics.Metrics) string {
 	log := logrus.New()
 	log.Out = io.Discard
 	log.Formatter = &logrus.JSONFormatter{}
-	srv, err := webhook.New(webhook.Config{PublicURL: publicURL, AuthToken: authToken, Log: log, Metrics: m}, h)
+	srv, err := webhook.New(webhook.Config{PublicURL: publicURL, AuthToken: authToken, Log: log, Metrics: m,
+		TriggerSecret: triggerSecret, TriggerRate: rate.Inf}, h)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -155,9 +157,9 @@ func TestAbuse(t *testing.T) {
 	attacks := []attack{
 		{"malformed form", "POST", "/twilio/inbound", formType, text("Body=%zz&From=%"), sig("x"), 400},
 		{"semicolon form", "POST", "/twilio/status", formType, text("MessageSid=SM1;MessageStatus=sent"), sig("x"), 400},
-		{"malformed trigger", "POST", "/redcap/trigger", formType, text("record=%zz&project_id=1"), noHeader, 400},
+		{"malformed trigger", "POST", triggerPath, formType, text("record=%zz&project_id=1"), noHeader, 400},
 		{"oversized inbound", "POST", "/twilio/inbound", formType, text(huge), sig("x"), 413},
-		{"oversized trigger, chunked", "POST", "/redcap/trigger", formType,
+		{"oversized trigger, chunked", "POST", triggerPath, formType,
 			func(int) io.Reader { return io.MultiReader(strings.NewReader(huge)) }, noHeader, 413},
 		{"unsigned inbound", "POST", "/twilio/inbound", formType, form, noHeader, 403},
 		{"wrongly signed inbound", "POST", "/twilio/inbound", formType, form, sig("bm90IGEgc2lnbmF0dXJl"), 403},
@@ -179,10 +181,10 @@ func TestAbuse(t *testing.T) {
 			return map[string]string{"X-Twilio-Signature": signed("/twilio/inbound", p)}
 		}, 400},
 		{"GET inbound", "GET", "/twilio/inbound", "", text(""), noHeader, 405},
-		{"PUT trigger", "PUT", "/redcap/trigger", formType, text("record=1&project_id=1"), noHeader, 405},
+		{"PUT trigger", "PUT", triggerPath, formType, text("record=1&project_id=1"), noHeader, 405},
 		{"JSON inbound", "POST", "/twilio/inbound", "application/json", text(`{"Body":"STOP"}`), noHeader, 415},
-		{"trigger without record", "POST", "/redcap/trigger", formType, text("project_id=1001&instrument=bp"), noHeader, 400},
-		{"trigger with a bad project id", "POST", "/redcap/trigger", formType, text("record=1&project_id=-4"), noHeader, 400},
+		{"trigger without record", "POST", triggerPath, formType, text("project_id=1001&instrument=bp"), noHeader, 400},
+		{"trigger with a bad project id", "POST", triggerPath, formType, text("record=1&project_id=-4"), noHeader, 400},
 		{"huge header", "POST", "/twilio/inbound", formType, form, func(int) map[string]string {
 			return map[string]string{"X-Twilio-Signature": strings.Repeat("A", 64<<10)}
 		}, 431},

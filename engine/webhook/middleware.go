@@ -16,11 +16,14 @@ import (
 // Outcomes recorded in nudge_webhook_requests_total beyond the ones derived
 // from the status code (see outcomeFor).
 const (
-	outcomeOK             = "ok"
-	outcomeBadSignature   = "bad_signature"
-	outcomeNoSignature    = "no_signature"
-	outcomeUnknownProject = "unknown_project"
-	outcomePanic          = "panic"
+	outcomeOK              = "ok"
+	outcomeBadSignature    = "bad_signature"
+	outcomeNoSignature     = "no_signature"
+	outcomeUnknownProject  = "unknown_project"
+	outcomeBadSecret       = "bad_secret"
+	outcomeNoTriggerSecret = "no_trigger_secret"
+	outcomeRateLimited     = "rate_limited"
+	outcomePanic           = "panic"
 )
 
 // recorder remembers what a handler answered, for the log and the metrics.
@@ -74,6 +77,8 @@ func outcomeFor(status int) string {
 		return "too_large"
 	case status == http.StatusUnsupportedMediaType:
 		return "unsupported_media_type"
+	case status == http.StatusTooManyRequests:
+		return outcomeRateLimited
 	case status >= 500:
 		return "error"
 	default:

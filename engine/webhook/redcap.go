@@ -1,12 +1,53 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"net/http"
 	"strconv"
 
 	"github.com/sirupsen/logrus"
 )
+
+// triggerGate lets a Data Entry Trigger through only within the rate limit
+// (429 otherwise) and only when its URL carries the configured secret
+// (403 otherwise, and always when no secret is configured). The secret is
+// compared in constant time and never logged; the body of a refused
+// request is not read.
+func (s *Server) triggerGate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fields := logrus.Fields{"path": r.URL.Path, "remote": remoteHost(r.RemoteAddr)}
+		if !s.triggers.Allow() {
+			setOutcome(w, outcomeRateLimited)
+			s.log.WithFields(fields).Warn("webhook: refused a Data Entry Trigger: too many triggers at once")
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "too many Data Entry Triggers; slow down", http.StatusTooManyRequests)
+			return
+		}
+		if !s.triggerOpen {
+			setOutcome(w, outcomeNoTriggerSecret)
+			s.log.WithFields(fields).Warn("webhook: refused a Data Entry Trigger: no trigger secret is configured (server.trigger_secret_env), so every trigger is refused")
+			http.Error(w, "Data Entry Triggers are not enabled on this nudge", http.StatusForbidden)
+			return
+		}
+		given, ok := r.URL.Query()["secret"]
+		if !ok || len(given) != 1 || given[0] == "" {
+			setOutcome(w, outcomeBadSecret)
+			s.log.WithFields(fields).Warn("webhook: refused a Data Entry Trigger without the secret parameter in its URL")
+			http.Error(w, "the trigger URL lacks the secret", http.StatusForbidden)
+			return
+		}
+		key := sha256.Sum256([]byte(given[0]))
+		if subtle.ConstantTimeCompare(key[:], s.triggerKey[:]) != 1 {
+			setOutcome(w, outcomeBadSecret)
+			s.log.WithFields(fields).Warn("webhook: refused a Data Entry Trigger whose secret is wrong")
+			http.Error(w, "the trigger secret is wrong", http.StatusForbidden)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // trigger accepts REDCap's Data Entry Trigger. REDCap does not sign it, does
 // not retry it and ignores the answer: the handler only enqueues it, and the

@@ -40,7 +40,7 @@ type result struct {
 // startServe runs Serve on 127.0.0.1 and posts one trigger to it.
 func startServe(t *testing.T, cfg Config, h Handler) (s *Server, cancel context.CancelFunc, served chan error, answer chan result, shutdown chan struct{}, addr string) {
 	t.Helper()
-	cfg.PublicURL, cfg.AuthToken = "https://nudge.example.edu", "token123"
+	cfg.PublicURL, cfg.AuthToken, cfg.TriggerSecret = "https://nudge.example.edu", "token123", "0123456789abcdef"
 	s, err := New(cfg, h)
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +59,7 @@ func startServe(t *testing.T, cfg Config, h Handler) (s *Server, cancel context.
 	addr = l.Addr().String()
 	go func() {
 		form := url.Values{"record": {"1"}, "project_id": {"1001"}}
-		resp, err := http.Post("http://"+addr+"/redcap/trigger", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+		resp, err := http.Post("http://"+addr+"/redcap/trigger?secret=0123456789abcdef", "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
 		if err != nil {
 			answer <- result{err: err}
 			return
@@ -150,7 +150,7 @@ func TestOutcomeFor(t *testing.T) {
 	}{
 		{200, "ok"}, {204, "ok"}, {400, "bad_request"}, {403, "forbidden"}, {404, "not_found"},
 		{405, "method_not_allowed"}, {413, "too_large"}, {415, "unsupported_media_type"},
-		{429, "rejected"}, {500, "error"}, {503, "error"},
+		{429, "rate_limited"}, {418, "rejected"}, {500, "error"}, {503, "error"},
 	}
 	for _, tt := range tests {
 		if got := outcomeFor(tt.status); got != tt.want {

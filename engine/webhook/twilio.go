@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 	"github.com/twilio/twilio-go/twiml"
@@ -60,6 +61,7 @@ func (s *Server) inbound(w http.ResponseWriter, r *http.Request, p url.Values) {
 		From:       p.Get("From"),
 		To:         p.Get("To"),
 		Body:       p.Get("Body"),
+		OptOutType: strings.ToUpper(strings.TrimSpace(p.Get("OptOutType"))),
 		Params:     p,
 	}
 	if in.MessageSID == "" {

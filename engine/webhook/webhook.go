@@ -9,6 +9,7 @@ package webhook
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/sirupsen/logrus"
 	"github.com/twilio/twilio-go/client"
+	"golang.org/x/time/rate"
 
 	"github.com/nudge-study/nudge/engine/metrics"
 )
@@ -33,9 +35,11 @@ type Handler interface {
 	// StatusCallback records a delivery status reported by Twilio.
 	StatusCallback(ctx context.Context, cb StatusCallback) error
 	// Trigger durably enqueues a Data Entry Trigger; it must be fast.
-	// An error wrapping ErrUnknownProject refuses the trigger (403).
+	// An error wrapping ErrUnknownProject refuses the trigger (403). It is
+	// called only for requests that carry the trigger secret.
 	Trigger(ctx context.Context, t Trigger) error
-	// Health reports whether nudge can do its work.
+	// Health reports whether nudge can do its work. Everything in it is
+	// published: plain words only, never an error's text, a host or a path.
 	Health(ctx context.Context) (Health, error)
 }
 
@@ -47,6 +51,11 @@ var ErrUnknownProject = errors.New("webhook: unknown project")
 type Inbound struct {
 	MessageSID, AccountSID, From, To, Body string
 	NumMedia                               int
+	// OptOutType is Twilio's own reading of the message (STOP, START or
+	// HELP, upper case) when the number's Messaging Service has Advanced
+	// Opt-Out, so that a custom keyword such as "PARAR" counts; "" when
+	// Twilio sent none.
+	OptOutType string
 	// Params are all the parameters Twilio signed (the first value of
 	// each), including those nudge does not know yet.
 	Params url.Values
@@ -72,13 +81,31 @@ type Trigger struct {
 	Params           url.Values
 }
 
-// Health is what /healthz reports.
+// Health is what /healthz reports. It is public: every string in it is
+// plain words chosen by nudge, never an error's text.
 type Health struct {
-	OK       bool           `json:"ok"`
-	Database string         `json:"database"`
-	LastRun  map[string]any `json:"last_run,omitempty"`
-	Queues   map[string]int `json:"queues,omitempty"`
+	// OK is false when nudge cannot do its work at all (/healthz answers
+	// 503); a degraded nudge that still records replies and opt-outs is OK.
+	OK bool `json:"ok"`
+	// Status is "healthy", "degraded" or "unhealthy" ("" = from OK).
+	Status string `json:"status"`
+	// Problems says in plain words what is wrong, if anything.
+	Problems []string `json:"problems,omitempty"`
+	// Database is "ok" or "unreachable".
+	Database string `json:"database"`
+	// REDCap is "ok", or "waiting" while nudge has not yet reached REDCap
+	// since it started.
+	REDCap  string         `json:"redcap,omitempty"`
+	LastRun map[string]any `json:"last_run,omitempty"`
+	Queues  map[string]int `json:"queues,omitempty"`
 }
+
+// Health statuses.
+const (
+	StatusHealthy   = "healthy"
+	StatusDegraded  = "degraded"
+	StatusUnhealthy = "unhealthy"
+)
 
 // Defaults used when the Config leaves a field zero.
 const (
@@ -89,6 +116,15 @@ const (
 	DefaultIdleTimeout       = 2 * time.Minute
 	DefaultShutdownTimeout   = 10 * time.Second
 	DefaultHealthTimeout     = 5 * time.Second
+
+	// DefaultTriggerRate and DefaultTriggerBurst limit Data Entry
+	// Triggers: REDCap posts one per saved form, far fewer than this even
+	// when many surveys are finished at once.
+	DefaultTriggerRate  rate.Limit = 10
+	DefaultTriggerBurst            = 100
+
+	// MinTriggerSecret is the shortest trigger secret accepted.
+	MinTriggerSecret = 16
 )
 
 // Config configures a Server. PublicURL and AuthToken are required.
@@ -108,6 +144,14 @@ type Config struct {
 	// new metrics.Metrics is made: on Registry if that is set, otherwise on
 	// a fresh registry.
 	Metrics *metrics.Metrics
+	// TriggerSecret authenticates REDCap's Data Entry Trigger: the trigger
+	// URL configured in REDCap ends in ?secret=<TriggerSecret>. Empty:
+	// /redcap/trigger refuses every request (403).
+	TriggerSecret string
+	// TriggerRate and TriggerBurst limit /redcap/trigger (0 = the
+	// defaults); requests beyond them get 429.
+	TriggerRate  rate.Limit
+	TriggerBurst int
 	// Registry is used only when Metrics is nil (see there).
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (nil = the Metrics' registry).
@@ -131,6 +175,10 @@ type Server struct {
 	validator client.RequestValidator
 	mux       http.Handler
 
+	triggerKey  [sha256.Size]byte // SHA-256 of the trigger secret
+	triggerOpen bool              // a trigger secret is configured
+	triggers    *rate.Limiter
+
 	onShutdown func() // tests: called when a graceful shutdown begins
 }
 
@@ -145,6 +193,15 @@ func New(cfg Config, h Handler) (*Server, error) {
 	}
 	if cfg.AuthToken == "" {
 		return nil, errors.New("webhook: the Twilio auth token is empty: set it so webhook signatures can be checked")
+	}
+	if n := len(cfg.TriggerSecret); n > 0 && n < MinTriggerSecret {
+		return nil, fmt.Errorf("webhook: the Data Entry Trigger secret is %d characters long: use at least %d random characters, e.g. the output of `openssl rand -hex 24`", n, MinTriggerSecret)
+	}
+	if cfg.TriggerRate <= 0 {
+		cfg.TriggerRate = DefaultTriggerRate
+	}
+	if cfg.TriggerBurst <= 0 {
+		cfg.TriggerBurst = DefaultTriggerBurst
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
@@ -175,6 +232,10 @@ func New(cfg Config, h Handler) (*Server, error) {
 		s.gatherer = s.metrics.Registry
 	}
 	s.validator = client.NewRequestValidator(cfg.AuthToken)
+	if cfg.TriggerSecret != "" {
+		s.triggerKey, s.triggerOpen = sha256.Sum256([]byte(cfg.TriggerSecret)), true
+	}
+	s.triggers = rate.NewLimiter(cfg.TriggerRate, cfg.TriggerBurst)
 	s.mux = s.routes()
 	return s, nil
 }
@@ -211,7 +272,7 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/twilio/inbound", s.route("inbound", http.MethodPost, s.twilio(s.inbound)))
 	mux.Handle("/twilio/status", s.route("status", http.MethodPost, s.twilio(s.status)))
-	mux.Handle("/redcap/trigger", s.route("trigger", http.MethodPost, s.form(s.trigger)))
+	mux.Handle("/redcap/trigger", s.route("trigger", http.MethodPost, s.triggerGate(s.form(s.trigger))))
 	mux.Handle("/healthz", s.route("healthz", http.MethodGet, http.HandlerFunc(s.healthz)))
 	mux.Handle("/metrics", s.route("metrics", http.MethodGet, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
