@@ -508,6 +508,28 @@ func (e *Engine) held(ctx context.Context, m storage.Message) (string, error) {
 	return "", nil
 }
 
+// Held describes, in words, what holds sending back now: each setting of
+// the kill switch and each paused sender (with why). /healthz and the run
+// summary show it.
+func (e *Engine) Held(ctx context.Context) ([]string, error) {
+	ps, err := e.Store.Pauses(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range ps {
+		out = append(out, pauseWords(p)+" (nudge resume lifts it)")
+	}
+	senders, err := e.Store.PausedSenders(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range senders {
+		out = append(out, pauseProblem(p))
+	}
+	return out, nil
+}
+
 // pauseWords describes a kill-switch setting.
 func pauseWords(p storage.Pause) string {
 	s := "all sending is paused"

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -26,6 +27,22 @@ type RunResult struct {
 	Dispatch DispatchStats
 	Track    TrackStats
 	Report   ReportStats
+	// Held says what held sending back when the pass ended: the kill
+	// switch and paused senders, in words.
+	Held []string
+}
+
+// Problems lists what kept the pass from sending all it should have: an
+// account, sender or connection problem met while sending, and every pause
+// still in force. `nudge run` exits with ExitHeld when there are any.
+func (r *RunResult) Problems() []string {
+	out := append([]string(nil), r.Dispatch.Problems...)
+	for _, h := range r.Held {
+		if !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
 }
 
 // Summaries counts the plan's decisions per rule, in rule order.
@@ -116,6 +133,12 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 	if res.Report, err = e.Report(ctx); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
+	if res.Held, err = e.Held(ctx); err != nil {
+		return err
+	}
+	for _, p := range res.Problems() {
+		e.log().WithField("problem", p).Error("sending was held back")
+	}
 	return nil
 }
 
@@ -136,6 +159,9 @@ func (e *Engine) logPlan(p *Plan, enqueued int) {
 
 func (r *RunResult) summary(e *Engine) map[string]any {
 	out := map[string]any{"enqueued": r.Enqueued, "dispatch": r.Dispatch, "track": r.Track, "report": r.Report}
+	if p := r.Problems(); len(p) > 0 {
+		out["held_back"] = p
+	}
 	if r.Plan != nil {
 		s := r.Plan.Summaries(e)
 		sort.SliceStable(s, func(i, j int) bool { return s[i].Name < s[j].Name })

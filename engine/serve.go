@@ -385,5 +385,14 @@ func (h hooks) Health(ctx context.Context) (webhook.Health, error) {
 	}
 	hl.Queues = map[string]int{"planned": d.Planned, "sending": d.Sending, "tracking": d.Tracking,
 		"writebacks": d.WriteBacks, "failed_writebacks": d.FailedWriteBacks, "triggers": d.Triggers}
+	held, err := e.Held(ctx)
+	if err != nil {
+		e.log().WithError(err).Warn("health: reading the pauses")
+		return webhook.Health{OK: false, Status: webhook.StatusUnhealthy, Database: "unreachable",
+			Problems: []string{"the database answers but its pauses cannot be read; nudge's log says why"}}, nil
+	}
+	for _, h := range held {
+		degrade(h)
+	}
 	return hl, nil
 }

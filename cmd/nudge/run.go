@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/url"
 	"runtime/debug"
 	"text/tabwriter"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/nudge-study/nudge/engine"
+	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/rules"
 )
 
@@ -27,12 +30,18 @@ Usage:
   nudge run     [--config nudge.yaml]          one full pass (for cron)
   nudge serve   [--config nudge.yaml] [--listen ADDR]
                                               the daemon: webhooks, schedules, status poller, write-back
+  nudge pause   [--config nudge.yaml] [--rule NAME | --project NAME] [--reason TEXT]
+                                              the kill switch: send nothing (of that rule or project) until resumed
+  nudge resume  [--config nudge.yaml] [--rule NAME | --project NAME]
+                                              lift the kill switch (no flag: everything, paused senders too)
   nudge demo    [--json] [--db FILE] [--serve ADDR]
                                               the bundled demo study against built-in simulators
   nudge version
 
 Secrets (REDCap tokens, Twilio and SMTP credentials) come from the environment
-variables the config names. Exit status: 0 fine, 1 problems found, 2 usage.
+variables the config names. Exit status: 0 fine, 1 problems found (or the
+pass failed), 2 usage, 4 sending was held back (a paused sender or kill
+switch, Twilio or REDCap out of reach; the log says why; the queue is kept).
 `
 
 // run is the whole command line; main only turns signals into ctx.
@@ -56,6 +65,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
+	case "pause":
+		return cmdPause(ctx, rest, stdout, stderr)
+	case "resume":
+		return cmdResume(ctx, rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -196,11 +209,36 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if res != nil && res.Plan != nil {
 		printSummaries(stdout, res.Plan.Summaries(e))
-		fmt.Fprintf(stdout, "enqueued %d, sent %d, retried %d, failed %d; polled %d (%d final); written back %d (%d refused)\n",
-			res.Enqueued, res.Dispatch.Sent, res.Dispatch.Retried, res.Dispatch.Failed,
+		d := res.Dispatch
+		fmt.Fprintf(stdout, "enqueued %d, sent %d, retried %d, failed %d, canceled %d, expired %d, held %d, unsettled %d, for review %d; polled %d (%d final); written back %d (%d refused)\n",
+			res.Enqueued, d.Sent, d.Retried, d.Failed, d.Canceled, d.Expired, d.Held, d.Unsettled, d.Review,
 			res.Track.Polled, res.Track.Final, res.Report.Imported, res.Report.Rejected)
 	}
+	if res != nil && err == nil {
+		if p := res.Problems(); len(p) > 0 {
+			for _, s := range p {
+				fmt.Fprintln(stdout, "held back:", s)
+			}
+			return &exitError{code: exitHeld, err: fmt.Errorf("sending was held back (%d problem(s)); queued messages are kept", len(p))}
+		}
+	}
+	if err != nil && unreachable(err) {
+		return &exitError{code: exitHeld, err: err}
+	}
 	return err
+}
+
+// exitHeld is the exit status of a pass that could not send all it should
+// have because a sender or the kill switch is paused, or Twilio or REDCap
+// could not be reached. Nothing queued is lost.
+const exitHeld = 4
+
+// unreachable reports whether a pass failed because REDCap could not be
+// reached (a network failure or a server error), not because of the study.
+func unreachable(err error) bool {
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) || redcap.IsUnavailable(err)
 }
 
 func printSummaries(w io.Writer, sums []engine.RuleSummary) {

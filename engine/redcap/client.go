@@ -274,8 +274,9 @@ func (e *APIError) Error() string {
 // callError is a failed call: a message safe to show (no token) and the underlying error for
 // errors.Is / errors.As.
 type callError struct {
-	msg string
-	err error
+	msg         string
+	err         error
+	unavailable bool // the last of the client's retries failed too
 }
 
 func (e *callError) Error() string { return e.msg }
@@ -338,11 +339,23 @@ func (c *Client) call(ctx context.Context, content string, params url.Values, ch
 	var r retryable
 	if errors.As(last, &r) {
 		last = r.error
-		if c.attempts > 1 {
-			return nil, &callError{msg: fmt.Sprintf("%s (gave up after %d attempts)", last.Error(), c.attempts), err: last}
-		}
+		return nil, &callError{msg: fmt.Sprintf("%s (gave up after %d attempts)", last.Error(), c.attempts), err: last, unavailable: true}
 	}
 	return nil, last
+}
+
+// IsUnavailable reports whether err says REDCap could not be reached or
+// kept failing (network errors, 5xx, 429, a proxy's page) after the
+// client's retries, as opposed to REDCap refusing the request.
+func IsUnavailable(err error) bool {
+	var ce *callError
+	for errors.As(err, &ce) {
+		if ce.unavailable {
+			return true
+		}
+		err = ce.err
+	}
+	return false
 }
 
 // delay is the wait before the given attempt: exponential backoff with jitter in [d/2, d).

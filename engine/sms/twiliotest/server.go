@@ -262,6 +262,13 @@ func (s *Server) Fault(f Fault) {
 	s.faults = append(s.faults, f)
 }
 
+// ClearFaults drops every queued fault.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // Creates returns every accepted create, in order.
 func (s *Server) Creates() []Create {
 	s.mu.Lock()
