@@ -59,8 +59,8 @@ VALUES ('SM-in-1', '+14155550101', '+14155550100', 'STOP', ?)`, t0.UnixNano())
 		t.Fatalf("open a version 1 database: %v", err)
 	}
 	defer s.Close()
-	if v, err := s.schemaVersion(ctx); err != nil || v != 2 {
-		t.Fatalf("version = %d, %v; want 2", v, err)
+	if v, err := s.schemaVersion(ctx); err != nil || v != SchemaVersion() {
+		t.Fatalf("version = %d, %v; want %d", v, err, SchemaVersion())
 	}
 
 	// Old rows are all there.
@@ -408,7 +408,7 @@ func TestSaveInboundEffects(t *testing.T) {
 			var recs []string
 			for _, w := range wbs {
 				recs = append(recs, w.Record)
-				if !w.CreatedAt.Equal(t0) || w.Event != "baseline_arm_1" || w.Fields["sms_opt_in"] != "0" {
+				if !w.CreatedAt.Equal(t0) || w.Event != "baseline_arm_1" || w.Field != "sms_opt_in" || w.Value != "0" {
 					t.Errorf("write-back %+v: want the inbound's time, event and fields", w)
 				}
 			}

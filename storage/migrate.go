@@ -12,6 +12,7 @@ import (
 var migrations = []string{
 	migration1,
 	migration2,
+	migrationWriteBack,
 }
 
 // SchemaVersion is the schema version this nudge writes.
