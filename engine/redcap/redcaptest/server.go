@@ -38,6 +38,10 @@ type Project struct {
 	// MissingCodes is the project's missing-data codes as REDCap lists them, e.g.
 	// "UNK, Unknown | NA, Not applicable".
 	MissingCodes string
+	// PlainRefusals makes the import refuse a bad value of a validated text field, and a
+	// value on a form that is not designated for the row's event, with REDCap's plain-text
+	// wordings, which name no record (as some REDCap versions answer), instead of CSV lines.
+	PlainRefusals bool
 }
 
 // Longitudinal reports whether the project has events.
@@ -53,10 +57,11 @@ type Call struct {
 }
 
 // Fault makes the server misbehave for the next Times requests (0 counts as 1) whose content
-// is Content ("" for any): wait Delay first (or until the client gives up), then answer with
+// is Content ("" for any) and action is Action ("" for any): wait Delay first (or until the client gives up), then answer with
 // Status (0: answer normally) and, when HTML is set, an HTML page instead of JSON.
 type Fault struct {
 	Content string
+	Action  string // "" for any; else only requests with this action, e.g. "import"
 	Status  int
 	Delay   time.Duration
 	HTML    bool
@@ -131,6 +136,29 @@ func (s *Server) Load(token string, rows []map[string]string) error {
 	return nil
 }
 
+// DeleteRecord deletes a record of a project, as a coordinator may in REDCap's web UI.
+func (s *Server) DeleteRecord(token, record string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.projects[token]; ok {
+		delete(st.records, record)
+	}
+}
+
+// LockRecord locks a record of a project (or unlocks it): REDCap then refuses every import
+// that touches it, with a text that names no record.
+func (s *Server) LockRecord(token, record string, locked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st, ok := s.projects[token]; ok {
+		if locked {
+			st.locked[record] = true
+		} else {
+			delete(st.locked, record)
+		}
+	}
+}
+
 // Export returns every record of a project as an unfiltered export would, in export order.
 func (s *Server) Export(token string) []map[string]string {
 	s.mu.Lock()
@@ -174,10 +202,10 @@ func (s *Server) Fault(f Fault) {
 }
 
 // takeFault returns the first queued fault matching content and uses up one of its times.
-func (s *Server) takeFault(content string) (Fault, bool) {
+func (s *Server) takeFault(content, action string) (Fault, bool) {
 	for i := range s.faults {
 		f := &s.faults[i]
-		if f.Content != "" && f.Content != content {
+		if (f.Content != "" && f.Content != content) || (f.Action != "" && f.Action != action) {
 			continue
 		}
 		got := *f
@@ -228,7 +256,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	content, action := params.Get("content"), params.Get("action")
 
 	s.mu.Lock()
-	f, faulty := s.takeFault(content)
+	f, faulty := s.takeFault(content, action)
 	s.mu.Unlock()
 	if faulty && f.Delay > 0 {
 		t := time.NewTimer(f.Delay)
