@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -195,5 +196,59 @@ func TestSafetyLockedRecordDoesNotBlockTheBatch(t *testing.T) {
 	}
 	if pend, _ := f.e.Store.PendingWriteBacks(f.ctx, "site_b", f.clk.Now().Add(24*time.Hour), 0); len(pend) != 0 {
 		t.Errorf("%d write-backs still pending", len(pend))
+	}
+}
+
+// hookedREDCap runs a hook before each import, while the import is "in
+// flight".
+type hookedREDCap struct {
+	engine.REDCap
+	beforeImport func()
+}
+
+func (h hookedREDCap) ImportRecords(ctx context.Context, rows []redcap.Row) (redcap.ImportResult, error) {
+	if h.beforeImport != nil {
+		h.beforeImport()
+	}
+	return h.REDCap.ImportRecords(ctx, rows)
+}
+
+// A newer status queued while the import of the older one is in flight
+// must not be marked done by that import's completion: it is imported next.
+func TestSafetyNewerStatusQueuedDuringImportIsStillImported(t *testing.T) {
+	f := newFixture(t)
+	f.enqueue(t, "diary-reminder")
+	if _, err := f.e.Dispatch(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	m := f.messages(t, "diary-reminder")[0]
+	once := true
+	f.e.REDCap["site_b"] = hookedREDCap{REDCap: f.e.REDCap["site_b"], beforeImport: func() {
+		if once {
+			once = false
+			if err := f.e.HandleStatus(f.ctx, m.SID, "delivered", 0); err != nil {
+				t.Error(err)
+			}
+			// The newer status is queued while the older one is on its way.
+			un, _ := f.e.Store.Unreported(f.ctx, 0)
+			for _, u := range un {
+				if u.ID == m.ID {
+					item := storage.WriteBack{Project: "site_b", Record: m.Record, Event: m.Event, RepeatInstrument: m.Instrument,
+						Instance: m.Instance, Fields: map[string]string{"diary_sms_status": u.Status}, Origin: storage.OriginStatus,
+						CreatedAt: f.clk.Now()}
+					if err := f.e.Store.EnqueueWriteBacks(f.ctx, []storage.WriteBack{item}, map[int64]string{u.ID: u.Status}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}
+	}}
+	f.report(t)
+	if p, _ := f.e.Store.PendingWriteBacks(f.ctx, "site_b", f.clk.Now(), 0); len(p) != 1 || p[0].Value != "delivered" {
+		t.Fatalf("after the in-flight import: pending %+v; want the newer status still pending", p)
+	}
+	f.report(t)
+	if got := f.redcapRow("site_b", m.Record, m.Event, m.Instance)["diary_sms_status"]; got != "delivered" {
+		t.Errorf("REDCap diary_sms_status = %q, want delivered", got)
 	}
 }
