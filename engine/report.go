@@ -375,7 +375,8 @@ func (f *flush) imported(ctx context.Context, rows []*wbRow, res redcap.ImportRe
 	for _, r := range rows {
 		r.settled = true
 		if reason, ok := bad[r]; ok {
-			if err := f.fail(ctx, r, reason); err != nil {
+			// REDCap's reason may quote the value: it goes to the report, not the log.
+			if err := f.fail(ctx, r, reason, false); err != nil {
 				return err
 			}
 			continue
@@ -411,17 +412,21 @@ func (f *flush) refused(ctx context.Context, r *wbRow, msg string) error {
 	r.settled = true
 	reason := "REDCap refused the import: " + msg
 	if r.refusals()+1 >= maxWriteBackAttempts {
-		return f.fail(ctx, r, reason)
+		return f.fail(ctx, r, reason, true)
 	}
 	f.e.log().WithFields(map[string]any{"project": f.project, "record": r.record, "event": r.event, "reason": msg}).
 		Warn("REDCap refused a write-back; will retry")
 	return f.e.Store.RefuseWriteBacks(ctx, r.refs(), reason, f.now.Add(writeBackDelay(r.refusals()+1)))
 }
 
-// fail records that REDCap refused a row for good.
-func (f *flush) fail(ctx context.Context, r *wbRow, reason string) error {
-	f.e.log().WithFields(map[string]any{"project": f.project, "record": r.record, "event": r.event, "reason": reason}).
-		Error("REDCap refused a write-back")
+// fail records that REDCap refused a row for good. logReason says the
+// reason quotes no value and may be logged.
+func (f *flush) fail(ctx context.Context, r *wbRow, reason string, logReason bool) error {
+	fields := map[string]any{"project": f.project, "record": r.record, "event": r.event, "fields": r.fields()}
+	if logReason {
+		fields["reason"] = reason
+	}
+	f.e.log().WithFields(fields).Error("REDCap refused a write-back for good; see the run's report")
 	if err := f.e.Store.FailWriteBacks(ctx, r.refs(), reason, f.now); err != nil {
 		return err
 	}
