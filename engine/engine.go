@@ -39,6 +39,7 @@ type REDCap interface {
 	Project(ctx context.Context) (redcap.Project, error)
 	Metadata(ctx context.Context) (*dict.Dictionary, error)
 	Events(ctx context.Context) ([]redcap.Event, error)
+	FormEvents(ctx context.Context) ([]redcap.FormEvent, error)
 	ImportRecords(ctx context.Context, rows []redcap.Row) (redcap.ImportResult, error)
 }
 
@@ -280,7 +281,10 @@ func (e *Engine) progress(p Progress) {
 }
 
 // Prepare reads each project's data dictionary and project information and
-// checks every field and event the rules use against them. A study that
+// checks every field and event the rules use against them, and every field
+// nudge writes (write_back, opt_out, a reply's set): it can be written, can
+// hold what nudge writes, and (longitudinal projects) is on an instrument
+// designated for the event it is written to. A study that
 // fails the check must not send anything: the returned error is a
 // rules.Errors with one FILE:LINE:COL line per problem.
 func (e *Engine) Prepare(ctx context.Context) error {
@@ -312,6 +316,17 @@ func (e *Engine) Prepare(ctx context.Context) error {
 				names[i] = ev.UniqueName
 			}
 			errs = append(errs, e.Study.CheckEvents(p.Name, names)...)
+			fes, err := rc.FormEvents(ctx)
+			if err != nil {
+				return fmt.Errorf("project %s: reading which instruments each event uses: %w", p.Name, err)
+			}
+			if len(fes) > 0 {
+				designated := make(map[string][]string)
+				for _, fe := range fes {
+					designated[fe.Event] = append(designated[fe.Event], fe.Form)
+				}
+				errs = append(errs, e.Study.CheckWriteEvents(p.Name, d, designated)...)
+			}
 		}
 	}
 	errs = append(errs, e.Study.CheckFields(e.Dicts)...)

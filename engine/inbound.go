@@ -126,6 +126,13 @@ func (e *Engine) answer(ctx context.Context, from, body, optOutType string, now 
 
 // optOutWriteBacks builds the REDCap writes an opt-out (or opt-in) causes:
 // the project's opt_out field for every participant with that number.
+//
+// An opt-out writes the opt-out value unless the study team set it already
+// (the record, as last exported, holds it and nudge never wrote the field):
+// nudge then has nothing to record, and nothing a START could revert. An opt-in writes
+// opt_in_value only over an opt-out nudge itself wrote for that participant
+// (the condition is applied in the transaction that stores the text): it
+// never flips a consent field the study team set.
 func (e *Engine) optOutWriteBacks(ctx context.Context, phone string, now time.Time, optIn bool) ([]storage.WriteBack, error) {
 	ps, err := e.Store.ParticipantsByPhone(ctx, phone)
 	if err != nil {
@@ -134,20 +141,63 @@ func (e *Engine) optOutWriteBacks(ctx context.Context, phone string, now time.Ti
 	var out []storage.WriteBack
 	for _, p := range ps {
 		cfg := e.Study.Config.Project(p.Project)
-		if cfg == nil || cfg.OptOut == nil {
+		if cfg == nil || cfg.OptOut == nil || cfg.OptOut.Field == "" {
 			continue
 		}
-		value := cfg.OptOut.Value
-		if optIn {
-			value = cfg.OptOut.OptInValue
-		}
-		if value == "" {
+		field := cfg.OptOut.Field
+		wb := storage.WriteBack{Project: p.Project, Record: p.Record, Event: p.Event, CreatedAt: now}
+		switch {
+		case optIn && cfg.OptOut.OptInValue != "":
+			wb.Fields = map[string]string{field: cfg.OptOut.OptInValue}
+			wb.Origin, wb.IfOrigin = storage.OriginOptIn, storage.OriginOptOut
+		case !optIn && cfg.OptOut.Value != "":
+			set, err := e.setByStudyTeam(ctx, p, field, cfg.OptOut.Value)
+			if err != nil {
+				return nil, err
+			}
+			if set {
+				continue
+			}
+			wb.Fields = map[string]string{field: cfg.OptOut.Value}
+			wb.Origin = storage.OriginOptOut
+		default:
 			continue
 		}
-		out = append(out, storage.WriteBack{Project: p.Project, Record: p.Record, Event: p.Event,
-			Fields: map[string]string{cfg.OptOut.Field: value}, CreatedAt: now})
+		out = append(out, wb)
 	}
 	return out, nil
+}
+
+// setByStudyTeam reports whether a participant's field holds value, as last
+// exported, without nudge ever having written it.
+func (e *Engine) setByStudyTeam(ctx context.Context, p storage.Participant, field, value string) (bool, error) {
+	if v, ok := e.cachedValue(p.Project, p.Record, p.Event, field); !ok || v != value {
+		return false, nil
+	}
+	_, err := e.Store.WriteBackTargetOf(ctx, p.Project, p.Record, p.Event, "", 0, field)
+	if errors.Is(err, storage.ErrNotFound) {
+		return true, nil
+	}
+	return false, err
+}
+
+// cachedValue returns a field of a record's base row in an event (any
+// event when event is ""), as last exported; ok is false when the record
+// or the field was not exported.
+func (e *Engine) cachedValue(project, record, event, field string) (string, bool) {
+	rec, _ := e.cachedRecord(project, record)
+	if rec == nil {
+		return "", false
+	}
+	for _, row := range rec.Rows {
+		if row.Instance != 0 || (event != "" && row.Event != event) {
+			continue
+		}
+		if v, ok := row.Values[field]; ok {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // replyRule finds the first reply rule that matches the text and applies
@@ -186,7 +236,8 @@ func (e *Engine) replyRule(ctx context.Context, from, body string, now time.Time
 			}
 			fx := &storage.InboundEffects{}
 			if len(r.Set) > 0 {
-				fx.WriteBacks = []storage.WriteBack{{Project: p.Project, Record: p.Record, Event: event, Fields: r.Set, CreatedAt: now}}
+				fx.WriteBacks = []storage.WriteBack{{Project: p.Project, Record: p.Record, Event: event, Fields: r.Set,
+					Origin: storage.OriginReply(r.Name), CreatedAt: now}}
 			}
 			return "reply:" + r.Name, e.renderReply(r, p, event, now), fx, nil
 		}

@@ -3,8 +3,10 @@ package rules
 import (
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/nudge-study/nudge/rules/dict"
 	"github.com/nudge-study/nudge/rules/logic"
@@ -51,7 +53,7 @@ func (s *Study) refs(project string) []usedRef {
 			"sent_at": r.WriteBack.SentAt, "error": r.WriteBack.Error} {
 			if field != "" {
 				out = append(out, usedRef{ref: logic.Ref{Field: field}, pos: r.pos["write_back."+key],
-					rule: r.Name, what: "write_back." + key})
+					rule: r.Name, what: "write_back." + key, channel: r.Channel})
 			}
 		}
 	}
@@ -165,6 +167,18 @@ func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 		}
 		forms := d.Forms()
 		for _, r := range s.Rules {
+			if r.Project != p.Name || r.Instrument == "" || !contains(forms, r.Instrument) {
+				continue
+			}
+			for _, wf := range r.writeBackFields() {
+				if f, ok := d.Field(wf.field); ok && f.Type != "descriptive" && f.Form != r.Instrument {
+					add(&Error{Pos: r.pos["write_back."+wf.key], Rule: r.Name, Msg: fmt.Sprintf(
+						"write_back.%s: [%s] is on the instrument %s, but the rule writes to instances of %s: "+
+							"REDCap would refuse it; use a field of %s", wf.key, wf.field, f.Form, r.Instrument, r.Instrument)})
+				}
+			}
+		}
+		for _, r := range s.Rules {
 			if r.Project == p.Name && r.Instrument != "" && !contains(forms, r.Instrument) {
 				add(&Error{Pos: r.pos["instrument"], Rule: r.Name, Msg: fmt.Sprintf(
 					"unknown instrument '%s' in project %s%s: use the instrument's unique name (the data dictionary's Form Name)",
@@ -228,11 +242,85 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 		}
 	}
 	if writes(u.what) {
-		if f.Type == "checkbox" || f.Type == "calc" {
+		switch f.Type {
+		case "checkbox", "calc", "file":
 			return fmt.Sprintf("%s[%s] is a %s field and cannot be written: use a text field", prefix, ref.Field, f.Type)
+		}
+		if msg := checkWriteBackType(f, u.what, u.channel); msg != "" {
+			return prefix + msg
 		}
 	}
 	return ""
+}
+
+// The statuses a rule's write_back.status field must be able to hold, by
+// channel: a dropdown or radio field needs each of them among its codes.
+var writtenStatuses = map[string][]string{
+	ChannelSMS:   {"queued", "sending", "sent", "delivered", "undelivered", "failed"},
+	ChannelEmail: {"accepted", "failed"},
+}
+
+// sentAtValidations are the text validations a write_back.sent_at field
+// may have: nudge writes the time in the form each accepts.
+var sentAtValidations = map[string]bool{"": true,
+	"date_ymd": true, "date_mdy": true, "date_dmy": true,
+	"datetime_ymd": true, "datetime_mdy": true, "datetime_dmy": true,
+	"datetime_seconds_ymd": true, "datetime_seconds_mdy": true, "datetime_seconds_dmy": true,
+}
+
+// checkWriteBackType checks that a write_back field can hold what nudge
+// writes into it: a status word, a Twilio SID, a time, an error code. It
+// returns "" when it can (or what is not a write_back).
+func checkWriteBackType(f dict.Field, what, channel string) string {
+	key, ok := strings.CutPrefix(what, "write_back.")
+	if !ok || f.Type == "notes" {
+		return ""
+	}
+	choice := f.Type == "dropdown" || f.Type == "radio" || f.Type == "yesno" || f.Type == "truefalse" || f.Type == "slider"
+	switch key {
+	case "status":
+		if f.Type == "dropdown" || f.Type == "radio" {
+			var missing []string
+			for _, st := range writtenStatuses[channel] {
+				if _, ok := f.Label(st); !ok {
+					missing = append(missing, st)
+				}
+			}
+			if len(missing) == 0 {
+				return ""
+			}
+			return fmt.Sprintf("[%s] is a %s field without the statuses %s among its codes: REDCap would refuse them; "+
+				"use a text field, or add those codes", f.Name, f.Type, strings.Join(missing, ", "))
+		}
+		if choice || (f.Validation != "" && f.Validation != "alpha_only") {
+			return fmt.Sprintf("[%s] is a %s field and cannot hold a status such as 'delivered': use a text field without validation",
+				f.Name, typeName(f))
+		}
+	case "sid":
+		if choice || f.Validation != "" {
+			return fmt.Sprintf("[%s] is a %s field and cannot hold a message id such as 'SM…': use a text field without validation",
+				f.Name, typeName(f))
+		}
+	case "sent_at":
+		if choice || !sentAtValidations[f.Validation] {
+			return fmt.Sprintf("[%s] is a %s field and cannot hold a time: use a text field validated as "+
+				"datetime_seconds_ymd (or date_ymd, datetime_ymd, or no validation)", f.Name, typeName(f))
+		}
+	case "error":
+		if choice || (f.Validation != "" && f.Validation != "integer" && f.Validation != "number") {
+			return fmt.Sprintf("[%s] is a %s field and cannot hold an error code such as 30003: "+
+				"use a text field validated as integer (or without validation)", f.Name, typeName(f))
+		}
+	}
+	return ""
+}
+
+// typeName describes a field's type for a message, e.g. "text (integer)".
+func typeName(f dict.Field) string {
+	if f.Type == "text" && f.Validation != "" {
+		return "text (" + f.Validation + ")"
+	}
+	return f.Type
 }
 
 // writes reports whether a reference of kind what names a field nudge
@@ -247,7 +335,13 @@ func writes(what string) bool {
 // written or the field is cleared) or the field is unknown or free text.
 func checkChoice(d *dict.Dictionary, field, value, what string) string {
 	f, ok := d.Field(field)
-	if !ok || value == "" || len(f.Choices) == 0 || f.Type == "checkbox" {
+	if !ok || value == "" || f.Type == "checkbox" {
+		return ""
+	}
+	if len(f.Choices) == 0 {
+		if f.Type == "text" && !fitsValidation(f.Validation, value) {
+			return fmt.Sprintf("%s: '%s' is not a valid %s value for [%s]: REDCap would refuse it", what, value, f.Validation, field)
+		}
 		return ""
 	}
 	codes := make([]string, len(f.Choices))
@@ -258,6 +352,131 @@ func checkChoice(d *dict.Dictionary, field, value, what string) string {
 		codes[i] = c.Code
 	}
 	return fmt.Sprintf("%s: '%s' is not a choice of [%s] (its codes are %s): REDCap would refuse it", what, value, field, strings.Join(codes, ", "))
+}
+
+var (
+	reInteger = regexp.MustCompile(`^[-+]?[0-9]+$`)
+	reNumber  = regexp.MustCompile(`^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$`)
+)
+
+// fitsValidation reports whether REDCap's API would take v for a text
+// field with the given validation (dates and times in YMD order, as the API
+// takes them). Validations it does not know are taken as fitting.
+func fitsValidation(validation, v string) bool {
+	layout := ""
+	switch {
+	case validation == "integer":
+		return reInteger.MatchString(v)
+	case validation == "number":
+		return reNumber.MatchString(v)
+	case strings.HasPrefix(validation, "date_"):
+		layout = "2006-01-02"
+	case strings.HasPrefix(validation, "datetime_seconds_"):
+		layout = "2006-01-02 15:04:05"
+	case strings.HasPrefix(validation, "datetime_"):
+		layout = "2006-01-02 15:04"
+	default:
+		return true
+	}
+	_, err := time.Parse(layout, v)
+	return err == nil
+}
+
+// writeBackField is one field a rule's write_back names, with its key.
+type writeBackField struct{ key, field string }
+
+// writeBackFields lists the fields the rule's write_back names, in key order.
+func (r *Rule) writeBackFields() []writeBackField {
+	var out []writeBackField
+	for _, wf := range []writeBackField{{"status", r.WriteBack.Status}, {"sid", r.WriteBack.SID},
+		{"sent_at", r.WriteBack.SentAt}, {"error", r.WriteBack.Error}} {
+		if wf.field != "" {
+			out = append(out, wf)
+		}
+	}
+	return out
+}
+
+// CheckWriteEvents checks, for a longitudinal project, that every field
+// nudge writes is on a form designated for the event it is written to
+// (REDCap refuses the import otherwise): a rule's write_back fields in the
+// rule's event, the project's opt_out field and a reply's set fields in the
+// reply's event or else in the event of each SMS rule's phone field.
+// designated maps each unique event name to its forms (REDCap's
+// formEventMapping); nil (a classic project) checks nothing. Targets whose
+// event is not fixed by the files are not checked.
+func (s *Study) CheckWriteEvents(project string, d *dict.Dictionary, designated map[string][]string) Errors {
+	if designated == nil || d == nil {
+		return nil
+	}
+	var errs Errors
+	seen := map[string]bool{}
+	check := func(pos Pos, rule, what, field, event, hint string) {
+		f, ok := d.Field(field)
+		if !ok || event == "" || contains(designated[event], f.Form) {
+			return
+		}
+		if _, known := designated[event]; !known {
+			return // an unknown event is reported by CheckEvents
+		}
+		e := &Error{Pos: pos, Rule: rule, Msg: fmt.Sprintf("%s: [%s] is on the instrument %s, which is not designated for the event %s%s: "+
+			"REDCap would refuse the write; designate %s for %s in REDCap, or use a field of %s",
+			what, field, f.Form, event, hint, f.Form, event, strings.Join(designated[event], ", "))}
+		if !seen[e.Error()] {
+			seen[e.Error()] = true
+			errs = append(errs, e)
+		}
+	}
+	// The events participants' phone numbers are read from: the opt_out
+	// field and replies without an event are written there.
+	var phoneEvents []string
+	for _, r := range s.Rules {
+		if r.Project != project {
+			continue
+		}
+		for _, wf := range r.writeBackFields() {
+			check(r.pos["write_back."+wf.key], r.Name, "write_back."+wf.key, wf.field, r.Event, "")
+		}
+		if r.Channel != ChannelSMS {
+			continue
+		}
+		ev := r.To.Event
+		if ev == "" {
+			ev = r.Event
+		}
+		if ev != "" && !contains(phoneEvents, ev) {
+			phoneEvents = append(phoneEvents, ev)
+		}
+	}
+	for _, p := range s.Config.Projects {
+		if p.Name != project || p.OptOut == nil {
+			continue
+		}
+		for _, ev := range phoneEvents {
+			check(p.OptOut.pos["field"], "", "opt_out.field", p.OptOut.Field, ev, " (where the participants' phone numbers are)")
+		}
+	}
+	for _, rep := range s.Replies {
+		if rep.Project != project {
+			continue
+		}
+		fields := make([]string, 0, len(rep.Set))
+		for f := range rep.Set {
+			fields = append(fields, f)
+		}
+		sort.Strings(fields)
+		for _, f := range fields {
+			if rep.Event != "" {
+				check(rep.pos["set."+f], "", "set", f, rep.Event, "")
+				continue
+			}
+			for _, ev := range phoneEvents {
+				check(rep.pos["set."+f], "", "set", f, ev, " (where the participants' phone numbers are; give the reply an event)")
+			}
+		}
+	}
+	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
+	return errs
 }
 
 // CheckEvents checks the events the project's rules, replies and

@@ -3,9 +3,9 @@
 //
 // Load reads them strictly — unknown keys, wrong types, duplicate keys and
 // literal secrets are errors — and returns every problem at once as Errors,
-// each with its file:line:col and rule name. CheckFields and CheckEvents
-// then check the rules against a REDCap project's data dictionary and
-// events.
+// each with its file:line:col and rule name. CheckFields, CheckEvents and
+// CheckWriteEvents then check the rules against a REDCap project's data
+// dictionary, events and the instruments designated for each event.
 //
 // Evaluation is pure: GroupRows turns a REDCap export into Records, a Scope
 // answers field references for one row, and Rule.Evaluate decides which

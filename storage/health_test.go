@@ -52,8 +52,8 @@ func queueFixture(t *testing.T, s *Store) {
 	must(s.EnqueueWriteBacks(ctx, []WriteBack{wb("1"), wb("2"), wb("3"), wb("4")}, nil))
 	wbs, err := s.PendingWriteBacks(ctx, "main", t0, 0)
 	must(err)
-	must(s.CompleteWriteBacks(ctx, []int64{wbs[0].ID}, t0))
-	must(s.FailWriteBack(ctx, wbs[1].ID, "no such field"))
+	must(s.CompleteWriteBacks(ctx, []WriteBackRef{wbs[0].Ref()}, t0))
+	must(s.FailWriteBacks(ctx, []WriteBackRef{wbs[1].Ref()}, "no such field", t0))
 
 	var trs []int64
 	for i := range 3 {

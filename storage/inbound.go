@@ -3,7 +3,6 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -130,18 +129,11 @@ func applyEffects(ctx context.Context, tx *sql.Tx, in *Inbound) error {
 		}
 	}
 	for _, w := range fx.WriteBacks {
-		fields, err := json.Marshal(w.Fields)
-		if err != nil {
-			return fmt.Errorf("storage: write-back fields of inbound message %s: %w", in.MessageSID, err)
+		if w.CreatedAt.IsZero() {
+			w.CreatedAt = in.ReceivedAt
 		}
-		created := w.CreatedAt
-		if created.IsZero() {
-			created = in.ReceivedAt
-		}
-		_, err = tx.ExecContext(ctx, sqlInsertWriteBack, w.Project, w.Record, w.Event, w.RepeatInstrument, w.Instance,
-			string(fields), dbTime(created))
-		if err != nil {
-			return fmt.Errorf("storage: queue write-back of inbound message %s: %w", in.MessageSID, err)
+		if err := queueWriteBack(ctx, tx, w); err != nil {
+			return fmt.Errorf("storage: inbound message %s: %w", in.MessageSID, err)
 		}
 	}
 	return nil

@@ -424,7 +424,7 @@ func TestSaveInboundEffects(t *testing.T) {
 			var recs []string
 			for _, w := range wbs {
 				recs = append(recs, w.Record)
-				if !w.CreatedAt.Equal(t0) || w.Event != "baseline_arm_1" || w.Fields["sms_opt_in"] != "0" {
+				if !w.CreatedAt.Equal(t0) || w.Event != "baseline_arm_1" || w.Field != "sms_opt_in" || w.Value != "0" {
 					t.Errorf("write-back %+v: want the inbound's time, event and fields", w)
 				}
 			}

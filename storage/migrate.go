@@ -13,6 +13,7 @@ var migrations = []string{
 	migration1,
 	migration2,
 	migration3,
+	migrationWriteBack,
 }
 
 // SchemaVersion is the schema version this nudge writes.

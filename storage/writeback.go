@@ -3,13 +3,13 @@ package storage
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 )
 
-// WriteBackState is where a write-back stands.
+// WriteBackState is where a write-back target stands.
 type WriteBackState string
 
 // The write-back states.
@@ -17,25 +17,64 @@ const (
 	WriteBackPending WriteBackState = "pending" // to be imported into REDCap
 	WriteBackDone    WriteBackState = "done"    // REDCap accepted it
 	WriteBackFailed  WriteBackState = "failed"  // REDCap rejected it for good; kept for the report
+	WriteBackDropped WriteBackState = "dropped" // its record no longer exists in REDCap; kept for the report
 )
 
-// WriteBack is one row to import into REDCap: some fields of one record
-// (and event and repeat instance).
+// Origins of a write-back value, as stored in WriteBack.Origin; a reply
+// rule's writes are OriginReply(name).
+const (
+	OriginStatus = "status"  // a message's outcome (a rule's write_back)
+	OriginOptOut = "opt-out" // the project's opt_out value, written on a STOP
+	OriginOptIn  = "opt-in"  // the project's opt_in_value, written on a START
+)
+
+// OriginReply is the Origin of the fields the reply rule called name sets.
+func OriginReply(name string) string { return "reply:" + name }
+
+// WriteBack asks for some fields of one REDCap row (a record, event and
+// repeat instance) to be set. The store keeps one target per field: a newer
+// value for a target replaces an older one that is still waiting, so REDCap
+// only ever receives each target's newest value.
 type WriteBack struct {
-	ID                     int64
 	Project, Record, Event string
 	RepeatInstrument       string
 	Instance               int               // 0 = not a repeat instance
 	Fields                 map[string]string // REDCap field name → value
-	State                  WriteBackState
-	Attempts               int       // imports tried so far
-	LastError              string    // REDCap's last answer when it refused
-	NotBefore              time.Time // retry time; zero = now
-	CreatedAt, DoneAt      time.Time // DoneAt: when REDCap accepted it
+	Origin                 string            // who asks: OriginStatus, OriginOptOut, …
+	// IfOrigin, when set, makes the write-back conditional: each field is
+	// written only if its target's current value was queued with this
+	// origin (e.g. START reverts only an opt-out nudge wrote); otherwise
+	// the field is left alone.
+	IfOrigin  string
+	CreatedAt time.Time // when the value was decided; an older value never replaces a newer one
 }
 
-const writeBackColumns = `id, project, record, event, repeat_instrument, instance, fields, state,
-	attempts, last_error, not_before, created_at, done_at`
+// WriteBackTarget is one REDCap value nudge keeps up to date: a field of
+// one record, event and repeat instance, with the newest value queued for it.
+type WriteBackTarget struct {
+	ID                     int64
+	Project, Record, Event string
+	RepeatInstrument       string
+	Instance               int
+	Field, Value, Origin   string
+	Seq                    int64 // raised each time a new value is queued
+	State                  WriteBackState
+	Attempts               int       // imports of the current value tried so far
+	Refusals               int       // of those, refused by REDCap for this row alone
+	LastError              string    // why REDCap did not take it, when it did not
+	NotBefore              time.Time // retry time; zero = now
+	CreatedAt, DoneAt      time.Time // CreatedAt: when the current value was queued
+}
+
+// Ref names the target's current value for a state change.
+func (t WriteBackTarget) Ref() WriteBackRef { return WriteBackRef{ID: t.ID, Seq: t.Seq} }
+
+// WriteBackRef names one value of one target: a state change made with it
+// does nothing once a newer value has been queued for the target.
+type WriteBackRef struct{ ID, Seq int64 }
+
+const writeBackColumns = `id, project, record, event, repeat_instrument, instance, field, value, origin, seq,
+	state, attempts, refusals, last_error, not_before, created_at, done_at`
 
 const (
 	sqlUnreported = `
@@ -43,31 +82,57 @@ SELECT ` + messageColumns + ` FROM messages WHERE status <> reported_status ORDE
 
 	sqlSetReported = `UPDATE messages SET reported_status = ? WHERE id = ?`
 
-	sqlInsertWriteBack = `
-INSERT INTO writebacks (project, record, event, repeat_instrument, instance, fields, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?)`
+	// sqlUpsertWriteBack queues a value for a target. A value decided
+	// before the one the target holds is ignored.
+	sqlUpsertWriteBack = `
+INSERT INTO writebacks (project, record, event, repeat_instrument, instance, field, value, origin, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (project, record, event, repeat_instrument, instance, field) DO UPDATE SET
+	value = excluded.value, origin = excluded.origin, seq = writebacks.seq + 1, state = 'pending',
+	attempts = 0, refusals = 0, last_error = '', not_before = NULL, created_at = excluded.created_at,
+	done_at = NULL
+WHERE excluded.created_at >= writebacks.created_at`
+
+	// sqlReplaceWriteBack queues a value only over one of the given origin.
+	sqlReplaceWriteBack = `
+UPDATE writebacks SET value = ?, origin = ?, seq = seq + 1, state = 'pending', attempts = 0,
+	refusals = 0, last_error = '', not_before = NULL, created_at = ?, done_at = NULL
+WHERE project = ? AND record = ? AND event = ? AND repeat_instrument = ? AND instance = ? AND field = ?
+  AND origin = ? AND created_at <= ?`
+
+	sqlWriteBackTarget = `
+SELECT ` + writeBackColumns + ` FROM writebacks
+WHERE project = ? AND record = ? AND event = ? AND repeat_instrument = ? AND instance = ? AND field = ?`
 
 	sqlPendingWriteBacks = `
 SELECT ` + writeBackColumns + ` FROM writebacks
 WHERE project = ? AND state = 'pending' AND (not_before IS NULL OR not_before <= ?)
-ORDER BY id LIMIT ?`
+ORDER BY created_at, id LIMIT ?`
 
-	sqlFailedWriteBacks = `
-SELECT ` + writeBackColumns + ` FROM writebacks WHERE project = ? AND state = 'failed' ORDER BY id`
+	sqlWriteBacksByState = `
+SELECT ` + writeBackColumns + ` FROM writebacks WHERE project = ? AND state = ? ORDER BY created_at, id`
 
+	// The state changes below name the value they concern (id and seq):
+	// a value superseded meanwhile is pending again and is left alone.
 	sqlCompleteWriteBack = `
 UPDATE writebacks SET state = 'done', attempts = attempts + 1, last_error = '', done_at = ?
-WHERE id = ? AND state = 'pending'`
+WHERE id = ? AND seq = ? AND state = 'pending'`
 
 	sqlRetryWriteBack = `
 UPDATE writebacks SET attempts = attempts + 1, last_error = ?, not_before = ?
-WHERE id = ? AND state = 'pending'`
+WHERE id = ? AND seq = ? AND state = 'pending'`
+
+	sqlRefuseWriteBack = `
+UPDATE writebacks SET attempts = attempts + 1, refusals = refusals + 1, last_error = ?, not_before = ?
+WHERE id = ? AND seq = ? AND state = 'pending'`
 
 	sqlFailWriteBack = `
-UPDATE writebacks SET state = 'failed', attempts = attempts + 1, last_error = ?
-WHERE id = ? AND state = 'pending'`
+UPDATE writebacks SET state = 'failed', attempts = attempts + 1, last_error = ?, done_at = ?
+WHERE id = ? AND seq = ? AND state = 'pending'`
 
-	sqlWriteBackState = `SELECT state FROM writebacks WHERE id = ?`
+	sqlDropWriteBack = `
+UPDATE writebacks SET state = 'dropped', last_error = ?, done_at = ?
+WHERE id = ? AND seq = ? AND state = 'pending'`
 )
 
 // Unreported returns up to limit (≤ 0: all) messages whose status differs
@@ -83,28 +148,23 @@ func (s *Store) Unreported(ctx context.Context, limit int) ([]Message, error) {
 // rows report), so that a status is queued for REDCap exactly once even if
 // nudge stops between the two. Either everything is stored or nothing is.
 // reported may be nil (e.g. a reply rule's writes). Each item needs
-// Project, Record, CreatedAt and at least one field; ID, State and the
-// bookkeeping fields are ignored. Pass the status read
+// Project, Record, CreatedAt and at least one field. Pass the status read
 // from Unreported, not the latest one: a status that moved on meanwhile is
 // then still unreported and is picked up next time.
+//
+// Each field's value replaces whatever its target held, pending or not,
+// unless the target holds a value decided later (a later CreatedAt); items
+// are applied in order, so of two items for one target the later wins.
 func (s *Store) EnqueueWriteBacks(ctx context.Context, items []WriteBack, reported map[int64]string) error {
-	fields := make([][]byte, len(items))
 	for i, w := range items {
 		if w.Project == "" || w.Record == "" || len(w.Fields) == 0 || w.CreatedAt.IsZero() {
 			return fmt.Errorf("%w: write-back %d: project, record, CreatedAt and at least one field are required", ErrInvalid, i)
 		}
-		b, err := json.Marshal(w.Fields)
-		if err != nil {
-			return fmt.Errorf("storage: write-back %d fields: %w", i, err)
-		}
-		fields[i] = b
 	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		for i, w := range items {
-			_, err := tx.ExecContext(ctx, sqlInsertWriteBack, w.Project, w.Record, w.Event,
-				w.RepeatInstrument, w.Instance, string(fields[i]), dbTime(w.CreatedAt))
-			if err != nil {
-				return fmt.Errorf("storage: queue write-back for record %q: %w", w.Record, err)
+		for _, w := range items {
+			if err := queueWriteBack(ctx, tx, w); err != nil {
+				return err
 			}
 		}
 		for id, status := range reported {
@@ -122,31 +182,51 @@ func (s *Store) EnqueueWriteBacks(ctx context.Context, items []WriteBack, report
 	})
 }
 
-func scanWriteBack(r scanner) (WriteBack, error) {
+// queueWriteBack stores one write-back's fields inside tx, in field order.
+func queueWriteBack(ctx context.Context, tx *sql.Tx, w WriteBack) error {
+	fields := make([]string, 0, len(w.Fields))
+	for f := range w.Fields {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	at := dbTime(w.CreatedAt)
+	for _, f := range fields {
+		var err error
+		if w.IfOrigin != "" {
+			_, err = tx.ExecContext(ctx, sqlReplaceWriteBack, w.Fields[f], w.Origin, at,
+				w.Project, w.Record, w.Event, w.RepeatInstrument, w.Instance, f, w.IfOrigin, at)
+		} else {
+			_, err = tx.ExecContext(ctx, sqlUpsertWriteBack, w.Project, w.Record, w.Event,
+				w.RepeatInstrument, w.Instance, f, w.Fields[f], w.Origin, at)
+		}
+		if err != nil {
+			return fmt.Errorf("storage: queue write-back of field %s for record %q: %w", f, w.Record, err)
+		}
+	}
+	return nil
+}
+
+func scanWriteBack(r scanner) (WriteBackTarget, error) {
 	var (
-		w                        WriteBack
-		fields                   string
+		w                        WriteBackTarget
 		notBefore, created, done sql.NullInt64
 	)
-	err := r.Scan(&w.ID, &w.Project, &w.Record, &w.Event, &w.RepeatInstrument, &w.Instance, &fields,
-		&w.State, &w.Attempts, &w.LastError, &notBefore, &created, &done)
+	err := r.Scan(&w.ID, &w.Project, &w.Record, &w.Event, &w.RepeatInstrument, &w.Instance, &w.Field, &w.Value,
+		&w.Origin, &w.Seq, &w.State, &w.Attempts, &w.Refusals, &w.LastError, &notBefore, &created, &done)
 	if err != nil {
-		return WriteBack{}, err
-	}
-	if err := json.Unmarshal([]byte(fields), &w.Fields); err != nil {
-		return WriteBack{}, fmt.Errorf("storage: write-back %d has unreadable fields: %w", w.ID, err)
+		return WriteBackTarget{}, err
 	}
 	w.NotBefore, w.CreatedAt, w.DoneAt = goTime(notBefore), goTime(created), goTime(done)
 	return w, nil
 }
 
-func (s *Store) queryWriteBacks(ctx context.Context, q string, args ...any) ([]WriteBack, error) {
+func (s *Store) queryWriteBacks(ctx context.Context, q string, args ...any) ([]WriteBackTarget, error) {
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []WriteBack
+	var out []WriteBackTarget
 	for rows.Next() {
 		w, err := scanWriteBack(rows)
 		if err != nil {
@@ -157,64 +237,87 @@ func (s *Store) queryWriteBacks(ctx context.Context, q string, args ...any) ([]W
 	return out, rows.Err()
 }
 
-// PendingWriteBacks returns up to limit (≤ 0: all) pending write-backs of a
-// project that are due at now, oldest first.
-func (s *Store) PendingWriteBacks(ctx context.Context, project string, now time.Time, limit int) ([]WriteBack, error) {
+// PendingWriteBacks returns up to limit (≤ 0: all) pending write-back
+// targets of a project that are due at now, oldest value first.
+func (s *Store) PendingWriteBacks(ctx context.Context, project string, now time.Time, limit int) ([]WriteBackTarget, error) {
 	return s.queryWriteBacks(ctx, sqlPendingWriteBacks, project, now.UnixNano(), limitArg(limit))
 }
 
-// FailedWriteBacks returns a project's write-backs that REDCap rejected for
-// good, oldest first, for the report.
-func (s *Store) FailedWriteBacks(ctx context.Context, project string) ([]WriteBack, error) {
-	return s.queryWriteBacks(ctx, sqlFailedWriteBacks, project)
+// FailedWriteBacks returns a project's write-back targets that REDCap
+// rejected for good, oldest first, for the report.
+func (s *Store) FailedWriteBacks(ctx context.Context, project string) ([]WriteBackTarget, error) {
+	return s.WriteBacksIn(ctx, project, WriteBackFailed)
 }
 
-// CompleteWriteBacks marks pending write-backs as accepted by REDCap, in one
-// transaction. IDs that are not pending (already completed by an earlier,
-// interrupted pass) are left alone.
-func (s *Store) CompleteWriteBacks(ctx context.Context, ids []int64, at time.Time) error {
+// WriteBacksIn returns a project's write-back targets in one state, oldest
+// first.
+func (s *Store) WriteBacksIn(ctx context.Context, project string, state WriteBackState) ([]WriteBackTarget, error) {
+	return s.queryWriteBacks(ctx, sqlWriteBacksByState, project, state)
+}
+
+// WriteBackTargetOf returns the target of one field of one REDCap row, or
+// ErrNotFound when nudge never queued a value for it.
+func (s *Store) WriteBackTargetOf(ctx context.Context, project, record, event, repeatInstrument string, instance int, field string) (WriteBackTarget, error) {
+	t, err := scanWriteBack(s.db.QueryRowContext(ctx, sqlWriteBackTarget, project, record, event, repeatInstrument, instance, field))
+	if errors.Is(err, sql.ErrNoRows) {
+		return WriteBackTarget{}, fmt.Errorf("%w: no write-back of field %s for record %q", ErrNotFound, field, record)
+	}
+	return t, err
+}
+
+// CompleteWriteBacks marks values as accepted by REDCap, in one
+// transaction. A ref whose target has had a newer value queued since (the
+// import carried an older value) or that is no longer pending is left
+// alone: the newer value is still to be imported.
+func (s *Store) CompleteWriteBacks(ctx context.Context, refs []WriteBackRef, at time.Time) error {
+	return s.changeWriteBacks(ctx, "complete", sqlCompleteWriteBack, refs, dbTime(at))
+}
+
+// RetryWriteBacks records a failed import attempt of pending values and
+// makes them due again at retryAt. Superseded refs are left alone.
+func (s *Store) RetryWriteBacks(ctx context.Context, refs []WriteBackRef, reason string, retryAt time.Time) error {
+	return s.changeWriteBacks(ctx, "retry", sqlRetryWriteBack, refs, reason, dbTime(retryAt))
+}
+
+// RefuseWriteBacks records that REDCap refused pending values (their row
+// on its own, e.g. a locked record) and makes them due again at retryAt.
+// Superseded refs are left alone.
+func (s *Store) RefuseWriteBacks(ctx context.Context, refs []WriteBackRef, reason string, retryAt time.Time) error {
+	return s.changeWriteBacks(ctx, "refuse", sqlRefuseWriteBack, refs, reason, dbTime(retryAt))
+}
+
+// FailWriteBacks records that REDCap rejected pending values for good (e.g.
+// a locked record, a value its field does not accept). They stay in the
+// store with the reason, for the report. Superseded refs are left alone.
+func (s *Store) FailWriteBacks(ctx context.Context, refs []WriteBackRef, reason string, at time.Time) error {
+	return s.changeWriteBacks(ctx, "fail", sqlFailWriteBack, refs, reason, dbTime(at))
+}
+
+// DropWriteBacks records that pending values were not imported because
+// their record no longer exists in REDCap (an import would create it
+// again). They stay in the store with the reason, for the report.
+// Superseded refs are left alone.
+func (s *Store) DropWriteBacks(ctx context.Context, refs []WriteBackRef, reason string, at time.Time) error {
+	return s.changeWriteBacks(ctx, "drop", sqlDropWriteBack, refs, reason, dbTime(at))
+}
+
+// changeWriteBacks runs one guarded state change per ref in a transaction;
+// args come before the ref's id and seq.
+func (s *Store) changeWriteBacks(ctx context.Context, what, q string, refs []WriteBackRef, args ...any) error {
+	if len(refs) == 0 {
+		return nil
+	}
 	return s.inTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, sqlCompleteWriteBack)
+		stmt, err := tx.PrepareContext(ctx, q)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
-		for _, id := range ids {
-			if _, err := stmt.ExecContext(ctx, dbTime(at), id); err != nil {
-				return fmt.Errorf("storage: complete write-back %d: %w", id, err)
+		for _, r := range refs {
+			if _, err := stmt.ExecContext(ctx, append(args[:len(args):len(args)], r.ID, r.Seq)...); err != nil {
+				return fmt.Errorf("storage: %s write-back %d: %w", what, r.ID, err)
 			}
 		}
 		return nil
 	})
-}
-
-// RetryWriteBack records a failed import attempt of a pending write-back and
-// makes it due again at retryAt.
-func (s *Store) RetryWriteBack(ctx context.Context, id int64, reason string, retryAt time.Time) error {
-	return s.updateWriteBack(ctx, id, "retry", sqlRetryWriteBack, reason, dbTime(retryAt), id)
-}
-
-// FailWriteBack records that REDCap rejected a pending write-back for good
-// (e.g. a field does not exist). It stays in the store for the report.
-func (s *Store) FailWriteBack(ctx context.Context, id int64, reason string) error {
-	return s.updateWriteBack(ctx, id, "fail", sqlFailWriteBack, reason, id)
-}
-
-func (s *Store) updateWriteBack(ctx context.Context, id int64, what, q string, args ...any) error {
-	res, err := s.db.ExecContext(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("storage: %s write-back %d: %w", what, id, err)
-	}
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
-	}
-	var state WriteBackState
-	err = s.db.QueryRowContext(ctx, sqlWriteBackState, id).Scan(&state)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: write-back %d", ErrNotFound, id)
-	}
-	if err != nil {
-		return err
-	}
-	return fmt.Errorf("%w: cannot %s write-back %d: it is %s", ErrWrongState, what, id, state)
 }

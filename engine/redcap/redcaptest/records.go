@@ -51,6 +51,7 @@ type state struct {
 	missing    map[string]bool
 	identifier map[string]bool // fields marked as identifiers
 	colIdx     map[string]int
+	locked     map[string]bool // records no import may touch
 }
 
 func newState(p *Project) *state {
@@ -67,6 +68,7 @@ func newState(p *Project) *state {
 		missing:    map[string]bool{},
 		identifier: map[string]bool{},
 		colIdx:     map[string]int{},
+		locked:     map[string]bool{},
 	}
 	for i, c := range p.Dict.ExportColumns() {
 		st.colIdx[c.Name] = i
@@ -499,6 +501,12 @@ func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
 		return nil, &importError{"The following values of redcap_event_name are invalid: " + strings.Join(badEvents, ", ")}
 	}
 
+	for _, r := range rows {
+		if st.locked[r[st.idField]] {
+			return nil, &importError{msgLocked}
+		}
+	}
+
 	var lines []string
 	bad := func(record, field, value, msg string) {
 		lines = append(lines, csvLine(record, field, value, msg))
@@ -531,10 +539,16 @@ func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
 			}
 			c, _ := st.d.Column(col)
 			if !st.applies(k, c.Form) {
+				if st.p.PlainRefusals && k.instrument == "" && !st.repForms[k.event][c.Form] {
+					return nil, &importError{fmt.Sprintf(msgNotDesignated, c.Field, st.eventLabel(k.event))}
+				}
 				bad(id, col, v, st.whyNotHere(k, c.Form))
 				continue
 			}
 			if msg := st.checkValue(c, v); msg != "" {
+				if f, _ := st.d.Field(c.Field); st.p.PlainRefusals && f.Type == "text" && f.Validation != "" {
+					return nil, &importError{msgNotValidated}
+				}
 				bad(id, col, v, msg)
 			}
 		}
@@ -543,6 +557,24 @@ func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
 		return nil, &importError{strings.Join(lines, "\n")}
 	}
 	return keys, nil
+}
+
+// REDCap's plain-text import refusals, which name no record (see Project.PlainRefusals and
+// Server.LockRecord). msgLocked is the simulator's own wording: REDCap's varies by version.
+const (
+	msgNotValidated  = "The value you provided could not be validated because it does not follow the expected format. Please try again."
+	msgNotDesignated = "This field ('%s') exists on an instrument that is not designated for the event named '%s'. You are not allowed to import data for this field into this event."
+	msgLocked        = "The data cannot be imported because a record, event or form it would change is locked. Unlock it in REDCap first."
+)
+
+// eventLabel is an event's name as REDCap shows it (its label), or the unique name when unknown.
+func (st *state) eventLabel(unique string) string {
+	for _, e := range st.p.Events {
+		if e.UniqueName == unique {
+			return e.Name
+		}
+	}
+	return unique
 }
 
 func (st *state) colOrder(col string) int {

@@ -44,6 +44,10 @@ type Project struct {
 	// Users holds further API tokens of the project, each with its user's data export rights;
 	// Token itself has full rights.
 	Users map[string]Rights
+	// PlainRefusals makes the import refuse a bad value of a validated text field, and a
+	// value on a form that is not designated for the row's event, with REDCap's plain-text
+	// wordings, which name no record (as some REDCap versions answer), instead of CSV lines.
+	PlainRefusals bool
 }
 
 // Longitudinal reports whether the project has events.
@@ -59,13 +63,14 @@ type Call struct {
 }
 
 // Fault makes the server misbehave for the next Times requests (0 counts as 1) whose content
-// is Content ("" for any): wait Delay first (or until the client gives up), then answer with
-// Status (0: answer normally) and, when HTML is set, an HTML page instead of JSON. Error, when
-// set, is the message of a {"error": …} answer (HTTP Status, or 200 when Status is 0), and
-// RetryAfter the value of a Retry-After header on the answer (as REDCap's rate limit sends
-// with HTTP 429).
+// is Content ("" for any) and whose action is Action ("" for any; "import" for imports only):
+// wait Delay first (or until the client gives up), then answer with Status (0: answer
+// normally) and, when HTML is set, an HTML page instead of JSON. Error, when set, is the
+// message of a {"error": …} answer (HTTP Status, or 200 when Status is 0), and RetryAfter the
+// value of a Retry-After header on the answer (as REDCap's rate limit sends with HTTP 429).
 type Fault struct {
 	Content    string
+	Action     string
 	Status     int
 	Delay      time.Duration
 	HTML       bool
@@ -197,6 +202,20 @@ func (s *Server) Delete(token, record string) bool {
 	return had
 }
 
+// LockRecord locks a record of a project (or unlocks it): REDCap then refuses every import
+// that touches it, with a text that names no record.
+func (s *Server) LockRecord(token, record string, locked bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.projects[token]; ok {
+		if locked {
+			u.st.locked[record] = true
+		} else {
+			delete(u.st.locked, record)
+		}
+	}
+}
+
 // Export returns every record of a project as an unfiltered export would, in export order.
 func (s *Server) Export(token string) []map[string]string {
 	s.mu.Lock()
@@ -240,10 +259,10 @@ func (s *Server) Fault(f Fault) {
 }
 
 // takeFault returns the first queued fault matching content and uses up one of its times.
-func (s *Server) takeFault(content string) (Fault, bool) {
+func (s *Server) takeFault(content, action string) (Fault, bool) {
 	for i := range s.faults {
 		f := &s.faults[i]
-		if f.Content != "" && f.Content != content {
+		if (f.Content != "" && f.Content != content) || (f.Action != "" && f.Action != action) {
 			continue
 		}
 		got := *f
@@ -294,7 +313,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	content, action := params.Get("content"), params.Get("action")
 
 	s.mu.Lock()
-	f, faulty := s.takeFault(content)
+	f, faulty := s.takeFault(content, action)
 	s.mu.Unlock()
 	if faulty && f.Delay > 0 {
 		t := time.NewTimer(f.Delay)

@@ -468,3 +468,60 @@ func TestExportRights(t *testing.T) {
 		t.Error("MarkIdentifiers took an unknown field")
 	}
 }
+
+// Refusals that name no record: a locked record, and (with PlainRefusals) a bad value of a
+// validated field and a field on a form not designated for the event, in REDCap's wordings.
+func TestPlainRefusalsAndLocks(t *testing.T) {
+	plain := func(p *Project) *Project { p.PlainRefusals = true; return p }
+	tests := []struct {
+		name   string
+		token  string
+		locked string
+		rows   []map[string]string
+		want   string
+	}{
+		{"validated field", classicToken, "", []map[string]string{{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "1", "bp_sys": "12.5"}},
+			"The value you provided could not be validated because it does not follow the expected format. Please try again."},
+		{"form not designated for the event", longToken, "", []map[string]string{{"record_id": "1", "redcap_event_name": "visit_arm_1", "mobile": "1"}},
+			"This field ('mobile') exists on an instrument that is not designated for the event named 'Visit'. You are not allowed to import data for this field into this event."},
+		{"category errors keep their lines", classicToken, "", []map[string]string{{"record_id": "1", "visit_ok": "7"}},
+			`"1","visit_ok","7","The value is not a valid category for visit_ok"`},
+		{"locked record", classicToken, "2", []map[string]string{{"record_id": "1", "mobile": "1"}, {"record_id": "2", "mobile": "2"}}, msgLocked},
+		{"another record is not locked", classicToken, "9", []map[string]string{{"record_id": "1", "mobile": "1"}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := New(plain(classic(t)), plain(longitudinal(t)))
+			if tt.locked != "" {
+				s.LockRecord(tt.token, tt.locked, true)
+			}
+			status, body := post(t, s, importForm(tt.token, tt.rows))
+			if tt.want == "" {
+				if status != 200 {
+					t.Fatalf("refused: %d %s", status, body)
+				}
+				return
+			}
+			var e struct{ Error string }
+			json.Unmarshal([]byte(body), &e)
+			if status != 400 || e.Error != tt.want {
+				t.Fatalf("got %d %q\nwant 400 %q", status, e.Error, tt.want)
+			}
+			if got := s.Export(tt.token); len(got) != 0 {
+				t.Errorf("a refused import stored rows: %v", got)
+			}
+		})
+	}
+
+	// Unlocked again, the import goes in; a deleted record is gone from exports.
+	s := New(classic(t))
+	s.LockRecord(classicToken, "1", true)
+	s.LockRecord(classicToken, "1", false)
+	if status, body := post(t, s, importForm(classicToken, []map[string]string{{"record_id": "1", "mobile": "1"}})); status != 200 {
+		t.Fatalf("after unlocking: %d %s", status, body)
+	}
+	s.Delete(classicToken, "1")
+	if got := s.Export(classicToken); len(got) != 0 {
+		t.Errorf("after DeleteRecord: %v", got)
+	}
+}
