@@ -356,9 +356,13 @@ func (e *Engine) smsFailed(ctx context.Context, m storage.Message, c storage.Con
 	var st DispatchStats
 	switch pol.Action {
 	case sms.Settle:
-		log.WithError(se).Warn("Twilio did not answer the create; the message is looked up before anything is sent again")
+		// Twilio may be in trouble: the sender backs off as after a 429,
+		// so an outage does not leave the whole queue unsettled.
+		wait := e.senderBackoff(m.From, se.RetryAfter)
+		log.WithError(se).WithField("retry_in", wait.Round(time.Second).String()).Warn("Twilio did not answer the create; the message is looked up before anything is sent again, and the sender backs off")
 		st.Unsettled = 1
-		return st, false, e.Store.MarkAmbiguous(ctx, m.ID, "no answer from Twilio: "+se.Message, start)
+		st.problem(fmt.Sprintf("Twilio did not answer creates from %s: %s", redact(m.From), se.Message))
+		return st, true, e.Store.MarkAmbiguous(ctx, m.ID, "no answer from Twilio: "+se.Message, start)
 	case sms.Backoff:
 		wait := e.senderBackoff(m.From, se.RetryAfter)
 		st.problem(fmt.Sprintf("Twilio could not take messages from %s: %s", redact(m.From), se.Message))

@@ -180,7 +180,6 @@ func TestUnansweredCreateIsLookedUpNotResent(t *testing.T) {
 		t.Fatalf("unsettled %d, want 1 (%+v)", st.Unsettled, st)
 	}
 	f.settle(t)
-	st.Sent++ // found by the lookup
 	ms := f.messages(t, "diary-reminder")
 	for _, m := range ms {
 		if m.State == storage.StatePlanned || m.State == storage.StateSending || m.State == storage.StateRetry {
@@ -188,8 +187,8 @@ func TestUnansweredCreateIsLookedUpNotResent(t *testing.T) {
 		}
 	}
 	f.assertNoDuplicates(t)
-	if attempts := len(f.env.Twilio.Attempts()); attempts != st.Sent+st.Failed {
-		t.Errorf("create requests %d, want one per message (%d sent, %d failed)", attempts, st.Sent, st.Failed)
+	if attempts := len(f.env.Twilio.Attempts()); attempts != len(ms) {
+		t.Errorf("create requests %d, want one per message (%d)", attempts, len(ms))
 	}
 }
 

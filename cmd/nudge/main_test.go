@@ -281,3 +281,42 @@ func curlRequest(t *testing.T, cmd string) *http.Request {
 	req.Header.Set(hk, hv)
 	return req
 }
+
+// TestSafetyPauseAndExitHeld: `nudge pause` holds every send, `nudge run`
+// then sends nothing, names the cause and exits 4 (sending held back, the
+// queue kept), and `nudge resume` lifts the pause.
+func TestSafetyPauseAndExitHeld(t *testing.T) {
+	env, err := demo.Start(demo.Options{Dir: demoDir, Clock: sms.NewFakeClock(demo.StudyTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	dir := copyStudy(t, map[string][][2]string{
+		"nudge.yaml": {
+			{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_A", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_A"},
+			{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_B", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_B"},
+			{"  rate_per_second: 0.95", "  rate_per_second: 0.95\n  api_base_url: " + env.TwilioURL},
+		},
+	})
+	cfg := filepath.Join(dir, "nudge.yaml")
+	t.Setenv("NUDGE_DEMO_SMTP_USER", "study")
+	t.Setenv("NUDGE_DEMO_SMTP_PASSWORD", "unused")
+	out, errOut, code := nudge(t, "pause", "--config", cfg, "--reason", "IRB amendment")
+	if code != 0 || !strings.Contains(out, "paused: everything") || !strings.Contains(out, "IRB amendment") {
+		t.Fatalf("pause: exit %d\n%s%s", code, out, errOut)
+	}
+	if _, _, code := nudge(t, "pause", "--config", cfg, "--rule", "no-such-rule"); code != 1 {
+		t.Errorf("pause of an unknown rule: exit %d, want 1", code)
+	}
+	out, errOut, code = nudge(t, "run", "--config", cfg, "--log-level", "error")
+	if code != 4 || !strings.Contains(out, "held back: all sending is paused: IRB amendment") {
+		t.Errorf("run while paused: exit %d, want 4 with the cause\n%s%s", code, out, errOut)
+	}
+	if n := len(env.Twilio.Attempts()); n != 0 {
+		t.Errorf("%d creates while paused", n)
+	}
+	out, errOut, code = nudge(t, "resume", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "sending is not paused") {
+		t.Errorf("resume: exit %d\n%s%s", code, out, errOut)
+	}
+}
