@@ -661,15 +661,8 @@ func (e *Engine) settleSending(ctx context.Context) (DispatchStats, error) {
 	}
 	now := e.now()
 	for _, m := range rows {
-		if m.AmbiguousAt.IsZero() {
-			if now.Sub(m.UpdatedAt) < staleSending {
-				continue // a worker may still be on it
-			}
-			// Left by a crash: unanswered since its claim.
-			m.AmbiguousAt = m.UpdatedAt
-			if err := e.Store.MarkAmbiguous(ctx, m.ID, "left sending by an interrupted process", m.AmbiguousAt); err != nil {
-				return total, err
-			}
+		if m.AmbiguousAt.IsZero() && now.Sub(m.UpdatedAt) < staleSending {
+			continue // a worker may still be on it
 		}
 		if m.Channel == storage.ChannelEmail {
 			if err := e.Store.MarkReview(ctx, m.ID, 0, "interrupted while handing it to the SMTP server: check the mail server's log before sending it again", now); err != nil {
@@ -680,6 +673,13 @@ func (e *Engine) settleSending(ctx context.Context) (DispatchStats, error) {
 		}
 		if e.SMS == nil {
 			continue
+		}
+		if m.AmbiguousAt.IsZero() {
+			// Left by a crash: unanswered since its claim.
+			m.AmbiguousAt = m.UpdatedAt
+			if err := e.Store.MarkAmbiguous(ctx, m.ID, "left sending by an interrupted process", m.AmbiguousAt); err != nil {
+				return total, err
+			}
 		}
 		st, err := e.settleOne(ctx, m, now)
 		total.add(st)

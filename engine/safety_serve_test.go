@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -86,23 +85,8 @@ func TestSafetyServeWithREDCapDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- e.Serve(ctx, l, engine.ServeOptions{AuthToken: demo.AuthToken, TriggerSecret: triggerSecret,
-			RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Serve did not stop")
-		}
-	})
+	runServe(t, f.ctx, e, l, engine.ServeOptions{AuthToken: demo.AuthToken, TriggerSecret: triggerSecret,
+		RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond})
 	s := &served{fixture: f, base: "http://" + l.Addr().String()}
 	s.e = e
 	s.eventually(t, "the server answers /healthz while REDCap is down", func() bool {

@@ -597,3 +597,37 @@ func TestSafetyPacingSurvivesRestart(t *testing.T) {
 		t.Errorf("the first text after the restart went %.3f s after the last one, want ≥ %.3f s", gap, 1/0.95)
 	}
 }
+
+// TestSafetySenderProblemPausesThatSender: Twilio says a sending number
+// cannot send (21606). That number pauses with the cause named and its
+// messages stay queued without an attempt counted; the other project's
+// number goes on sending.
+func TestSafetySenderProblemPausesThatSender(t *testing.T) {
+	f := newFixture(t)
+	f.env.Twilio.SetOutcome("+14155550100", twiliotest.Outcome{CreateError: 21606}) // record 1's number
+	f.enqueue(t, "welcome-sms", "diary-reminder")
+	st, err := f.e.Dispatch(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	paused, _ := f.e.Store.PausedSenders(f.ctx)
+	if len(paused) != 1 || paused[0].Sender != "+14155550100" || paused[0].Code != 21606 {
+		t.Fatalf("paused senders %+v, want the site A number for 21606", paused)
+	}
+	if len(st.Problems) == 0 || !strings.Contains(st.Problems[0], "21606") {
+		t.Errorf("problems %q do not name the cause", st.Problems)
+	}
+	for _, m := range f.messages(t, "welcome-sms") {
+		if m.State == storage.StateFailed || m.SID != "" && m.To == "+14155550100" {
+			t.Errorf("record %s: %s; a sender problem must not settle the message", m.Record, m.State)
+		}
+		if m.State.Queued() && m.Attempts > 0 {
+			t.Errorf("record %s: %d attempts counted for the sender's problem", m.Record, m.Attempts)
+		}
+	}
+	for _, m := range f.messages(t, "diary-reminder") {
+		if m.State.Queued() {
+			t.Errorf("site B record %s still queued: the other sender must not be held", m.Record)
+		}
+	}
+}

@@ -36,6 +36,25 @@ type served struct {
 
 func serve(t testing.TB) *served { return serveWith(t, false) }
 
+// runServe runs e.Serve on l until the test ends, and then checks that it
+// stopped cleanly.
+func runServe(t testing.TB, ctx context.Context, e *engine.Engine, l net.Listener, opt engine.ServeOptions) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- e.Serve(ctx, l, opt) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Serve did not stop within 30 s of its context ending")
+		}
+	})
+}
+
 // serveWith starts the server; with callbacks the Twilio simulator posts
 // status callbacks to it, and public_url is the server's own address.
 func serveWith(t testing.TB, callbacks bool) *served {
@@ -52,22 +71,7 @@ func serveWith(t testing.TB, callbacks bool) *served {
 	f := newFixtureWith(t, opt)
 	f.env.Study.Config.Server.PublicURL = public
 	f.env.Study.Config.Server.RunEvery = 0 // the tests make their own passes
-	ctx, cancel := context.WithCancel(f.ctx)
-	done := make(chan error, 1)
-	go func() {
-		done <- f.e.Serve(ctx, l, engine.ServeOptions{AuthToken: demo.AuthToken, TriggerSecret: triggerSecret})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("Serve did not stop within 30 s of its context ending")
-		}
-	})
+	runServe(t, f.ctx, f.e, l, engine.ServeOptions{AuthToken: demo.AuthToken, TriggerSecret: triggerSecret})
 	s := &served{fixture: f, base: "http://" + l.Addr().String()}
 	s.eventually(t, "the server has caught up with REDCap", func() bool {
 		h, status := s.health()

@@ -65,6 +65,18 @@ func copyStudy(t *testing.T, edits map[string][][2]string) string {
 	return dst
 }
 
+// demoConfig copies the demo study with its REDCap projects pointed at
+// env's simulator (and further edits of nudge.yaml) and returns the
+// config's path.
+func demoConfig(t *testing.T, env *demo.Env, edits ...[2]string) string {
+	t.Helper()
+	dir := copyStudy(t, map[string][][2]string{"nudge.yaml": append([][2]string{
+		{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_A", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_A"},
+		{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_B", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_B"},
+	}, edits...)})
+	return filepath.Join(dir, "nudge.yaml")
+}
+
 func TestVersionAndUsage(t *testing.T) {
 	out, _, code := nudge(t, "version")
 	if code != 0 || !strings.HasPrefix(out, "nudge ") {
@@ -154,13 +166,8 @@ func TestPreviewExplains(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	dir := copyStudy(t, map[string][][2]string{
-		"nudge.yaml": {
-			{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_A", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_A"},
-			{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_B", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_B"},
-		},
-	})
-	out, errOut, code := nudge(t, "preview", "--config", filepath.Join(dir, "nudge.yaml"), "--rule", "welcome-sms",
+	cfg := demoConfig(t, env)
+	out, errOut, code := nudge(t, "preview", "--config", cfg, "--rule", "welcome-sms",
 		"--as-of", "2026-11-23 10:00", "--log-level", "error")
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
@@ -291,14 +298,7 @@ func TestSafetyPauseAndExitHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	dir := copyStudy(t, map[string][][2]string{
-		"nudge.yaml": {
-			{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_A", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_A"},
-			{"    redcap_url: https://redcap.example.edu/api/\n    token_env: NUDGE_DEMO_TOKEN_SITE_B", "    redcap_url: " + env.REDCapURL + "\n    token_env: NUDGE_DEMO_TOKEN_SITE_B"},
-			{"  rate_per_second: 0.95", "  rate_per_second: 0.95\n  api_base_url: " + env.TwilioURL},
-		},
-	})
-	cfg := filepath.Join(dir, "nudge.yaml")
+	cfg := demoConfig(t, env, [2]string{"  rate_per_second: 0.95", "  rate_per_second: 0.95\n  api_base_url: " + env.TwilioURL})
 	t.Setenv("NUDGE_DEMO_SMTP_USER", "study")
 	t.Setenv("NUDGE_DEMO_SMTP_PASSWORD", "unused")
 	out, errOut, code := nudge(t, "pause", "--config", cfg, "--reason", "IRB amendment")
