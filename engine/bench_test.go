@@ -85,4 +85,45 @@ func BenchmarkSelectPlan(b *testing.B) {
 	}
 }
 
+// BenchmarkCheckBeforeSend is the work done for each message right before
+// its send (see prepare): the kill switch and expiry, the participant's
+// current data (here already fresh, as after a pass's export), the rule's
+// condition, the address and the text rendered again.
+func BenchmarkCheckBeforeSend(b *testing.B) {
+	e, snaps := benchEngine(b)
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	e.Clock = fixedClock{now}
+	ctx := context.Background()
+	snap := snaps["main"]
+	snap.At = now
+	e.remember(snap)
+	plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var msgs []storage.Message
+	for _, m := range plan.Messages() {
+		if m.Channel == storage.ChannelSMS && !m.NotBefore.After(now) {
+			msgs = append(msgs, *m)
+		}
+	}
+	fresh := &freshness{e: e}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		m := msgs[i%len(msgs)]
+		i++
+		p, err := e.prepare(ctx, m, nil, fresh)
+		if err != nil || p.done {
+			b.Fatalf("%+v, %v", p.stats, err)
+		}
+	}
+}
+
+// fixedClock is a clock that never moves.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time                             { return c.t }
+func (c fixedClock) Sleep(context.Context, time.Duration) error { return nil }
+
 var _ = os.Getenv

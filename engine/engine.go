@@ -79,7 +79,8 @@ type Engine struct {
 	Progress func(Progress)
 
 	// Owner names this engine in the database's leases (default
-	// host:pid:n); two engines on one database must differ.
+	// host:pid:n and a random part, so that two containers that are both
+	// PID 1 differ); two engines on one database must differ.
 	Owner string
 
 	// Metrics, when set, counts what the engine does for /metrics.
