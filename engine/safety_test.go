@@ -83,7 +83,7 @@ func TestSafetyQueuedMessageFollowsCurrentData(t *testing.T) {
 	}{
 		{"withdrawn and corrected", func(f *fixture) {
 			f.load(t, "site_a", map[string]string{"record_id": withdrawn, "consent_given": "0"},
-				map[string]string{"record_id": corrected, "mobile_phone": newNumber})
+				map[string]string{"record_id": corrected, "mobile_phone": newNumber, "first_name": "Zoë"})
 		}, map[string]string{withdrawn: "canceled", corrected: newNumber}},
 		{"rule disabled", func(f *fixture) { f.e.Study.Rule("welcome-sms").Enabled = false },
 			map[string]string{withdrawn: "canceled", corrected: "canceled"}},
@@ -131,6 +131,9 @@ func TestSafetyQueuedMessageFollowsCurrentData(t *testing.T) {
 				cs := f.createsTo(want)
 				if len(cs) != 1 {
 					t.Fatalf("%d texts to the new number, want 1", len(cs))
+				}
+				if !strings.Contains(cs[0].Body, "Zoë") || cs[0].Body != m.Body {
+					t.Errorf("sent %q (stored %q), want the current text with the corrected name", cs[0].Body, m.Body)
 				}
 				// The window closes at 20:00: 8 hours after noon (less the
 				// seconds the pacer spent on earlier texts).
@@ -629,5 +632,30 @@ func TestSafetySenderProblemPausesThatSender(t *testing.T) {
 		if m.State.Queued() {
 			t.Errorf("site B record %s still queued: the other sender must not be held", m.Record)
 		}
+	}
+}
+
+// TestSafetyHealthzShowsPauses: /healthz says, in words, that the kill
+// switch is set and that a sender is paused, and why.
+func TestSafetyHealthzShowsPauses(t *testing.T) {
+	s := serve(t)
+	now := s.clk.Now()
+	if err := s.e.Store.SetPause(s.ctx, storage.Pause{Scope: storage.PauseRule, Name: "welcome-sms", Reason: "wording under review", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.e.Store.PauseSender(s.ctx, storage.SenderPause{Sender: storage.AccountSender, Reason: "Twilio error 20003: check the token", Code: 20003, At: now, RetryAt: now.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	h, status := s.health()
+	got := strings.Join(h.Problems, "\n")
+	if status != 200 || h.Status != "degraded" || !strings.Contains(got, "rule welcome-sms is paused: wording under review") ||
+		!strings.Contains(got, "the Twilio account is paused: Twilio error 20003") {
+		t.Errorf("healthz %d %s: %q", status, h.Status, h.Problems)
+	}
+	if _, err := s.e.Store.Resume(s.ctx, "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := s.health(); h.Status != "healthy" {
+		t.Errorf("after resume: %s %q", h.Status, h.Problems)
 	}
 }
