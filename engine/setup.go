@@ -32,6 +32,9 @@ type Options struct {
 func New(study *rules.Study, opt Options) (*Engine, error) {
 	cfg := study.Config
 	e := &Engine{Study: study, Log: opt.Log, Clock: opt.Clock, Progress: opt.Progress, REDCap: make(map[string]REDCap)}
+	for _, sim := range cfg.Simulators {
+		e.log().WithField("simulator", sim).Warn("the environment points nudge at a simulator, not the real service")
+	}
 	if e.Clock == nil {
 		e.Clock = sms.RealClock{}
 	}

@@ -18,12 +18,15 @@ import (
 // storage, where rules and templates live, the REDCap projects and the
 // message channels. Paths are resolved to absolute paths.
 type Config struct {
-	Path         string // the config file as given
-	Dir          string // absolute directory of the config file
-	Study        string // display name (optional)
-	Timezone     string // IANA name of the study time zone
-	Location     *time.Location
-	Storage      Storage
+	Path     string // the config file as given
+	Dir      string // absolute directory of the config file
+	Study    string // display name (optional)
+	Timezone string // IANA name of the study time zone
+	Location *time.Location
+	Storage  Storage
+	// Simulators lists the outside services the environment redirected to
+	// nudge's simulators (see EnvSimREDCap), in words; empty in production.
+	Simulators   []string
 	RuleGlobs    []string // as written, relative to Dir
 	TemplatesDir string   // absolute
 	Projects     []Project
@@ -200,6 +203,7 @@ func loadConfig(path string, errs *Errors) *Config {
 	d := &decoder{src: src, errs: errs}
 	c := &Config{Path: path, Dir: absDir, displayDir: filepath.Dir(path)}
 	c.decode(d, root)
+	c.applySimulators(d)
 	return c
 }
 

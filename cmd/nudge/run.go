@@ -34,6 +34,7 @@ Usage:
                                               the kill switch: send nothing (of that rule or project) until resumed
   nudge resume  [--config nudge.yaml] [--rule NAME | --project NAME]
                                               lift the kill switch (no flag: everything, paused senders too)
+  nudge sim     smtp ...                       nudge's simulators as their own processes (nudge sim help)
   nudge demo    [--json] [--db FILE] [--serve ADDR]
                                               the bundled demo study against built-in simulators
   nudge version
@@ -65,6 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdServe(ctx, rest, stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, rest, stdout, stderr)
+	case "sim":
+		return cmdSim(ctx, rest, stdout, stderr)
 	case "pause":
 		return cmdPause(ctx, rest, stdout, stderr)
 	case "resume":

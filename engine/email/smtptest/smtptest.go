@@ -19,6 +19,8 @@ import (
 	"mime/quotedprintable"
 	"net"
 	"net/mail"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -60,6 +62,20 @@ func WithImplicitTLS(cfg *tls.Config) Option {
 	return func(s *Server) { s.tls, s.implicit = cfg, true }
 }
 
+// WithAddr makes the server listen on addr (a loopback host and port, e.g.
+// 127.0.0.1:2525) instead of a free port of 127.0.0.1.
+func WithAddr(addr string) Option {
+	return func(s *Server) { s.addr = addr }
+}
+
+// WithMaildir makes the server also write each message it accepts, before
+// it answers, to a file in dir's new/ folder in maildir style (written in
+// tmp/, then renamed). A message that cannot be written is refused with a
+// temporary error (451).
+func WithMaildir(dir string) Option {
+	return func(s *Server) { s.maildir = dir }
+}
+
 // Server is a running SMTP server on 127.0.0.1. It is safe for concurrent use.
 type Server struct {
 	smtp *smtp.Server
@@ -69,6 +85,9 @@ type Server struct {
 	user, pass string
 	tls        *tls.Config
 	implicit   bool
+	addr       string // "" = a free port of 127.0.0.1
+	maildir    string // "" = memory only
+	seq        int    // messages written to maildir
 
 	mu       sync.Mutex
 	msgs     []Received
@@ -106,16 +125,32 @@ func (f Fault) String() string {
 	return fmt.Sprintf("Fault(%d)", int(f))
 }
 
-// Start listens on a free port of 127.0.0.1 and serves SMTP until Close.
+// Start listens on a free port of 127.0.0.1 (or WithAddr's address, which
+// must be a loopback one) and serves SMTP until Close.
 func Start(opts ...Option) (*Server, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("smtptest: listen on loopback: %w", err)
-	}
-	s := &Server{ln: ln, done: make(chan struct{}), stored: make(chan struct{}), reject: map[string]int{}}
+	s := &Server{done: make(chan struct{}), stored: make(chan struct{}), reject: map[string]int{}}
 	for _, o := range opts {
 		o(s)
 	}
+	addr := s.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	if host, _, err := net.SplitHostPort(addr); err != nil || net.ParseIP(host) == nil || !net.ParseIP(host).IsLoopback() {
+		return nil, fmt.Errorf("smtptest: %q is not a loopback address and port, e.g. 127.0.0.1:2525", addr)
+	}
+	if s.maildir != "" {
+		for _, sub := range []string{"tmp", "new", "cur"} {
+			if err := os.MkdirAll(filepath.Join(s.maildir, sub), 0o700); err != nil {
+				return nil, fmt.Errorf("smtptest: maildir: %w", err)
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("smtptest: listen on loopback: %w", err)
+	}
+	s.ln = ln
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{srv: s, conn: c.Conn()}, nil
 	}))
@@ -230,6 +265,23 @@ func (s *Server) endOfData() (code int, f Fault) {
 	return s.dataCode, s.fault
 }
 
+// write puts a message in the maildir, if there is one: a file written in
+// tmp/ and renamed into new/, so a reader never sees half a message.
+func (s *Server) write(data []byte) error {
+	if s.maildir == "" {
+		return nil
+	}
+	s.mu.Lock()
+	s.seq++
+	name := fmt.Sprintf("%d.%d_%d.nudge-sim", time.Now().Unix(), os.Getpid(), s.seq)
+	s.mu.Unlock()
+	tmp := filepath.Join(s.maildir, "tmp", name)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.maildir, "new", name))
+}
+
 func (s *Server) store(r Received) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -304,6 +356,9 @@ func (ss *session) Data(r io.Reader) error {
 	}
 	rec := Received{From: ss.from, To: ss.to, AuthUser: ss.authUser, Data: data}
 	parse(&rec)
+	if err := ss.srv.write(data); err != nil {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCodeNotSet, Message: "could not store the message: " + err.Error()}
+	}
 	ss.srv.store(rec)
 	switch fault {
 	case FaultDrop:

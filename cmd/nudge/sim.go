@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+const simUsage = `Usage:
+  nudge sim smtp --listen ADDR --maildir DIR   a real SMTP server on loopback; each message to DIR/new
+
+Simulators listen on loopback only. They print the environment to export so
+that nudge check, preview, run and serve use them instead of the real services.
+`
+
+// cmdSim runs one of nudge's simulators as its own process until it is
+// stopped (SIGINT/SIGTERM).
+func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, simUsage)
+		return errUsage
+	}
+	switch args[0] {
+	case "smtp":
+		return cmdSimSMTP(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, simUsage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "nudge sim: unknown simulator %q\n\n%s", args[0], simUsage)
+	return errUsage
+}
