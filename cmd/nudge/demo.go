@@ -9,8 +9,10 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"text/tabwriter"
+	"time"
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/demo"
@@ -23,7 +25,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs, c := newFlags("demo", stderr)
 	asJSON := fs.Bool("json", false, "print the summary as one JSON object")
 	db := fs.String("db", "", "keep the demo's SQLite database in this file (a second run then sends nothing new)")
-	dir := fs.String("dir", "testdata/demo", "the demo study folder")
+	dir := fs.String("dir", "testdata/demo", "the study folder (its nudge.yaml, rule files, templates and redcap/ records)")
+	asOf := fs.String("as-of", "", `the moment the study lives in ("2026-11-23 10:00" in the study time zone, or RFC 3339; default that time for the bundled demo, now for another folder)`)
 	serveAddr := fs.String("serve", "", "also serve the webhooks on this address (e.g. 127.0.0.1:8080) until interrupted")
 	c.logLevel = "error"
 	if err := parse(fs, args); err != nil {
@@ -34,6 +37,22 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	opt := demo.Options{Dir: *dir, DBPath: *db, Log: log}
+	if *asOf != "" || flagSet(fs, "dir") {
+		study, err := rules.Load(filepath.Join(*dir, "nudge.yaml"))
+		var errs rules.Errors
+		if errors.As(err, &errs) {
+			return printProblems(errs, stdout)
+		}
+		if err != nil {
+			return err
+		}
+		opt.AsOf = time.Now()
+		if *asOf != "" {
+			if opt.AsOf, err = parseTime(*asOf, study.Config.Location); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--as-of: %w", err)}
+			}
+		}
+	}
 	if *serveAddr != "" {
 		l, err := net.Listen("tcp", *serveAddr)
 		if err != nil {
@@ -68,7 +87,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func printDemo(w io.Writer, s *demo.Summary) {
-	fmt.Fprintf(w, "nudge demo: the Healthy Steps study, 2 REDCap projects, against the built-in REDCap, Twilio and SMTP simulators\n\n")
+	fmt.Fprintf(w, "nudge demo: the %s study, %d REDCap project(s), against the built-in REDCap, Twilio and SMTP simulators\n\n", s.Study, s.Projects)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RULE\tCHANNEL\tSELECTED\tSENT\tDELIVERED\tUNDELIVERED\tFAILED\tREVIEW\tSKIPPED\tDEFERRED")
 	for _, r := range s.Rules {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"io/fs"
 	"net/http"
@@ -318,5 +319,48 @@ func TestSafetyPauseAndExitHeld(t *testing.T) {
 	out, errOut, code = nudge(t, "resume", "--config", cfg)
 	if code != 0 || !strings.Contains(out, "sending is not paused") {
 		t.Errorf("resume: exit %d\n%s%s", code, out, errOut)
+	}
+}
+
+// `nudge demo --dir` runs a coordinator's own study folder against the
+// simulators: here one without an smtp: section (texts only), named
+// otherwise, at a chosen moment of its life.
+func TestDemoDirOwnStudy(t *testing.T) {
+	dir := copyStudy(t, map[string][][2]string{"nudge.yaml": {
+		{"study: Healthy Steps (demo)", "study: Pilot"},
+		{`smtp:
+  host: smtp.example.edu
+  port: 587
+  username_env: NUDGE_DEMO_SMTP_USER
+  password_env: NUDGE_DEMO_SMTP_PASSWORD
+  from: "Healthy Steps Study <study@example.edu>"
+  tls: mandatory
+`, ""},
+	}})
+	// Site A keeps only its on-save rule: the pass texts site B's diaries.
+	siteA := "project: site_a\nrules:\n" + `  - name: goal-cheer
+    when: "[consent_given] = '1' and [sms_opt_in] = '1' and [steps_goal] >= 12000"
+    channel: sms
+    to: "[mobile_phone]"
+    template: goal-cheer
+    schedule: on_save
+`
+	if err := os.WriteFile(filepath.Join(dir, "rules", "site_a.yaml"), []byte(siteA), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := nudge(t, "demo", "--dir", dir, "--as-of", "2026-11-23 10:00", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	var sum demo.Summary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	sent := 0
+	for _, r := range sum.Rules {
+		sent += r.Sent
+	}
+	if sum.Study != "Pilot" || sum.Emails.Sent != 0 || sent == 0 || sum.Duplicates != 0 {
+		t.Errorf("summary: study %q, %d texts, %d emails, %d duplicates", sum.Study, sent, sum.Emails.Sent, sum.Duplicates)
 	}
 }

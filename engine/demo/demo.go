@@ -53,6 +53,9 @@ type Options struct {
 	// of the real-speed study clock; tests pass an sms.FakeClock so the
 	// whole demo runs without waiting.
 	Clock engine.Clock
+	// AsOf is the moment the study lives in when Clock is nil: the clock
+	// starts there and runs at real speed (default StudyTime).
+	AsOf time.Time
 	// Timeout bounds each call to a simulator (default 10 s).
 	Timeout time.Duration
 	// AuthToken is the Twilio simulator's auth token, which also signs
@@ -68,6 +71,8 @@ type Options struct {
 
 // Summary is what `nudge demo --json` prints.
 type Summary struct {
+	Study       string       `json:"study"`    // the config's study name, or its folder's
+	Projects    int          `json:"projects"` // REDCap projects
 	Rules       []RuleResult `json:"rules"`
 	Emails      EmailResult  `json:"emails"`
 	WrittenBack int          `json:"written_back"`
@@ -179,7 +184,7 @@ func Start(opt Options) (*Env, error) {
 	// Twilio.
 	clock := opt.Clock
 	if clock == nil {
-		clock = newStudyClock()
+		clock = newStudyClock(cmp.Or(opt.AsOf, StudyTime))
 	}
 	env.authToken = cmp.Or(opt.AuthToken, AuthToken)
 	env.Twilio = twiliotest.New(twiliotest.Options{AccountSID: AccountSID, AuthToken: env.authToken, Clock: clock,
@@ -211,14 +216,18 @@ func Start(opt Options) (*Env, error) {
 			return nil, err
 		}
 	}
-	cfg.Twilio.APIBaseURL = twURL
-	if opt.StatusCallback != "" {
-		cfg.Twilio.StatusCallback = opt.StatusCallback
+	if cfg.Twilio != nil { // a study may send email only
+		cfg.Twilio.APIBaseURL = twURL
+		if opt.StatusCallback != "" {
+			cfg.Twilio.StatusCallback = opt.StatusCallback
+		}
+		os.Setenv(cfg.Twilio.AccountSIDEnv, AccountSID)
+		os.Setenv(cfg.Twilio.AuthTokenEnv, env.authToken)
 	}
-	os.Setenv(cfg.Twilio.AccountSIDEnv, AccountSID)
-	os.Setenv(cfg.Twilio.AuthTokenEnv, env.authToken)
-	cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = host, port, "none"
-	cfg.SMTP.UsernameEnv, cfg.SMTP.PasswordEnv = "", ""
+	if cfg.SMTP != nil { // … or texts only
+		cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = host, port, "none"
+		cfg.SMTP.UsernameEnv, cfg.SMTP.PasswordEnv = "", ""
+	}
 
 	db := opt.DBPath
 	if db == "" {
@@ -305,7 +314,8 @@ func (env *Env) Pass(ctx context.Context, settle time.Duration) (*Summary, error
 
 func (env *Env) summarize(ctx context.Context, res *engine.RunResult) (*Summary, error) {
 	e := env.Engine
-	sum := &Summary{}
+	cfg := env.Study.Config
+	sum := &Summary{Study: cmp.Or(cfg.Study, filepath.Base(cfg.Dir)), Projects: len(cfg.Projects)}
 	counts, err := e.Store.Counts(ctx, res.RunID)
 	if err != nil {
 		return nil, err
@@ -492,15 +502,15 @@ func mustZone(name string) *time.Location {
 	return loc
 }
 
-// studyClock runs at real speed from StudyTime.
+// studyClock runs at real speed from a moment of the study's life.
 type studyClock struct {
 	sms.RealClock
-	start time.Time
+	from, start time.Time
 }
 
-func newStudyClock() *studyClock { return &studyClock{start: time.Now()} }
+func newStudyClock(from time.Time) *studyClock { return &studyClock{from: from, start: time.Now()} }
 
-func (c *studyClock) Now() time.Time { return StudyTime.Add(time.Since(c.start)) }
+func (c *studyClock) Now() time.Time { return c.from.Add(time.Since(c.start)) }
 
 // Token is the API token of a project in the REDCap simulator.
 func (env *Env) Token(project string) string { return env.tokens[project] }
