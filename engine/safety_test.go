@@ -268,7 +268,12 @@ func TestSafetyShutdownFinishesTheCreate(t *testing.T) {
 	f.enqueue(t, "diary-reminder")
 	f.env.Twilio.Fault(twiliotest.Fault{Delay: 150 * time.Millisecond, Land: time.Hour})
 	ctx, cancel := context.WithCancel(f.ctx)
-	time.AfterFunc(50*time.Millisecond, cancel)
+	go func() { // the signal comes while the first create is in flight
+		for len(f.env.Twilio.Attempts()) == 0 && ctx.Err() == nil {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
 	if _, err := f.e.Dispatch(ctx); err == nil {
 		t.Log("dispatch ended before the signal")
 	}
