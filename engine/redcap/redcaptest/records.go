@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -69,6 +70,9 @@ func newState(p *Project) *state {
 		identifier: map[string]bool{},
 		colIdx:     map[string]int{},
 		locked:     map[string]bool{},
+	}
+	for _, id := range p.Locked {
+		st.locked[id] = true
 	}
 	for i, c := range p.Dict.ExportColumns() {
 		st.colIdx[c.Name] = i
@@ -406,9 +410,19 @@ func (st *state) handleImport(p url.Values) answer {
 		}
 		rows[i] = r
 	}
+	var before map[string]map[rowKey]map[string]string
+	if st.p.RecordsFile != "" {
+		before = cloneRecords(st.records)
+	}
 	ids, ierr := st.importRows(rows, overwrite)
 	if ierr != nil {
 		return errAnswer(http.StatusBadRequest, ierr.msg)
+	}
+	if st.p.RecordsFile != "" {
+		if err := st.saveRecords(); err != nil {
+			st.records = before
+			return errAnswer(http.StatusInternalServerError, "redcaptest: the import could not be saved, nothing was imported: "+err.Error())
+		}
 	}
 	switch ret {
 	case "ids":
@@ -417,6 +431,18 @@ func (st *state) handleImport(p url.Values) answer {
 		return answer{http.StatusOK, "application/json", nil}
 	}
 	return jsonAnswer(map[string]int{"count": len(ids)})
+}
+
+func cloneRecords(in map[string]map[rowKey]map[string]string) map[string]map[rowKey]map[string]string {
+	out := make(map[string]map[rowKey]map[string]string, len(in))
+	for id, rows := range in {
+		rs := make(map[rowKey]map[string]string, len(rows))
+		for k, r := range rows {
+			rs[k] = maps.Clone(r)
+		}
+		out[id] = rs
+	}
+	return out
 }
 
 // importRows checks every row and, when all are good, stores them; it returns the distinct

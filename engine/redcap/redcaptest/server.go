@@ -48,6 +48,12 @@ type Project struct {
 	// value on a form that is not designated for the row's event, with REDCap's plain-text
 	// wordings, which name no record (as some REDCap versions answer), instead of CSV lines.
 	PlainRefusals bool
+	// Locked lists records locked from the start (see Server.LockRecord).
+	Locked []string
+	// RecordsFile, when set, is where every import is persisted: after each import the
+	// server writes all the project's records there (see LoadFiles). An import it cannot
+	// persist is undone and answered with HTTP 500.
+	RecordsFile string
 }
 
 // Longitudinal reports whether the project has events.
@@ -143,7 +149,8 @@ func (s *Server) Close() error {
 }
 
 // Load seeds a project with flat rows shaped like an export (blank values are ignored). The
-// rows are checked like an import and nothing is stored when one is bad.
+// rows are checked like an import (locked records excepted) and nothing is stored when one
+// is bad.
 func (s *Server) Load(token string, rows []map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -151,7 +158,11 @@ func (s *Server) Load(token string, rows []map[string]string) error {
 	if !ok {
 		return errors.New("redcaptest: Load: no project has that token")
 	}
-	if _, err := u.st.importRows(rows, false); err != nil {
+	locked := u.st.locked
+	u.st.locked = map[string]bool{} // seeding is no import: locks do not apply
+	_, err := u.st.importRows(rows, false)
+	u.st.locked = locked
+	if err != nil {
 		return fmt.Errorf("redcaptest: Load into project %d: %s", u.st.p.ID, err.msg)
 	}
 	return nil
