@@ -164,6 +164,7 @@ func TestSafetyLockedRecordDoesNotBlockTheBatch(t *testing.T) {
 	msgs := f.messages(t, "diary-reminder")
 	locked := msgs[len(msgs)/2].Record
 	f.env.REDCap.LockRecord(f.env.Token("site_b"), locked, true)
+	f.env.REDCap.SetPlainRefusals(f.env.Token("site_b"), true) // a refusal that names no row
 
 	st := f.report(t)
 	for _, m := range msgs {

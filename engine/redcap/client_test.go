@@ -157,7 +157,7 @@ func TestImportRejectsBadRows(t *testing.T) {
 	want := []redcap.Rejection{
 		{Row: rows[3], Reason: `field "nope" is not in the project`},
 		{Row: rows[1], Reason: `visit_ok = "7": The value is not a valid category for visit_ok`},
-		{Row: rows[4], Reason: `bp_sys = "high": The value must be an integer`},
+		{Row: rows[4], Reason: `bp_sys = "high": The value you provided could not be validated because it does not follow the expected format. Please try again.`},
 	}
 	if !reflect.DeepEqual(res.Rejected, want) {
 		t.Errorf("Rejected\n got %v\nwant %v", res.Rejected, want)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -69,6 +70,9 @@ func newState(p *Project) *state {
 		identifier: map[string]bool{},
 		colIdx:     map[string]int{},
 		locked:     map[string]bool{},
+	}
+	for _, id := range p.Locked {
+		st.locked[id] = true
 	}
 	for i, c := range p.Dict.ExportColumns() {
 		st.colIdx[c.Name] = i
@@ -142,6 +146,19 @@ type kv struct{ key, value string }
 type exportRequest struct {
 	records, fields, forms, events []string
 	rights                         Rights
+	// blankGray exports the <form>_complete of a form never entered as "" instead of "0".
+	blankGray bool
+}
+
+// withID reports whether an export holds the record-id column and the pseudo-columns:
+// REDCap adds them only when the record id is requested (among the fields, or its form among
+// the forms) or when neither fields nor forms are named.
+func (st *state) withID(req exportRequest) bool {
+	if len(req.fields) == 0 && len(req.forms) == 0 {
+		return true
+	}
+	f, _ := st.d.Field(st.idField)
+	return slices.Contains(req.fields, st.idField) || slices.Contains(req.forms, f.Form)
 }
 
 func quoteList(xs []string) string {
@@ -153,18 +170,8 @@ func quoteList(xs []string) string {
 }
 
 func (st *state) handleExport(p url.Values, rights Rights) answer {
-	for _, unsupported := range []string{"filterLogic", "dateRangeBegin", "dateRangeEnd"} {
-		if p.Get(unsupported) != "" {
-			return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest does not support the parameter %s; export without it and filter the rows in the caller", unsupported))
-		}
-	}
-	if t := p.Get("type"); t != "" && t != "flat" {
-		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports type=flat only, not %q", t))
-	}
-	if r := p.Get("rawOrLabel"); r != "" && r != "raw" {
-		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports rawOrLabel=raw only, not %q", r))
-	}
-	req := exportRequest{records: list(p, "records"), fields: list(p, "fields"), forms: list(p, "forms"), events: list(p, "events"), rights: rights}
+	req := exportRequest{records: list(p, "records"), fields: list(p, "fields"), forms: list(p, "forms"), events: list(p, "events"),
+		rights: rights, blankGray: p.Get("exportBlankForGrayFormStatus") == "true"}
 	var bad []string
 	for _, f := range req.fields {
 		if _, ok := st.d.Field(f); ok {
@@ -203,6 +210,7 @@ func (st *state) handleExport(p url.Values, rights Rights) answer {
 func (st *state) export(req exportRequest) [][]kv {
 	cols := st.restrict(req.rights, st.selectColumns(req.fields, req.forms))
 	hash := st.hashesIDs(req.rights)
+	withID := st.withID(req)
 	ids := make([]string, 0, len(st.records))
 	if len(req.records) > 0 {
 		for _, id := range req.records {
@@ -243,7 +251,7 @@ func (st *state) export(req exportRequest) [][]kv {
 			shown = st.hashID(id)
 		}
 		for _, k := range keys {
-			out = append(out, st.exportRow(shown, k, rows[k], cols))
+			out = append(out, st.exportRow(shown, k, rows[k], cols, withID, req.blankGray))
 		}
 	}
 	return out
@@ -258,13 +266,13 @@ func hasForm(cols []dict.Column, form string) bool {
 	return false
 }
 
-// selectColumns returns the data columns an export includes, the record id first.
+// selectColumns returns the data columns an export includes, in dictionary order.
 func (st *state) selectColumns(fields, forms []string) []dict.Column {
 	all := st.d.ExportColumns()
 	if len(fields) == 0 && len(forms) == 0 {
 		return all
 	}
-	fieldSet := map[string]bool{st.idField: true}
+	fieldSet := map[string]bool{}
 	for _, f := range fields {
 		fieldSet[f] = true
 	}
@@ -281,12 +289,18 @@ func (st *state) selectColumns(fields, forms []string) []dict.Column {
 	return out
 }
 
-func (st *state) exportRow(id string, k rowKey, stored map[string]string, cols []dict.Column) []kv {
-	row := []kv{{st.idField, id}}
-	if st.p.Longitudinal() {
+// exportRow builds one row of an export: with withID the record id and the pseudo-columns
+// first, then the columns cols. A form never entered (no <form>_complete stored) exports its
+// status as "0", or "" with blankGray; a form that does not apply to the row exports "".
+func (st *state) exportRow(id string, k rowKey, stored map[string]string, cols []dict.Column, withID, blankGray bool) []kv {
+	var row []kv
+	if withID {
+		row = append(row, kv{st.idField, id})
+	}
+	if withID && st.p.Longitudinal() {
 		row = append(row, kv{colEvent, k.event})
 	}
-	if st.hasRepeating() {
+	if withID && st.hasRepeating() {
 		inst := ""
 		if k.instance > 0 {
 			inst = strconv.Itoa(k.instance)
@@ -300,7 +314,7 @@ func (st *state) exportRow(id string, k rowKey, stored map[string]string, cols [
 		v := ""
 		if st.applies(k, c.Form) {
 			v = stored[c.Name]
-			if v == "" && c.Code != "" {
+			if v == "" && (c.Code != "" || c.Complete && !blankGray) {
 				v = "0"
 			}
 		}
@@ -337,7 +351,8 @@ func lessID(a, b string) bool {
 	return a < b
 }
 
-// encodeRows writes rows as a JSON array of objects, keeping the column order.
+// encodeRows writes rows as a JSON array of objects, keeping the column order. Every value is
+// a JSON string except redcap_repeat_instance on an instance row, a JSON number as in REDCap.
 func encodeRows(rows [][]kv) []byte {
 	var b bytes.Buffer
 	b.WriteByte('[')
@@ -351,9 +366,13 @@ func encodeRows(rows [][]kv) []byte {
 				b.WriteByte(',')
 			}
 			k, _ := json.Marshal(c.key)
-			v, _ := json.Marshal(c.value)
 			b.Write(k)
 			b.WriteByte(':')
+			if c.key == colInstance && positive(c.value) {
+				b.WriteString(c.value)
+				continue
+			}
+			v, _ := json.Marshal(c.value)
 			b.Write(v)
 		}
 		b.WriteByte('}')
@@ -366,27 +385,8 @@ func encodeRows(rows [][]kv) []byte {
 type importError struct{ msg string }
 
 func (st *state) handleImport(p url.Values) answer {
-	if t := p.Get("type"); t != "" && t != "flat" {
-		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports type=flat only, not %q", t))
-	}
-	overwrite := false
-	switch p.Get("overwriteBehavior") {
-	case "", "normal":
-	case "overwrite":
-		overwrite = true
-	default:
-		return errAnswer(http.StatusBadRequest, "The value of the parameter overwriteBehavior must be 'normal' or 'overwrite'")
-	}
-	if p.Get("forceAutoNumber") == "true" {
-		return errAnswer(http.StatusBadRequest, "redcaptest does not support forceAutoNumber")
-	}
-	if f := p.Get("dateFormat"); f != "" && f != "YMD" {
-		return errAnswer(http.StatusBadRequest, "redcaptest supports dateFormat=YMD only")
-	}
+	overwrite := p.Get("overwriteBehavior") == "overwrite"
 	ret := p.Get("returnContent")
-	if ret != "" && ret != "count" && ret != "ids" {
-		return errAnswer(http.StatusBadRequest, "redcaptest supports returnContent=count or ids only")
-	}
 	var raw []map[string]any
 	dec := json.NewDecoder(strings.NewReader(p.Get("data")))
 	dec.UseNumber()
@@ -410,14 +410,39 @@ func (st *state) handleImport(p url.Values) answer {
 		}
 		rows[i] = r
 	}
+	var before map[string]map[rowKey]map[string]string
+	if st.p.RecordsFile != "" {
+		before = cloneRecords(st.records)
+	}
 	ids, ierr := st.importRows(rows, overwrite)
 	if ierr != nil {
 		return errAnswer(http.StatusBadRequest, ierr.msg)
 	}
-	if ret == "ids" {
+	if st.p.RecordsFile != "" {
+		if err := st.saveRecords(); err != nil {
+			st.records = before
+			return errAnswer(http.StatusInternalServerError, "redcaptest: the import could not be saved, nothing was imported: "+err.Error())
+		}
+	}
+	switch ret {
+	case "ids":
 		return jsonAnswer(ids)
+	case "nothing":
+		return answer{http.StatusOK, "application/json", nil}
 	}
 	return jsonAnswer(map[string]int{"count": len(ids)})
+}
+
+func cloneRecords(in map[string]map[rowKey]map[string]string) map[string]map[rowKey]map[string]string {
+	out := make(map[string]map[rowKey]map[string]string, len(in))
+	for id, rows := range in {
+		rs := make(map[rowKey]map[string]string, len(rows))
+		for k, r := range rows {
+			rs[k] = maps.Clone(r)
+		}
+		out[id] = rs
+	}
+	return out
 }
 
 // importRows checks every row and, when all are good, stores them; it returns the distinct
@@ -501,9 +526,11 @@ func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
 		return nil, &importError{"The following values of redcap_event_name are invalid: " + strings.Join(badEvents, ", ")}
 	}
 
-	for _, r := range rows {
-		if st.locked[r[st.idField]] {
-			return nil, &importError{msgLocked}
+	if st.p.PlainRefusals {
+		for _, r := range rows {
+			if st.locked[r[st.idField]] {
+				return nil, &importError{msgLocked}
+			}
 		}
 	}
 
@@ -538,15 +565,24 @@ func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
 				continue
 			}
 			c, _ := st.d.Column(col)
+			if st.locked[id] {
+				bad(id, col, v, msgFormLocked)
+				continue
+			}
 			if !st.applies(k, c.Form) {
-				if st.p.PlainRefusals && k.instrument == "" && !st.repForms[k.event][c.Form] {
+				notDesignated := k.instrument == "" && !st.repForms[k.event][c.Form]
+				switch {
+				case notDesignated && st.p.PlainRefusals:
 					return nil, &importError{fmt.Sprintf(msgNotDesignated, c.Field, st.eventLabel(k.event))}
+				case notDesignated:
+					bad(id, col, v, fmt.Sprintf(msgNotDesignated, c.Field, st.eventArmLabel(k.event)))
+				default:
+					bad(id, col, v, st.whyNotHere(k, c.Form))
 				}
-				bad(id, col, v, st.whyNotHere(k, c.Form))
 				continue
 			}
 			if msg := st.checkValue(c, v); msg != "" {
-				if f, _ := st.d.Field(c.Field); st.p.PlainRefusals && f.Type == "text" && f.Validation != "" {
+				if msg == msgNotValidated && st.p.PlainRefusals {
 					return nil, &importError{msgNotValidated}
 				}
 				bad(id, col, v, msg)
@@ -559,13 +595,22 @@ func (st *state) validate(rows []map[string]string) ([]rowKey, *importError) {
 	return keys, nil
 }
 
-// REDCap's plain-text import refusals, which name no record (see Project.PlainRefusals and
-// Server.LockRecord). msgLocked is the simulator's own wording: REDCap's varies by version.
+// REDCap's wordings of import refusals. REDCap puts them in the fourth item of its CSV lines
+// ("record","field","value","message"); with Project.PlainRefusals msgNotValidated,
+// msgNotDesignated and msgLocked come alone, naming no record. msgLocked is the simulator's
+// own wording (REDCap's plain text varies by version).
 const (
 	msgNotValidated  = "The value you provided could not be validated because it does not follow the expected format. Please try again."
 	msgNotDesignated = "This field ('%s') exists on an instrument that is not designated for the event named '%s'. You are not allowed to import data for this field into this event."
+	msgFormLocked    = "This field is located on a form that is locked. You must first unlock this form for this record."
 	msgLocked        = "The data cannot be imported because a record, event or form it would change is locked. Unlock it in REDCap first."
 )
+
+// eventArmLabel is an event's name as REDCap's import errors show it: "Label (Arm 1: Arm 1)".
+func (st *state) eventArmLabel(unique string) string {
+	arm := st.eventArm[unique]
+	return fmt.Sprintf("%s (Arm %d: Arm %d)", st.eventLabel(unique), arm, arm)
+}
 
 // eventLabel is an event's name as REDCap shows it (its label), or the unique name when unknown.
 func (st *state) eventLabel(unique string) string {
@@ -633,27 +678,24 @@ func (st *state) checkValue(c dict.Column, v string) string {
 	default:
 		return ""
 	}
+	ok := true
 	switch f.Validation {
 	case "integer":
-		if !reInteger.MatchString(v) {
-			return "The value must be an integer"
-		}
+		ok = reInteger.MatchString(v)
 	case "number":
-		if !reNumber.MatchString(v) {
-			return "The value must be a number"
-		}
+		ok = reNumber.MatchString(v)
 	case "date_ymd", "date_mdy", "date_dmy":
-		if _, err := time.Parse("2006-01-02", v); err != nil {
-			return "The value must be a date in the format YYYY-MM-DD"
-		}
+		_, err := time.Parse("2006-01-02", v)
+		ok = err == nil
 	case "datetime_ymd", "datetime_mdy", "datetime_dmy":
-		if _, err := time.Parse("2006-01-02 15:04", v); err != nil {
-			return "The value must be a date and time in the format YYYY-MM-DD HH:MM"
-		}
+		_, err := time.Parse("2006-01-02 15:04", v)
+		ok = err == nil
 	case "datetime_seconds_ymd", "datetime_seconds_mdy", "datetime_seconds_dmy":
-		if _, err := time.Parse("2006-01-02 15:04:05", v); err != nil {
-			return "The value must be a date and time in the format YYYY-MM-DD HH:MM:SS"
-		}
+		_, err := time.Parse("2006-01-02 15:04:05", v)
+		ok = err == nil
+	}
+	if !ok {
+		return msgNotValidated
 	}
 	return ""
 }

@@ -48,12 +48,20 @@ type Project struct {
 	// value on a form that is not designated for the row's event, with REDCap's plain-text
 	// wordings, which name no record (as some REDCap versions answer), instead of CSV lines.
 	PlainRefusals bool
+	// Locked lists records locked from the start (see Server.LockRecord).
+	Locked []string
+	// RecordsFile, when set, is where every import is persisted: after each import the
+	// server writes all the project's records there (see LoadFiles). An import it cannot
+	// persist is undone and answered with HTTP 500.
+	RecordsFile string
 }
 
 // Longitudinal reports whether the project has events.
 func (p *Project) Longitudinal() bool { return len(p.Events) > 0 }
 
-// Call is one request the server received; Params never holds the token.
+// Call is one request the server received; Params never holds the token. Action is the
+// action the server took: "import" for a content=record request carrying data, whether or
+// not the client sent action=import (REDCap's own clients never do).
 type Call struct {
 	Time    time.Time
 	Content string
@@ -63,7 +71,8 @@ type Call struct {
 }
 
 // Fault makes the server misbehave for the next Times requests (0 counts as 1) whose content
-// is Content ("" for any) and whose action is Action ("" for any; "import" for imports only):
+// is Content ("" for any) and whose action is Action ("" for any; "import" for imports only,
+// with or without an action parameter):
 // wait Delay first (or until the client gives up), then answer with Status (0: answer
 // normally) and, when HTML is set, an HTML page instead of JSON. Error, when set, is the
 // message of a {"error": …} answer (HTTP Status, or 200 when Status is 0), and RetryAfter the
@@ -140,7 +149,8 @@ func (s *Server) Close() error {
 }
 
 // Load seeds a project with flat rows shaped like an export (blank values are ignored). The
-// rows are checked like an import and nothing is stored when one is bad.
+// rows are checked like an import (locked records excepted) and nothing is stored when one
+// is bad.
 func (s *Server) Load(token string, rows []map[string]string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -148,7 +158,11 @@ func (s *Server) Load(token string, rows []map[string]string) error {
 	if !ok {
 		return errors.New("redcaptest: Load: no project has that token")
 	}
-	if _, err := u.st.importRows(rows, false); err != nil {
+	locked := u.st.locked
+	u.st.locked = map[string]bool{} // seeding is no import: locks do not apply
+	_, err := u.st.importRows(rows, false)
+	u.st.locked = locked
+	if err != nil {
 		return fmt.Errorf("redcaptest: Load into project %d: %s", u.st.p.ID, err.msg)
 	}
 	return nil
@@ -203,7 +217,8 @@ func (s *Server) Delete(token, record string) bool {
 }
 
 // LockRecord locks a record of a project (or unlocks it): REDCap then refuses every import
-// that touches it, with a text that names no record.
+// that brings it a value, with one CSV line per value in REDCap's wording (or, with
+// PlainRefusals, a text that names no record).
 func (s *Server) LockRecord(token, record string, locked bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -213,6 +228,16 @@ func (s *Server) LockRecord(token, record string, locked bool) {
 		} else {
 			delete(u.st.locked, record)
 		}
+	}
+}
+
+// SetPlainRefusals sets Project.PlainRefusals of the project that token opens: imports are
+// then refused with texts that name no record (as some REDCap versions answer).
+func (s *Server) SetPlainRefusals(token string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u, ok := s.projects[token]; ok {
+		u.st.p.PlainRefusals = on
 	}
 }
 
@@ -310,7 +335,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		params = r.PostForm
 	}
-	content, action := params.Get("content"), params.Get("action")
+	content, action := params.Get("content"), requestAction(params)
 
 	s.mu.Lock()
 	f, faulty := s.takeFault(content, action)
@@ -362,12 +387,19 @@ func (s *Server) handle(p url.Values) answer {
 	if f := p.Get("format"); f != "" && f != "json" && content != "version" {
 		return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest supports format=json only, not %q", f))
 	}
+	if a, bad := checkParams(p); bad {
+		return a
+	}
 	switch content {
 	case "record":
-		if p.Get("action") == "import" {
+		switch requestAction(p) {
+		case "import":
 			return st.handleImport(p)
+		case "", "export":
+			return st.handleExport(p, u.rights)
+		default:
+			return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest does not support action=%s for content=record: it exports records, and imports them when the request carries data", p.Get("action")))
 		}
-		return st.handleExport(p, u.rights)
 	case "metadata":
 		return st.metadata(list(p, "fields"), list(p, "forms"))
 	case "project":
@@ -389,6 +421,64 @@ func (s *Server) handle(p url.Values) answer {
 	default:
 		return errAnswer(http.StatusBadRequest, fmt.Sprintf("The value of the parameter 'content' (%s) is not valid", content))
 	}
+}
+
+// requestAction is what a request asks for: REDCap treats a content=record request that
+// carries data as an import, whether or not action=import is sent.
+func requestAction(p url.Values) string {
+	a := p.Get("action")
+	if a == "" && p.Get("content") == "record" && p.Has("data") {
+		return "import"
+	}
+	return a
+}
+
+// implemented lists, for each REDCap parameter the simulator does not implement in full, the
+// values it does implement; a request giving it any other value is refused with a 400
+// rather than answered as if the parameter were not there. Absent or empty is always fine.
+var implemented = map[string][]string{
+	"returnFormat":                 {"json"},
+	"type":                         {"flat"},
+	"rawOrLabel":                   {"raw"},
+	"rawOrLabelHeaders":            {"raw"},
+	"exportCheckboxLabel":          {"false", "true"}, // it only changes label exports
+	"exportSurveyFields":           {"false"},
+	"exportDataAccessGroups":       {"false"},
+	"exportBlankForGrayFormStatus": {"false", "true"},
+	"decimalCharacter":             {"."},
+	"csvDelimiter":                 {","},
+	"overwriteBehavior":            {"normal", "overwrite"},
+	"forceAutoNumber":              {"false"},
+	"backgroundProcess":            {"false"},
+	"dateFormat":                   {"YMD"},
+	"returnContent":                {"count", "ids", "nothing"},
+}
+
+// unimplemented lists REDCap parameters the simulator does not implement at all.
+var unimplemented = []string{"filterLogic", "dateRangeBegin", "dateRangeEnd", "combineCheckboxOptions"}
+
+// checkParams refuses a request using a REDCap parameter or a value of one that the
+// simulator does not implement, so a client never takes an answer that ignored it for
+// REDCap's. Parameters REDCap does not know are ignored, as REDCap ignores them.
+func checkParams(p url.Values) (answer, bool) {
+	for _, name := range unimplemented {
+		if p.Get(name) != "" {
+			return errAnswer(http.StatusBadRequest, fmt.Sprintf("redcaptest does not support the parameter %s; export without it and filter the rows in the caller", name)), true
+		}
+	}
+	names := make([]string, 0, len(implemented))
+	for name := range implemented {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		for _, v := range p[name] {
+			if v != "" && !slices.Contains(implemented[name], v) {
+				return errAnswer(http.StatusBadRequest, fmt.Sprintf("The value of the parameter %s (%s) is not supported by redcaptest, which implements %s only", name, v, strings.Join(implemented[name], " or "))), true
+			}
+		}
+	}
+	return answer{}, false
 }
 
 // list reads an array parameter sent as name[0]=a&name[1]=b, or as name=a,b.

@@ -199,12 +199,12 @@ func TestImportValidation(t *testing.T) {
 				`"1","race____1","yes","The value is not a valid category for race____1"` + "\n" +
 				`"2","contact_complete","3","The value is not a valid category for contact_complete"`},
 		{"integer", classicToken, []map[string]string{{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "1", "bp_sys": "12.5"}},
-			`"1","bp_sys","12.5","The value must be an integer"`},
+			`"1","bp_sys","12.5","` + msgNotValidated + `"`},
 		{"number ok", classicToken, []map[string]string{{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "1", "bp_w": "-.5", "bp_sys": "+120", "bp_date": "2026-02-28"}}, ""},
 		{"number", classicToken, []map[string]string{{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "1", "bp_w": "1,5"}},
-			`"1","bp_w","1,5","The value must be a number"`},
+			`"1","bp_w","1,5","` + msgNotValidated + `"`},
 		{"date", classicToken, []map[string]string{{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "1", "bp_date": "2026-02-30"}},
-			`"1","bp_date","2026-02-30","The value must be a date in the format YYYY-MM-DD"`},
+			`"1","bp_date","2026-02-30","` + msgNotValidated + `"`},
 		{"repeating form on base row", classicToken, []map[string]string{{"record_id": "1", "bp_sys": "120"}},
 			`"1","bp_sys","120","The instrument bp repeats: give redcap_repeat_instrument and redcap_repeat_instance"`},
 		{"other form on instance row", classicToken, []map[string]string{{"record_id": "1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "2", "mobile": "1"}},
@@ -220,7 +220,7 @@ func TestImportValidation(t *testing.T) {
 		{"bad events", longToken, []map[string]string{{"record_id": "1", "redcap_event_name": "visit_9_arm_1"}, {"record_id": "2", "redcap_event_name": "x_arm_1"}},
 			"The following values of redcap_event_name are invalid: visit_9_arm_1, x_arm_1"},
 		{"form not in event", longToken, []map[string]string{{"record_id": "1", "redcap_event_name": "visit_arm_1", "mobile": "1"}},
-			`"1","mobile","1","The instrument contact is not designated for the event visit_arm_1"`},
+			`"1","mobile","1","This field ('mobile') exists on an instrument that is not designated for the event named 'Visit (Arm 1: Arm 1)'. You are not allowed to import data for this field into this event."`},
 		{"longitudinal good", longToken, []map[string]string{{"record_id": "1", "redcap_event_name": "baseline_arm_1", "mobile": "1"},
 			{"record_id": "1", "redcap_event_name": "visit_arm_1", "redcap_repeat_instrument": "bp", "redcap_repeat_instance": "3", "bp_sys": "1"}}, ""},
 	}
@@ -273,8 +273,8 @@ func TestImportSemantics(t *testing.T) {
 	}
 	want := `[` +
 		`{"record_id":"2","redcap_repeat_instrument":"","redcap_repeat_instance":"","mobile":"a","consent":"1","race___1":"0","race___2":"0","race____1":"0","visit_ok":"","contact_complete":"0","bp_date":"","bp_sys":"","bp_w":"","bp_complete":""},` +
-		`{"record_id":"2","redcap_repeat_instrument":"bp","redcap_repeat_instance":"1","mobile":"","consent":"","race___1":"","race___2":"","race____1":"","visit_ok":"","contact_complete":"","bp_date":"","bp_sys":"120","bp_w":"","bp_complete":"0"},` +
-		`{"record_id":"3","redcap_repeat_instrument":"","redcap_repeat_instance":"","mobile":"","consent":"","race___1":"0","race___2":"0","race____1":"0","visit_ok":"","contact_complete":"","bp_date":"","bp_sys":"","bp_w":"","bp_complete":""},` +
+		`{"record_id":"2","redcap_repeat_instrument":"bp","redcap_repeat_instance":1,"mobile":"","consent":"","race___1":"","race___2":"","race____1":"","visit_ok":"","contact_complete":"","bp_date":"","bp_sys":"120","bp_w":"","bp_complete":"0"},` +
+		`{"record_id":"3","redcap_repeat_instrument":"","redcap_repeat_instance":"","mobile":"","consent":"","race___1":"0","race___2":"0","race____1":"0","visit_ok":"","contact_complete":"0","bp_date":"","bp_sys":"","bp_w":"","bp_complete":""},` +
 		`{"record_id":"10","redcap_repeat_instrument":"","redcap_repeat_instance":"","mobile":"b","consent":"","race___1":"0","race___2":"0","race____1":"0","visit_ok":"","contact_complete":"0","bp_date":"","bp_sys":"","bp_w":"","bp_complete":""}` +
 		`]`
 	if body != want {
@@ -287,12 +287,12 @@ func TestImportSemantics(t *testing.T) {
 		form url.Values
 		want string
 	}{
-		{"fields", form(classicToken, "record", "fields[0]", "mobile", "records[0]", "2"),
+		{"fields", form(classicToken, "record", "fields[0]", "mobile", "fields[1]", "record_id", "records[0]", "2"),
 			`[{"record_id":"2","redcap_repeat_instrument":"","redcap_repeat_instance":"","mobile":"a"}]`},
-		{"forms", form(classicToken, "record", "forms[0]", "bp", "records[0]", "2"),
+		{"forms", form(classicToken, "record", "forms[0]", "bp", "fields[0]", "record_id", "records[0]", "2"),
 			`[{"record_id":"2","redcap_repeat_instrument":"","redcap_repeat_instance":"","bp_date":"","bp_sys":"","bp_w":"","bp_complete":""},` +
-				`{"record_id":"2","redcap_repeat_instrument":"bp","redcap_repeat_instance":"1","bp_date":"","bp_sys":"120","bp_w":"","bp_complete":"0"}]`},
-		{"comma list and complete column", form(classicToken, "record", "fields", "contact_complete", "records", "10,3"),
+				`{"record_id":"2","redcap_repeat_instrument":"bp","redcap_repeat_instance":1,"bp_date":"","bp_sys":"120","bp_w":"","bp_complete":"0"}]`},
+		{"comma list and complete column", form(classicToken, "record", "fields", "contact_complete,record_id", "records", "10,3", "exportBlankForGrayFormStatus", "true"),
 			`[{"record_id":"3","redcap_repeat_instrument":"","redcap_repeat_instance":"","contact_complete":""},` +
 				`{"record_id":"10","redcap_repeat_instrument":"","redcap_repeat_instance":"","contact_complete":"0"}]`},
 	}
@@ -314,10 +314,10 @@ func TestLongitudinalExport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	status, body := post(t, s, form(longToken, "record", "fields[0]", "race", "fields[1]", "bp_sys", "events[0]", "visit_arm_1", "events[1]", "baseline_arm_1"))
+	status, body := post(t, s, form(longToken, "record", "fields[0]", "race", "fields[1]", "bp_sys", "fields[2]", "record_id", "events[0]", "visit_arm_1", "events[1]", "baseline_arm_1"))
 	want := `[{"record_id":"1","redcap_event_name":"baseline_arm_1","redcap_repeat_instrument":"","redcap_repeat_instance":"","race___1":"0","race___2":"1","race____1":"0","bp_sys":""},` +
-		`{"record_id":"1","redcap_event_name":"visit_arm_1","redcap_repeat_instrument":"bp","redcap_repeat_instance":"1","race___1":"","race___2":"","race____1":"","bp_sys":"120"},` +
-		`{"record_id":"1","redcap_event_name":"visit_arm_1","redcap_repeat_instrument":"bp","redcap_repeat_instance":"2","race___1":"","race___2":"","race____1":"","bp_sys":"130"}]`
+		`{"record_id":"1","redcap_event_name":"visit_arm_1","redcap_repeat_instrument":"bp","redcap_repeat_instance":1,"race___1":"","race___2":"","race____1":"","bp_sys":"120"},` +
+		`{"record_id":"1","redcap_event_name":"visit_arm_1","redcap_repeat_instrument":"bp","redcap_repeat_instance":2,"race___1":"","race___2":"","race____1":"","bp_sys":"130"}]`
 	if status != 200 || body != want {
 		t.Errorf("got %d %s\nwant %s", status, body, want)
 	}
