@@ -7,6 +7,10 @@ import (
 )
 
 const simUsage = `Usage:
+  nudge sim redcap --listen ADDR --project PATH [--project PATH …] [--token-env PROJECT=VAR] [--user PROJECT=RIGHTS]
+                                              the REDCap API for projects read from files (PATH: a folder
+                                              holding dictionary.csv, or a prefix such as redcap/site_a for
+                                              site_a.dictionary.csv and site_a.records.json); imports are saved back
   nudge sim smtp --listen ADDR --maildir DIR   a real SMTP server on loopback; each message to DIR/new
 
 Simulators listen on loopback only. They print the environment to export so
@@ -21,6 +25,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	switch args[0] {
+	case "redcap":
+		return cmdSimREDCap(ctx, args[1:], stdout, stderr)
 	case "smtp":
 		return cmdSimSMTP(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
