@@ -94,9 +94,13 @@ func (s *Server) wire(m *message, now time.Time) wireMessage {
 		w.DateSent = optional(date(st.Sent))
 		w.Price = optional(strconv.FormatFloat(-pricePerSegment*float64(st.Segments), 'f', 5, 64))
 	}
+	if st.MessagingServiceSID != "" && st.From == "" {
+		w.NumSegments = "0" // until a number of the pool is assigned
+	}
 	if st.ErrorCode != 0 {
 		code := st.ErrorCode
 		w.ErrorCode = &code
+		w.ErrorMessage = optional(errorMessage(code))
 	}
 	return w
 }
@@ -204,13 +208,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		if to := q.Get("To"); to != "" && m.base.To != to {
 			continue
 		}
-		if from := q.Get("From"); from != "" && m.base.From != from {
-			continue
-		}
 		if now.Before(m.visible) {
 			continue
 		}
 		st := s.state(m, now)
+		if from := q.Get("From"); from != "" && st.From != from {
+			continue
+		}
 		when := st.Sent
 		if when.IsZero() {
 			when = st.Created
