@@ -150,7 +150,7 @@ func ParseSetup(data []byte) (Setup, error) {
 		setup.Faults = append(setup.Faults, f)
 	}
 	for _, sid := range sortedKeys(raw.Services) {
-		if err := checkService(sid, raw.Services[sid]); err != nil {
+		if err := CheckService(sid, raw.Services[sid]); err != nil {
 			return Setup{}, fmt.Errorf("services: %w", err)
 		}
 		setup.Services[sid] = raw.Services[sid]
@@ -176,7 +176,9 @@ func LoadSetup(path string) (Setup, error) {
 	return setup, nil
 }
 
-func checkService(sid string, numbers []string) error {
+// CheckService checks a Messaging Service SID (MG and 32 hex digits) and
+// the numbers of its pool (E.164 numbers or short codes).
+func CheckService(sid string, numbers []string) error {
 	if !serviceSID.MatchString(sid) {
 		return fmt.Errorf("%q is not a Messaging Service SID (MG and 32 hex digits)", sid)
 	}
@@ -286,7 +288,7 @@ func (s *Server) controlService(w http.ResponseWriter, r *http.Request) {
 	if !readControl(w, r, &sj) {
 		return
 	}
-	if err := checkService(sj.SID, sj.Numbers); err != nil {
+	if err := CheckService(sj.SID, sj.Numbers); err != nil {
 		writeError(w, http.StatusBadRequest, 20001, "control: "+err.Error())
 		return
 	}
