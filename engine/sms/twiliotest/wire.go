@@ -168,7 +168,9 @@ func (f dateFilter) match(t time.Time) bool {
 	return a.Equal(b)
 }
 
-// list answers a message list, newest first. Date filters apply to
+// list answers a message list, newest first. From matches the number that
+// sends a message: for a Messaging Service, only once a number of its pool
+// is assigned (an accepted message is found by To alone). Date filters apply to
 // date_sent, or to date_created while a message has not been sent yet
 // (how Twilio treats unsent messages here is not known). Paging follows
 // PageToken ("PA" + the last SID of the previous page) when present,
