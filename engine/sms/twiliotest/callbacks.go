@@ -1,11 +1,12 @@
 package twiliotest
 
 import (
-	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"maps"
@@ -23,8 +24,10 @@ import (
 const (
 	// callbackTimeout bounds one callback POST, connection included.
 	callbackTimeout = 2 * time.Second
-	// callbackRetries is how many times a failed callback is tried again,
-	// one tick apart, before it is dropped.
+	// callbackRetries is how many times a callback that could not be
+	// delivered (no connection, or no answer in time) is tried again, one
+	// tick apart, before it is dropped. A callback that got an HTTP answer,
+	// even a 5xx, is never tried again: that is Twilio's default.
 	callbackRetries = 3
 )
 
@@ -34,6 +37,9 @@ type CallbackAttempt struct {
 	SID, Status string    // the message and the status reported
 	URL         string    // the StatusCallback called
 	HTTPStatus  int       // the receiver's answer; 0 when none came
+	// Token is the I-Twilio-Idempotency-Token header sent, the same on
+	// every try of one status change.
+	Token string
 	// Err is empty when the receiver took the callback (HTTP 2xx);
 	// otherwise it says what went wrong, and ends in "dropped after N
 	// attempts" when the change will not be sent again.
@@ -47,41 +53,19 @@ func (s *Server) Callbacks() []CallbackAttempt {
 	return append([]CallbackAttempt(nil), s.callbacks...)
 }
 
-// step is one status change of a message's timeline.
-type step struct {
-	status    string
-	at        time.Time
-	errorCode int
-}
-
 // report is the callback progress of one step.
 type report struct {
 	done  bool // taken by the receiver, or dropped
 	fails int
 }
 
-// timeline lists m's status changes after its first status, in order; it
-// agrees with state.
-func (s *Server) timeline(m *message) []step {
-	t, created := s.opts.Timing, m.base.Created
-	final := cmp.Or(m.outcome.Final, "delivered")
-	steps := []step{{status: "sending", at: created.Add(t.Sending)}}
-	if final != "failed" {
-		steps = append(steps, step{status: "sent", at: created.Add(t.Sent)})
-	}
-	last := step{status: final, at: created.Add(t.Final)}
-	if final != "delivered" {
-		last.errorCode = m.outcome.ErrorCode
-	}
-	return append(steps, last)
-}
-
 // callbackJob is one callback to POST.
 type callbackJob struct {
-	m    *message
-	step int // index in the message's timeline
-	url  string
-	form url.Values
+	m     *message
+	step  int // index in the message's timeline
+	url   string
+	form  url.Values
+	token string // I-Twilio-Idempotency-Token
 }
 
 // sendCallbacks is the callback sender: every CallbackEvery it POSTs the
@@ -111,12 +95,13 @@ func (s *Server) sendCallbacks(ctx context.Context, done chan<- struct{}) {
 
 // flushCallbacks POSTs every due change once. A message's changes go in
 // timeline order (reversed with ShuffleCallbacks); the first one that
-// fails holds back the message's later ones until the next tick.
+// could not be delivered holds back the message's later ones until the
+// next tick.
 func (s *Server) flushCallbacks(ctx context.Context, hc *http.Client) {
 	for _, jobs := range s.dueCallbacks() {
 		for _, j := range jobs {
 			at := s.opts.Clock.Now()
-			status, err := postCallback(ctx, hc, j.url, j.form, s.authToken())
+			status, err := postCallback(ctx, hc, j, s.authToken())
 			if ctx.Err() != nil {
 				return // closing: the change stays unreported
 			}
@@ -140,13 +125,15 @@ func (s *Server) dueCallbacks() [][]callbackJob {
 		steps := s.timeline(m)
 		if m.reports == nil {
 			m.reports = make([]report, len(steps))
+			m.reports[0].done = true // the create's own status has no callback
 		}
 		var jobs []callbackJob
 		for i, st := range steps {
 			if m.reports[i].done || st.at.After(now) {
 				continue
 			}
-			jobs = append(jobs, callbackJob{m: m, step: i, url: m.base.StatusCallback, form: callbackForm(m.base, st)})
+			jobs = append(jobs, callbackJob{m: m, step: i, url: m.base.StatusCallback,
+				form: callbackForm(s.state(m, st.at), st), token: idempotencyToken(m.base.SID, i, st.status)})
 		}
 		if len(jobs) == 0 {
 			continue
@@ -164,13 +151,17 @@ func (s *Server) dueCallbacks() [][]callbackJob {
 func (s *Server) recordCallback(j callbackJob, at time.Time, status int, err error) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	a := CallbackAttempt{Time: at, SID: j.m.base.SID, Status: j.form.Get("MessageStatus"), URL: j.url, HTTPStatus: status}
+	a := CallbackAttempt{Time: at, SID: j.m.base.SID, Status: j.form.Get("MessageStatus"), URL: j.url, HTTPStatus: status, Token: j.token}
+	if j.step >= len(j.m.reports) {
+		return false // the message was canceled meanwhile: its timeline changed
+	}
 	r := &j.m.reports[j.step]
 	switch {
 	case err != nil:
 		a.Err = err.Error()
 	case status < 200 || status > 299:
-		a.Err = fmt.Sprintf("callback answered HTTP %d", status)
+		a.Err = fmt.Sprintf("callback answered HTTP %d; not retried", status)
+		r.done = true
 	default:
 		r.done = true
 	}
@@ -185,7 +176,8 @@ func (s *Server) recordCallback(j callbackJob, at time.Time, status int, err err
 	return r.done
 }
 
-// callbackForm is the form Twilio posts for message m reaching step st.
+// callbackForm is the form Twilio posts for message m, in its state at
+// step st, reaching that step.
 func callbackForm(m Message, st step) url.Values {
 	f := url.Values{
 		"MessageSid":    {m.SID},
@@ -206,16 +198,17 @@ func callbackForm(m Message, st step) url.Values {
 	return f
 }
 
-// postCallback POSTs form to u, signed with token, and returns the HTTP
-// status of the answer.
-func postCallback(ctx context.Context, hc *http.Client, u string, form url.Values, token string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+// postCallback POSTs j's form to its URL, signed with token, and returns
+// the HTTP status of the answer.
+func postCallback(ctx context.Context, hc *http.Client, j callbackJob, token string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, j.url, strings.NewReader(j.form.Encode()))
 	if err != nil {
 		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("User-Agent", "TwilioProxy/1.1")
-	req.Header.Set("X-Twilio-Signature", signature(token, u, form))
+	req.Header.Set("I-Twilio-Idempotency-Token", j.token)
+	req.Header.Set("X-Twilio-Signature", signature(token, j.url, j.form))
 	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
@@ -223,6 +216,14 @@ func postCallback(ctx context.Context, hc *http.Client, u string, form url.Value
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) //nolint:errcheck // only drained for reuse
 	return resp.StatusCode, nil
+}
+
+// idempotencyToken is the I-Twilio-Idempotency-Token of the callback for
+// step i of message sid: the same on every try of that callback, different
+// for every other.
+func idempotencyToken(sid string, i int, status string) string {
+	sum := sha256.Sum256([]byte(sid + "/" + strconv.Itoa(i) + "/" + status))
+	return hex.EncodeToString(sum[:16])
 }
 
 // signature is Twilio's X-Twilio-Signature: base64 of the HMAC-SHA1, keyed

@@ -40,12 +40,18 @@ func TestSignatureMatchesTwilioGo(t *testing.T) {
 func TestTimelineAgreesWithState(t *testing.T) {
 	created := time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
 	timings := []Timing{{}, {Sending: time.Second, Sent: time.Second, Final: time.Second}, {Sending: 3 * time.Second, Sent: time.Second, Final: 2 * time.Second}}
-	outcomes := []Outcome{{}, {Final: "undelivered", ErrorCode: 30003}, {Final: "failed", ErrorCode: 30034}}
+	outcomes := []Outcome{{}, {Final: "undelivered", ErrorCode: 30003}, {Final: "failed", ErrorCode: 30034},
+		{QueueDelay: 2 * time.Second}, {Final: "sent"}}
 	for _, tm := range timings {
 		s := New(Options{Timing: tm})
 		for _, o := range outcomes {
 			m := &message{base: Message{Status: "queued", Created: created}, outcome: o}
 			steps := s.timeline(m)
+			for i := 1; i < len(steps); i++ {
+				if steps[i].at.Before(steps[i-1].at) {
+					t.Errorf("timing %+v outcome %+v: %s at %v before %s at %v", tm, o, steps[i].status, steps[i].at, steps[i-1].status, steps[i-1].at)
+				}
+			}
 			for age := time.Duration(0); age <= 4*time.Second; age += 100 * time.Millisecond {
 				now := created.Add(age)
 				want, code := "queued", 0

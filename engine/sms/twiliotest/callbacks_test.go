@@ -29,7 +29,8 @@ const (
 type received struct {
 	form      url.Values
 	body, sig string
-	signed    bool // twilio-go's validator accepted the signature
+	signed    bool   // twilio-go's validator accepted the signature
+	token     string // the I-Twilio-Idempotency-Token header
 }
 
 // receiver is a fake status callback endpoint that checks signatures with
@@ -38,6 +39,7 @@ type receiver struct {
 	srv  *httptest.Server
 	url  string // the StatusCallback to give at create
 	fail int    // answer 500 to this many requests before answering 204
+	drop int    // close the connection without an answer on this many requests first
 	hold bool   // keep every request until the client gives up
 
 	mu  sync.Mutex
@@ -64,18 +66,23 @@ func (rc *receiver) serve(release <-chan struct{}) http.HandlerFunc {
 		rc.mu.Lock()
 		rc.n++
 		n := rc.n
-		if n > rc.fail && !rc.hold {
+		if n > rc.fail+rc.drop && !rc.hold {
 			rc.got = append(rc.got, received{form: form, body: string(body), sig: sig,
-				signed: validator.ValidateBody(rc.url, body, sig)})
+				signed: validator.ValidateBody(rc.url, body, sig), token: r.Header.Get("I-Twilio-Idempotency-Token")})
 		}
 		rc.mu.Unlock()
 		switch {
+		case n <= rc.drop:
+			conn, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				conn.Close()
+			}
 		case rc.hold:
 			select {
 			case <-r.Context().Done():
 			case <-release:
 			}
-		case n <= rc.fail:
+		case n <= rc.drop+rc.fail:
 			http.Error(w, "try again", http.StatusInternalServerError)
 		default:
 			w.WriteHeader(http.StatusNoContent)
@@ -195,9 +202,10 @@ func TestCallbacksFollowStatuses(t *testing.T) {
 			steps: []step{{time.Hour, []string{"sending", "sent", "undelivered"}}}, wantCode: "30003"},
 		{name: "failed skips sent", outcome: twiliotest.Outcome{Final: "failed", ErrorCode: 30034},
 			steps: []step{{time.Second, []string{"sending"}}, {2 * time.Second, []string{"sending", "failed"}}}, wantCode: "30034"},
-		{name: "messaging service: no callback for accepted", service: true, steps: []step{
+		{name: "messaging service: no callback for accepted, then queued from the pool", service: true, steps: []step{
 			{0, nil},
-			{2 * time.Second, []string{"sending", "sent", "delivered"}},
+			{100 * time.Millisecond, []string{"queued"}},
+			{2 * time.Second, []string{"queued", "sending", "sent", "delivered"}},
 		}},
 		{name: "shuffled: changes due together arrive newest first", shuffle: true, steps: []step{
 			{2 * time.Second, []string{"delivered", "sent", "sending"}},
@@ -248,6 +256,7 @@ func TestCallbacksFollowStatuses(t *testing.T) {
 					"From": form.Get("From"), "To": to, "SmsStatus": st, "ApiVersion": "2010-04-01"}
 				if tt.service {
 					wantForm["MessagingServiceSid"] = form.Get("MessagingServiceSid")
+					wantForm["From"] = twiliotest.DefaultPoolNumber
 				}
 				for k, v := range wantForm {
 					if f.Get(k) != v {
@@ -318,7 +327,13 @@ func TestCallbacksOnlyForCreatedMessages(t *testing.T) {
 	}
 }
 
-func TestCallbackRetries(t *testing.T) {
+// TestSafetyCallbacksRetriedOnlyOnConnectionFailure: like Twilio by
+// default, the simulator tries a status callback again only when it got no
+// answer; an HTTP 5xx is an answer and is never retried (a receiver that
+// relies on a retry after its own 500 would lose the status). Every try of
+// one change carries the same I-Twilio-Idempotency-Token; other changes
+// carry other tokens.
+func TestSafetyCallbacksRetriedOnlyOnConnectionFailure(t *testing.T) {
 	refused := httptest.NewServer(http.NotFoundHandler())
 	refusedURL := refused.URL + "/twilio/status"
 	refused.Close() // nothing listens there any more
@@ -327,32 +342,28 @@ func TestCallbackRetries(t *testing.T) {
 		status string
 		http   int // 0: no answer
 	}
-	sending := func(codes ...int) []try {
-		var out []try
-		for _, c := range codes {
-			out = append(out, try{"sending", c})
-		}
-		return out
-	}
 	tests := []struct {
-		name     string
-		fail     int           // 500s before a 204
-		closed   bool          // call a port where nothing listens
-		at       time.Duration // clock offset from the create
-		want     []try
-		dropped  bool
-		thenSent bool // the next change is still sent after a drop
+		name    string
+		fail    int           // 500s before 204s
+		drop    int           // connections closed without an answer first
+		closed  bool          // call a port where nothing listens
+		at      time.Duration // clock offset from the create
+		want    []try
+		dropped bool // the last attempt gives the change up
 	}{
-		{name: "taken on the third try", fail: 2, at: 200 * time.Millisecond, want: sending(500, 500, 204)},
-		{name: "dropped after three retries", fail: 4, at: 200 * time.Millisecond, want: sending(500, 500, 500, 500), dropped: true, thenSent: true},
-		{name: "connection refused", closed: true, at: 200 * time.Millisecond, want: sending(0, 0, 0, 0), dropped: true},
-		{name: "later changes wait for a retried one", fail: 1, at: time.Hour,
-			want: []try{{"sending", 500}, {"sending", 204}, {"sent", 204}, {"delivered", 204}}},
+		{name: "a 500 is not retried", fail: 2, at: 200 * time.Millisecond, want: []try{{"sending", 500}}},
+		{name: "a 500 does not hold back later changes", fail: 1, at: time.Hour,
+			want: []try{{"sending", 500}, {"sent", 204}, {"delivered", 204}}},
+		{name: "a connection closed without an answer is retried, later changes wait", drop: 2, at: time.Hour,
+			want: []try{{"sending", 0}, {"sending", 0}, {"sending", 204}, {"sent", 204}, {"delivered", 204}}},
+		{name: "connection refused: three retries, then dropped", closed: true, at: 200 * time.Millisecond,
+			want: []try{{"sending", 0}, {"sending", 0}, {"sending", 0}, {"sending", 0}}, dropped: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, clk, base := startCallbacks(t, false)
 			rc := newReceiver(t, tt.fail, false)
+			rc.drop = tt.drop
 			cb := rc.url
 			if tt.closed {
 				cb = refusedURL
@@ -365,6 +376,7 @@ func TestCallbackRetries(t *testing.T) {
 			if len(got) != len(tt.want) {
 				t.Fatalf("%d attempts %+v, want %d", len(got), got, len(tt.want))
 			}
+			tokens := map[string]string{} // status → token
 			for i, a := range got {
 				last := i == len(got)-1
 				wantErr := a.HTTPStatus != http.StatusNoContent
@@ -375,12 +387,25 @@ func TestCallbackRetries(t *testing.T) {
 				if strings.Contains(a.Err, "dropped after 4 attempts") != (tt.dropped && last) {
 					t.Errorf("attempt %d: error %q, dropped should be %v", i, a.Err, tt.dropped && last)
 				}
+				if a.Token == "" {
+					t.Errorf("attempt %d: no idempotency token", i)
+				}
+				if tok, seen := tokens[a.Status]; seen && tok != a.Token {
+					t.Errorf("attempt %d: token %q, an earlier try of %s had %q", i, a.Token, a.Status, tok)
+				}
+				tokens[a.Status] = a.Token
 			}
-			if tt.thenSent {
-				clk.Set(epoch.Add(500 * time.Millisecond))
-				eventually(t, "the sent callback", func() bool { return len(rc.taken()) > 0 })
-				if got := statuses(rc.taken()); !slices.Equal(got, []string{"sent"}) {
-					t.Errorf("taken %v after the drop, want [sent]", got)
+			distinct := map[string]bool{}
+			for _, tok := range tokens {
+				distinct[tok] = true
+			}
+			if len(distinct) != len(tokens) {
+				t.Errorf("two status changes share a token: %v", tokens)
+			}
+			// What the receiver took carries the header the simulator recorded.
+			for _, r := range rc.taken() {
+				if want := tokens[r.form.Get("MessageStatus")]; r.token != want {
+					t.Errorf("%s: receiver saw token %q, want %q", r.form.Get("MessageStatus"), r.token, want)
 				}
 			}
 		})

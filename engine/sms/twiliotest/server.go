@@ -1,30 +1,37 @@
 // Package twiliotest is an in-memory simulator of Twilio's 2010-04-01
-// Messages API (create, fetch, list) for tests and the demo. twilio-go
-// talks to it as it would to api.twilio.com: same paths, form parameters,
-// Basic auth, JSON shapes and error bodies. Message statuses advance over
-// the injected clock, failures can be injected per number or for the next
-// creates, and every create is recorded with its clock time so that tests
-// can prove pacing.
+// Messages API (create, fetch, list, update, delete and the media list) for
+// tests, the demo and `nudge sim twilio`. twilio-go talks to it as it would
+// to api.twilio.com: same paths, form parameters, Basic auth, JSON shapes
+// and error bodies. Message statuses advance over the injected clock,
+// failures can be injected per number or for the next creates, and every
+// create is recorded with its clock time so that tests can prove pacing;
+// Options.Journal also writes each create request as a JSON line, for a
+// test that watches the simulator from outside the process.
+//
+// Messaging Services (MG…) have a pool of numbers: a create through one
+// answers "accepted" with no From, and the message is queued shortly after
+// from a number of the pool. Scheduled messages (ScheduleType=fixed,
+// SendAt) wait as "scheduled" and can be canceled; ValidityPeriod is
+// honoured (a message still queued when it lapses fails with 30036).
 //
 // Status callbacks are off by default: a StatusCallback given at create is
 // only stored on the message. With Options.Callbacks a started server POSTs
 // each status change to it, signed as Twilio signs them (see callbacks.go).
+//
+// A small control API under /_sim/ (a path Twilio never uses; see
+// control.go) changes outcomes, faults and pools while the server runs.
 package twiliotest
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
-	"regexp"
-	"strconv"
 	"sync"
 	"time"
-	"unicode/utf8"
 )
 
 // Options configures a Server.
@@ -37,11 +44,11 @@ type Options struct {
 	Timing Timing
 
 	// Callbacks makes a started server POST every status change after the
-	// first (sending, sent, delivered, undelivered, failed) to the
-	// message's StatusCallback, as Twilio does. It also makes creates
-	// refuse a StatusCallback that is not a loopback URL (code 21609), so
-	// that the simulator never sends traffic off the machine. Off by
-	// default.
+	// first (queued after accepted, sending, sent, delivered, undelivered,
+	// failed, canceled) to the message's StatusCallback, as Twilio does.
+	// It also makes creates refuse a StatusCallback that is not a loopback
+	// URL (code 21609), so that the simulator never sends traffic off the
+	// machine. Off by default.
 	Callbacks bool
 	// CallbackEvery is how often, in real time, the callback sender looks
 	// at the clock for changes to report; default 100ms.
@@ -49,11 +56,28 @@ type Options struct {
 	// ShuffleCallbacks sends a message's changes newest first when several
 	// are due at once, as Twilio's callbacks may arrive out of order.
 	ShuffleCallbacks bool
+
+	// Services maps each Messaging Service SID (MG…) to the numbers of its
+	// pool. A create through a service not listed here is refused with
+	// 21705, except while no service is configured at all: then any MG…
+	// SID is taken, with DefaultPoolNumber as its only number.
+	Services map[string][]string
+	// Journal, when set, receives one JSON line (a JournalEntry) per create
+	// request, accepted or refused, written with a single Write; when it
+	// has a Sync method (an *os.File) that is called after each line.
+	Journal io.Writer
 }
 
-// Timing says when a message's status changes, as offsets from its create;
-// a later step is never taken before an earlier one.
+// DefaultPoolNumber is the only number of a Messaging Service while no
+// service is configured (Options.Services).
+const DefaultPoolNumber = "+15005550006"
+
+// Timing says when a message's status changes. Sending, Sent and Final are
+// offsets from when the message is queued: its create, or Queued after it
+// through a Messaging Service, or its SendAt when scheduled. A later step
+// is never taken before an earlier one.
 type Timing struct {
+	Queued  time.Duration // accepted → queued through a Messaging Service; default 100ms
 	Sending time.Duration // queued → sending; default 200ms
 	Sent    time.Duration // → sent; default 500ms
 	Final   time.Duration // → delivered, undelivered or failed; default 1.5s
@@ -65,12 +89,22 @@ type Outcome struct {
 	// code (21211, 21610, 21612, 21614, 21408 …) and HTTP 400.
 	CreateError int
 	// Final is the last status: "delivered" (default), "undelivered" or
-	// "failed". A failed message never reaches "sent".
+	// "failed", or any other word, such as "partially_delivered", to try a
+	// client on a status it does not know. A failed message never reaches
+	// "sent"; "sent" leaves the message sent, never confirmed.
 	Final string
 	// ErrorCode is reported with an undelivered or failed status (30003,
 	// 30005, 30006, 30007 …).
 	ErrorCode int
+	// QueueDelay keeps messages to the number queued this much longer
+	// (Clock time) before they are sent, as a busy sender's queue does. A
+	// message whose validity period lapses first ends failed with 30036.
+	QueueDelay time.Duration
 }
+
+// AnyNumber is the number of the outcome that applies to every number
+// without its own (SetOutcome(AnyNumber, …)).
+const AnyNumber = "*"
 
 // Fault disturbs the next creates, whoever they are for.
 type Fault struct {
@@ -80,13 +114,16 @@ type Fault struct {
 	// Delay holds the answer back this long (in real time, since it is
 	// meant to outlast a client's timeout). With Status 0 the message is
 	// created before the delay, as when Twilio takes a message and the
-	// answer is lost.
+	// answer is lost, or simply answers slowly.
 	Delay time.Duration
 	// HTML answers with an HTML page instead of Twilio's error JSON, as a
 	// proxy in front of Twilio would.
 	HTML bool
 	// Times is how many creates the fault applies to; 0 means one.
 	Times int
+	// For makes the fault apply to every create for this long (Clock time)
+	// from when it was queued, instead of Times creates: a storm.
+	For time.Duration
 	// AfterCreate creates the message before answering with Status, as
 	// when Twilio's edge fails after the message was taken.
 	AfterCreate bool
@@ -104,6 +141,10 @@ type Create struct {
 	SID, From, To, Body string
 	Segments            int
 	ValidityPeriod      string // the ValidityPeriod parameter, "" when not sent
+	MessagingServiceSID string
+	// Sender is the number that sends the message: From, or the number of
+	// the Messaging Service's pool chosen for it.
+	Sender string
 }
 
 // Attempt is one create request, accepted or not.
@@ -125,6 +166,7 @@ type Message struct {
 	Segments                        int
 	Created, Updated                time.Time
 	Sent                            time.Time // zero until the message is sent
+	SendAt                          time.Time // zero unless scheduled
 }
 
 // Server is the simulator. It is an http.Handler; Start serves it on a
@@ -135,11 +177,16 @@ type Server struct {
 
 	mu       sync.Mutex
 	outcomes map[string]Outcome
-	faults   []Fault
-	messages []*message // in create order
+	faults   []queuedFault
+	services map[string][]string
+	sticky   map[string]string // service + "|" + To → the pool's number
+	next     map[string]int    // service → the pool's next number for a new To
+	messages []*message        // in create order; deleted ones are dropped
 	bySID    map[string]*message
+	seq      int
 	creates  []Create
 	attempts []Attempt
+	journErr error // the first journal write error
 	srv      *http.Server
 
 	callbacks     []CallbackAttempt
@@ -147,13 +194,24 @@ type Server struct {
 	callbacksDone chan struct{}      // closed when the sender has stopped
 }
 
+// queuedFault is a Fault waiting for creates; until is set for a Fault
+// with For.
+type queuedFault struct {
+	Fault
+	until time.Time
+}
+
 // message is the stored part of a message; its status is derived from the
-// clock on every read.
+// clock on every read (see timeline).
 type message struct {
-	seq     int
-	base    Message // SID, numbers, body, created, segments
-	outcome Outcome
-	visible time.Time // fetch and list show it from then on
+	seq      int
+	base     Message // SID, numbers, body, created, segments, first status
+	sender   string  // the number that sends it (the pool's for a service)
+	outcome  Outcome
+	visible  time.Time     // fetch and list show it from then on
+	validity time.Duration // Twilio's ValidityPeriod
+	canceled time.Time     // zero unless canceled while scheduled
+	touched  time.Time     // the last update (redaction), zero if none
 	// reports follows the callbacks of each step of the message's
 	// timeline; nil until the sender first looks at the message.
 	reports []report
@@ -167,6 +225,9 @@ func (wallClock) Now() time.Time { return time.Now() }
 func New(opts Options) *Server {
 	if opts.Clock == nil {
 		opts.Clock = wallClock{}
+	}
+	if opts.Timing.Queued <= 0 {
+		opts.Timing.Queued = 100 * time.Millisecond
 	}
 	if opts.Timing.Sending <= 0 {
 		opts.Timing.Sending = 200 * time.Millisecond
@@ -186,12 +247,23 @@ func New(opts Options) *Server {
 	s := &Server{
 		opts:     opts,
 		outcomes: make(map[string]Outcome),
+		services: make(map[string][]string),
+		sticky:   make(map[string]string),
+		next:     make(map[string]int),
 		bySID:    make(map[string]*message),
 	}
+	for sid, pool := range opts.Services {
+		s.services[sid] = append([]string(nil), pool...)
+	}
 	s.mux = http.NewServeMux()
-	s.mux.HandleFunc("POST /2010-04-01/Accounts/{account}/Messages.json", s.create)
-	s.mux.HandleFunc("GET /2010-04-01/Accounts/{account}/Messages.json", s.list)
-	s.mux.HandleFunc("GET /2010-04-01/Accounts/{account}/Messages/{file}", s.fetch)
+	const messages = "/2010-04-01/Accounts/{account}/Messages"
+	s.mux.HandleFunc("POST "+messages+".json", s.create)
+	s.mux.HandleFunc("GET "+messages+".json", s.list)
+	s.mux.HandleFunc("GET "+messages+"/{file}", s.fetch)
+	s.mux.HandleFunc("POST "+messages+"/{file}", s.update)
+	s.mux.HandleFunc("DELETE "+messages+"/{file}", s.remove)
+	s.mux.HandleFunc("GET "+messages+"/{sid}/Media.json", s.media)
+	s.control()
 	return s
 }
 
@@ -199,14 +271,25 @@ func New(opts Options) *Server {
 // base URL (http://127.0.0.1:PORT), to be used as sms.Config.BaseURL. With
 // Options.Callbacks it also starts the status callback sender.
 func (s *Server) Start() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("twiliotest: listen on 127.0.0.1: %w", err)
+	}
+	base, err := s.Serve(ln)
+	if err != nil {
+		ln.Close()
+	}
+	return base, err
+}
+
+// Serve serves the simulator on ln, which the caller opened (on a loopback
+// address), and returns its base URL; Close stops it. With
+// Options.Callbacks it also starts the status callback sender.
+func (s *Server) Serve(ln net.Listener) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.srv != nil {
 		return "", errors.New("twiliotest: server already started")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("twiliotest: listen on 127.0.0.1: %w", err)
 	}
 	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(ln) //nolint:errcheck // returns ErrServerClosed on Close
@@ -244,22 +327,44 @@ func (s *Server) SetAuthToken(token string) {
 	s.opts.AuthToken = token
 }
 
-// SetOutcome sets what happens to messages created to the number to from now on.
+// SetOutcome sets what happens to messages created to the number to from
+// now on; to may be AnyNumber.
 func (s *Server) SetOutcome(to string, o Outcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.outcomes[to] = o
 }
 
-// Fault queues f; it applies to the next f.Times creates after the faults
-// queued before it.
+// outcome is what happens to messages to the number to. The caller holds mu.
+func (s *Server) outcome(to string) Outcome {
+	if o, ok := s.outcomes[to]; ok {
+		return o
+	}
+	return s.outcomes[AnyNumber]
+}
+
+// SetService sets the numbers of a Messaging Service's pool (an empty
+// list leaves the service with none, so that creates through it fail with
+// 21704).
+func (s *Server) SetService(sid string, numbers []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.services[sid] = append([]string(nil), numbers...)
+}
+
+// Fault queues f; it applies to the next f.Times creates (or to every
+// create during f.For) after the faults queued before it.
 func (s *Server) Fault(f Fault) {
 	if f.Times <= 0 {
 		f.Times = 1
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faults = append(s.faults, f)
+	q := queuedFault{Fault: f}
+	if f.For > 0 {
+		q.until = s.opts.Clock.Now().Add(f.For)
+	}
+	s.faults = append(s.faults, q)
 }
 
 // ClearFaults drops every queued fault.
@@ -283,7 +388,15 @@ func (s *Server) Attempts() []Attempt {
 	return append([]Attempt(nil), s.attempts...)
 }
 
-// Messages returns the current state of every message, in create order.
+// JournalErr returns the first error writing the journal, if any.
+func (s *Server) JournalErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.journErr
+}
+
+// Messages returns the current state of every message not deleted, in
+// create order.
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -306,35 +419,6 @@ func (s *Server) Message(sid string) (Message, bool) {
 		return Message{}, false
 	}
 	return s.state(m, s.opts.Clock.Now()), true
-}
-
-// state derives m's status at now from its create time and outcome.
-func (s *Server) state(m *message, now time.Time) Message {
-	out := m.base
-	t := s.opts.Timing
-	age := now.Sub(out.Created)
-	final := m.outcome.Final
-	if final == "" {
-		final = "delivered"
-	}
-	switch {
-	case age < t.Sending:
-		// as created
-	case age >= t.Final:
-		out.Status, out.Updated = final, out.Created.Add(t.Final)
-		if final != "failed" {
-			out.Sent = out.Created.Add(t.Sent)
-		}
-		if final != "delivered" {
-			out.ErrorCode = m.outcome.ErrorCode
-		}
-	case age < t.Sent || final == "failed":
-		out.Status, out.Updated = "sending", out.Created.Add(t.Sending)
-	default:
-		out.Status, out.Updated = "sent", out.Created.Add(t.Sent)
-		out.Sent = out.Updated
-	}
-	return out
 }
 
 // ServeHTTP checks the credentials and the account in the path, then
@@ -389,203 +473,6 @@ func (s *Server) account(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	return true
-}
-
-var (
-	e164      = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
-	shortCode = regexp.MustCompile(`^[0-9]{5,6}$`)
-	alphaID   = regexp.MustCompile(`^[A-Za-z0-9 ]{1,11}$`)
-)
-
-// createError is a refused create: Twilio's code and message, HTTP 400.
-type createError struct {
-	code int
-	msg  string
-}
-
-// validate checks a create's parameters as Twilio does.
-func validate(from, service, to, body string, o Outcome) *createError {
-	switch {
-	case to == "":
-		return &createError{21604, "A 'To' phone number is required."}
-	case from == "" && service == "":
-		return &createError{21603, "A 'From' phone number is required."}
-	case body == "":
-		return &createError{21602, "Message body is required."}
-	case !e164.MatchString(to):
-		return &createError{21211, fmt.Sprintf("The 'To' number %s is not a valid phone number.", to)}
-	case from != "" && !e164.MatchString(from) && !shortCode.MatchString(from) && !alphaID.MatchString(from):
-		return &createError{21212, fmt.Sprintf("The 'From' number %s is not a valid phone number, shortcode, or alphanumeric sender ID.", from)}
-	case utf8.RuneCountInString(body) > 1600:
-		return &createError{21617, "The concatenated message body exceeds the 1600 character limit."}
-	case o.CreateError != 0:
-		return &createError{o.CreateError, createMessages(o.CreateError, from, to)}
-	}
-	return nil
-}
-
-// createMessages gives Twilio's wording for refusals that depend on the number.
-func createMessages(code int, from, to string) string {
-	switch code {
-	case 21211:
-		return fmt.Sprintf("The 'To' number %s is not a valid phone number.", to)
-	case 21408:
-		return fmt.Sprintf("Permission to send an SMS has not been enabled for the region indicated by the 'To' number: %s.", to)
-	case 21610:
-		return "Attempt to send to unsubscribed recipient"
-	case 21612:
-		return fmt.Sprintf("The 'To' phone number: %s, is not currently reachable using the 'From' phone number: %s via SMS.", to, from)
-	case 21614:
-		return fmt.Sprintf("'To' number %s is not a valid mobile number", to)
-	}
-	return fmt.Sprintf("Error %d", code)
-}
-
-func (s *Server) create(w http.ResponseWriter, r *http.Request) {
-	if !s.account(w, r) {
-		return
-	}
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, 20001, "Could not parse the form body: "+err.Error())
-		return
-	}
-	from, to, body := r.PostForm.Get("From"), r.PostForm.Get("To"), r.PostForm.Get("Body")
-	service := r.PostForm.Get("MessagingServiceSid")
-
-	s.mu.Lock()
-	now := s.opts.Clock.Now()
-	att := Attempt{Time: now, From: from, To: to}
-	fault, faulty := s.nextFault()
-	if faulty && fault.Status != 0 {
-		if fault.AfterCreate {
-			m := s.add(now, from, service, to, body, r.PostForm.Get("StatusCallback"), r.PostForm.Get("ValidityPeriod"))
-			m.visible = now.Add(fault.Land)
-			att.SID = m.base.SID
-		}
-		att.HTTPStatus = fault.Status
-		if !fault.HTML {
-			att.Code = faultCode(fault.Status)
-		}
-		s.attempts = append(s.attempts, att)
-		s.mu.Unlock()
-		if wait(r, fault.Delay) {
-			writeFault(w, fault)
-		}
-		return
-	}
-	if cerr := validate(from, service, to, body, s.outcomes[to]); cerr != nil {
-		att.HTTPStatus, att.Code = http.StatusBadRequest, cerr.code
-		s.attempts = append(s.attempts, att)
-		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, cerr.code, cerr.msg)
-		return
-	}
-	callback := r.PostForm.Get("StatusCallback")
-	if s.opts.Callbacks && callback != "" && !loopbackURL(callback) {
-		att.HTTPStatus, att.Code = http.StatusBadRequest, 21609
-		s.attempts = append(s.attempts, att)
-		s.mu.Unlock()
-		writeError(w, http.StatusBadRequest, 21609, callbackRefusal(callback))
-		return
-	}
-	m := s.add(now, from, service, to, body, callback, r.PostForm.Get("ValidityPeriod"))
-	if faulty {
-		m.visible = now.Add(fault.Land)
-	}
-	att.HTTPStatus, att.SID = http.StatusCreated, m.base.SID
-	s.attempts = append(s.attempts, att)
-	resp := s.wire(m, now)
-	s.mu.Unlock()
-
-	if faulty && !wait(r, fault.Delay) {
-		return // the client gave up: the message stays created
-	}
-	writeJSON(w, http.StatusCreated, resp)
-}
-
-// nextFault takes one use of the first queued fault. The caller holds mu.
-func (s *Server) nextFault() (Fault, bool) {
-	if len(s.faults) == 0 {
-		return Fault{}, false
-	}
-	f := s.faults[0]
-	s.faults[0].Times--
-	if s.faults[0].Times <= 0 {
-		s.faults = s.faults[1:]
-	}
-	return f, true
-}
-
-// add stores a new message. The caller holds mu.
-func (s *Server) add(now time.Time, from, service, to, body, callback, validity string) *message {
-	seq := len(s.messages) + 1
-	sum := md5.Sum([]byte(s.opts.AccountSID + "/" + strconv.Itoa(seq)))
-	status := "queued"
-	if service != "" {
-		status = "accepted"
-	}
-	m := &message{
-		seq: seq,
-		base: Message{
-			SID:                 "SM" + hex.EncodeToString(sum[:]),
-			AccountSID:          s.opts.AccountSID,
-			From:                from,
-			To:                  to,
-			Body:                body,
-			MessagingServiceSID: service,
-			StatusCallback:      callback,
-			Status:              status,
-			Segments:            segments(body),
-			Created:             now,
-			Updated:             now,
-		},
-		outcome: s.outcomes[to],
-	}
-	s.messages = append(s.messages, m)
-	s.bySID[m.base.SID] = m
-	s.creates = append(s.creates, Create{Time: now, SID: m.base.SID, From: from, To: to, Body: body,
-		Segments: m.base.Segments, ValidityPeriod: validity})
-	return m
-}
-
-// wait holds the answer back for d and reports whether the client is still
-// there to receive it.
-func wait(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
-}
-
-func faultCode(status int) int {
-	if status == http.StatusTooManyRequests {
-		return 20429
-	}
-	return 20000 + status
-}
-
-func writeFault(w http.ResponseWriter, f Fault) {
-	if f.HTML {
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(f.Status)
-		fmt.Fprintf(w, "<html><head><title>%d %s</title></head><body><h1>%[1]d %[2]s</h1></body></html>\n", f.Status, http.StatusText(f.Status))
-		return
-	}
-	if f.RetryAfter != "" {
-		w.Header().Set("Retry-After", f.RetryAfter)
-	}
-	msg := http.StatusText(f.Status)
-	if f.Status == http.StatusTooManyRequests {
-		msg = "Too Many Requests"
-	}
-	writeError(w, f.Status, faultCode(f.Status), msg)
 }
 
 func (s *Server) fetch(w http.ResponseWriter, r *http.Request) {

@@ -96,7 +96,7 @@ func golden(t *testing.T, name string, got []byte) {
 }
 
 func TestWireShapes(t *testing.T) {
-	_, clk, base := start(t)
+	srv, clk, base := start(t)
 	msgs := base + "/2010-04-01/Accounts/" + account + "/Messages"
 
 	status, body := do(t, "POST", msgs+".json", url.Values{"From": {sender}, "To": {alice}, "Body": {"Hi Ana"}})
@@ -133,6 +133,39 @@ func TestWireShapes(t *testing.T) {
 		t.Fatalf("invalid To: HTTP %d", status)
 	}
 	golden(t, "invalid-to.json", body)
+
+	status, body = do(t, "POST", msgs+".json", url.Values{"MessagingServiceSid": {"MG0123456789abcdef0123456789abcdef"}, "To": {alice}, "Body": {"Hi Ana"}})
+	if status != http.StatusCreated {
+		t.Fatalf("create through a service: HTTP %d %s", status, body)
+	}
+	golden(t, "create-service.json", body)
+
+	status, body = do(t, "POST", msgs+".json", url.Values{"From": {sender}, "To": {alice}, "Body": {"Hi Ana"}, "ValidityPeriod": {"0"}})
+	if status != http.StatusBadRequest {
+		t.Fatalf("ValidityPeriod 0: HTTP %d", status)
+	}
+	golden(t, "invalid-validity.json", body)
+
+	srv.SetOutcome("+14155550103", twiliotest.Outcome{Final: "undelivered", ErrorCode: 30003})
+	status, body = do(t, "POST", msgs+".json", url.Values{"From": {sender}, "To": {"+14155550103"}, "Body": {"Hi Ana"}})
+	if status != http.StatusCreated {
+		t.Fatalf("create: HTTP %d %s", status, body)
+	}
+	if err := json.Unmarshal(body, &created); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second)
+	status, body = do(t, "GET", msgs+"/"+created.SID+".json", nil)
+	if status != http.StatusOK {
+		t.Fatalf("fetch: HTTP %d %s", status, body)
+	}
+	golden(t, "fetch-undelivered.json", body)
+
+	status, body = do(t, "GET", msgs+"/"+created.SID+"/Media.json", nil)
+	if status != http.StatusOK {
+		t.Fatalf("media: HTTP %d %s", status, body)
+	}
+	golden(t, "media-empty.json", body)
 
 	for _, path := range []string{"/2010-04-01/Accounts/" + account + "/Calls.json", "/"} {
 		status, body = do(t, "GET", base+path, nil)

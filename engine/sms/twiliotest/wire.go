@@ -94,9 +94,13 @@ func (s *Server) wire(m *message, now time.Time) wireMessage {
 		w.DateSent = optional(date(st.Sent))
 		w.Price = optional(strconv.FormatFloat(-pricePerSegment*float64(st.Segments), 'f', 5, 64))
 	}
+	if st.MessagingServiceSID != "" && st.From == "" {
+		w.NumSegments = "0" // until a number of the pool is assigned
+	}
 	if st.ErrorCode != 0 {
 		code := st.ErrorCode
 		w.ErrorCode = &code
+		w.ErrorMessage = optional(errorMessage(code))
 	}
 	return w
 }
@@ -164,7 +168,9 @@ func (f dateFilter) match(t time.Time) bool {
 	return a.Equal(b)
 }
 
-// list answers a message list, newest first. Date filters apply to
+// list answers a message list, newest first. From matches the number that
+// sends a message: for a Messaging Service, only once a number of its pool
+// is assigned (an accepted message is found by To alone). Date filters apply to
 // date_sent, or to date_created while a message has not been sent yet
 // (how Twilio treats unsent messages here is not known). Paging follows
 // PageToken ("PA" + the last SID of the previous page) when present,
@@ -204,13 +210,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		if to := q.Get("To"); to != "" && m.base.To != to {
 			continue
 		}
-		if from := q.Get("From"); from != "" && m.base.From != from {
-			continue
-		}
 		if now.Before(m.visible) {
 			continue
 		}
 		st := s.state(m, now)
+		if from := q.Get("From"); from != "" && st.From != from {
+			continue
+		}
 		when := st.Sent
 		if when.IsZero() {
 			when = st.Created
