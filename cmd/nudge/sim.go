@@ -12,6 +12,8 @@ const simUsage = `Usage:
                                               holding dictionary.csv, or a prefix such as redcap/site_a for
                                               site_a.dictionary.csv and site_a.records.json); imports are saved back
   nudge sim smtp --listen ADDR --maildir DIR   a real SMTP server on loopback; each message to DIR/new
+  nudge sim twilio --listen ADDR --journal FILE [--faults FILE] [--service MG…=+1…,+1…] [--callbacks]
+                                              Twilio's Messages API; every create is appended to the journal (JSONL)
 
 Simulators listen on loopback only. They print the environment to export so
 that nudge check, preview, run and serve use them instead of the real services.
@@ -29,6 +31,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return cmdSimREDCap(ctx, args[1:], stdout, stderr)
 	case "smtp":
 		return cmdSimSMTP(ctx, args[1:], stdout, stderr)
+	case "twilio":
+		return cmdSimTwilio(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, simUsage)
 		return nil
