@@ -134,7 +134,9 @@ func (s *Store) RecordStatus(ctx context.Context, id int64, status string, error
 			return err
 		}
 		switch state {
-		case StateSent, StateDelivered, StateUndelivered, StateFailed:
+		case StateSent, StateDelivered, StateUndelivered, StateFailed, StateCanceled, StateReview, StateUnknown:
+			// A message Twilio has: a late or repeated status after a
+			// final one (or after review) changes nothing, below.
 		default:
 			return fmt.Errorf("%w: cannot record status %q for message %d: it is %s", ErrWrongState, status, id, state)
 		}

@@ -144,3 +144,26 @@ func TestIsFinalStatus(t *testing.T) {
 		}
 	}
 }
+
+// TestSafetyLateStatusAfterReview: a status callback or poll that arrives
+// after its message was set aside for review (30007) changes nothing and
+// is no error: callbacks come late and twice.
+func TestSafetyLateStatusAfterReview(t *testing.T) {
+	s, _ := openTemp(t)
+	ctx := context.Background()
+	id := mustSent(t, s, newMsg("r1", 1), "SMr1")
+	if _, err := s.RecordStatus(ctx, id, "failed", 30007, t0, SourcePoll); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkReview(ctx, id, 30007, "carrier filtering", t0); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []string{"failed", "delivered", "sent"} {
+		if changed, err := s.RecordStatus(ctx, id, st, 30007, t0.Add(time.Minute), SourceCallback); err != nil || changed {
+			t.Errorf("late %s after review: changed %v, %v; want no change and no error", st, changed, err)
+		}
+	}
+	if m := mustGet(t, s, id); m.State != StateReview {
+		t.Errorf("state %s, want review", m.State)
+	}
+}
