@@ -30,7 +30,7 @@ func TestOpenPragmas(t *testing.T) {
 	tests := []struct{ pragma, want string }{
 		{"journal_mode", "wal"},
 		{"foreign_keys", "1"},
-		{"busy_timeout", "5000"},
+		{"busy_timeout", "60000"}, // DefaultBusyTimeout
 		{"synchronous", "2"}, // FULL
 	}
 	for _, tt := range tests {
