@@ -31,7 +31,7 @@ func TestOpenPragmas(t *testing.T) {
 		{"journal_mode", "wal"},
 		{"foreign_keys", "1"},
 		{"busy_timeout", "60000"}, // DefaultBusyTimeout
-		{"synchronous", "2"}, // FULL
+		{"synchronous", "2"},      // FULL
 	}
 	for _, tt := range tests {
 		var got string
