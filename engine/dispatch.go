@@ -90,20 +90,30 @@ func (s *DispatchStats) problem(p string) {
 // switch and its sender's pause. Only one process sends at a time — it
 // holds the database's sending lease — so the pacing holds even with
 // several nudge processes on one database; the others return at once and
-// leave the queue to the holder.
+// leave the queue to the holder. The lease is renewed while the dispatch
+// runs; if it is lost, no further message is sent and the error is
+// ErrLeaseLost.
 func (e *Engine) Dispatch(ctx context.Context) (DispatchStats, error) {
 	e.dispatchMu.Lock()
 	defer e.dispatchMu.Unlock()
-	var total DispatchStats
 	held, err := e.renewSending(ctx)
 	if err != nil || !held {
-		return total, err
+		return DispatchStats{}, err
 	}
+	lctx, stop := e.holdLease(ctx, "sending", e.owner())
 	defer func() {
+		stop()
 		if err := e.Store.Unlock(context.WithoutCancel(ctx), "sending", e.owner()); err != nil {
 			e.log().WithError(err).Warn("releasing the sending lease")
 		}
 	}()
+	total, err := e.dispatch(lctx)
+	return total, leaseErr(lctx, err)
+}
+
+// dispatch is Dispatch under the sending lease.
+func (e *Engine) dispatch(ctx context.Context) (DispatchStats, error) {
+	var total DispatchStats
 	expired, err := e.Store.ExpireDue(ctx, e.now())
 	if err != nil {
 		return total, err

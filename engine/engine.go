@@ -12,10 +12,8 @@ package engine
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,8 +77,10 @@ type Engine struct {
 	Progress func(Progress)
 
 	// Owner names this engine in the database's leases (default
-	// host:pid:n and a random part, so that two containers that are both
-	// PID 1 differ); two engines on one database must differ.
+	// storage.NewOwner(): host, pid, process start and a random part, so
+	// that two containers that are both PID 1 differ, and a lease left by a
+	// killed process is taken over); two engines on one database must
+	// differ.
 	Owner string
 
 	// Metrics, when set, counts what the engine does for /metrics.
@@ -102,6 +102,7 @@ type Engine struct {
 	reportJob   gocron.Job    // the write-back job (serve)
 	reportDirty atomic.Bool   // a write-back run has been asked for and not started
 	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
+	leaseRenew  time.Duration // how often held leases are renewed (0 = leaseRenew)
 }
 
 // remember keeps the records of a full export for piping replies and for
@@ -253,17 +254,15 @@ func (e *Engine) log() logrus.FieldLogger {
 	return e.Log
 }
 
-var engines atomic.Int64
-
-// owner names this engine in the database's leases: host:pid:n plus a
-// random part, so that two containers that share a host name and are both
-// PID 1 still differ.
+// owner names this engine in the database's leases (storage.NewOwner):
+// host, pid, the process's start time and PID namespace, and a random part,
+// so that two containers that share a host name and are both PID 1 still
+// differ, and a lease left by a killed process can be taken over.
 func (e *Engine) owner() string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.Owner == "" {
-		host, _ := os.Hostname()
-		e.Owner = fmt.Sprintf("%s:%d:%d:%s", host, os.Getpid(), engines.Add(1), rand.Text()[:16])
+		e.Owner = storage.NewOwner()
 	}
 	return e.Owner
 }

@@ -97,7 +97,8 @@ func (e *Engine) Run(ctx context.Context, opt PlanOptions) (*RunResult, error) {
 	if err != nil {
 		outcome = "failed: " + err.Error()
 	}
-	if ferr := e.Store.FinishRun(ctx, id, e.now(), outcome, res.summary(e)); ferr != nil && err == nil {
+	// Recorded even when ctx ended (a shutdown, a lost lease).
+	if ferr := e.Store.FinishRun(context.WithoutCancel(ctx), id, e.now(), outcome, res.summary(e)); ferr != nil && err == nil {
 		err = ferr
 	}
 	return res, err

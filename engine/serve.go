@@ -17,10 +17,6 @@ import (
 	"github.com/nudge-study/nudge/storage"
 )
 
-// passLease is how long a pass may hold the database-wide lock before
-// another process may take it over (a crashed holder never releases it).
-const passLease = 15 * time.Minute
-
 // Defaults of ServeOptions, and how long handled triggers are kept.
 const (
 	DefaultRetryMin  = 2 * time.Second
@@ -307,21 +303,28 @@ func (e *Engine) lockedPass(owner string, rules ...string) func(context.Context)
 // ErrBusy means another process holds the pass lock.
 var ErrBusy = errors.New("engine: another nudge process is making a pass on this database")
 
-// RunLocked is Run under the database-wide pass lock.
+// RunLocked is Run under the database-wide pass lock. The lease is short
+// (leaseTTL) and renewed while the pass runs; a lease left by a process
+// on this host that is no longer running (killed, crashed) is taken over
+// at once. If the lease is lost meanwhile, the pass stops before its next
+// send and returns ErrLeaseLost.
 func (e *Engine) RunLocked(ctx context.Context, owner string, opt PlanOptions) (*RunResult, error) {
-	ok, err := e.Store.TryLock(ctx, "pass", owner, passLease, e.now())
+	ok, err := e.Store.TryLock(ctx, "pass", owner, leaseTTL, e.now())
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, ErrBusy
+		return nil, e.busyErr(ctx)
 	}
+	lctx, stop := e.holdLease(ctx, "pass", owner)
 	defer func() {
+		stop()
 		if err := e.Store.Unlock(context.WithoutCancel(ctx), "pass", owner); err != nil && !errors.Is(err, storage.ErrLockNotHeld) {
 			e.log().WithError(err).Warn("releasing the pass lock")
 		}
 	}()
-	return e.Run(ctx, opt)
+	res, err := e.Run(lctx, opt)
+	return res, leaseErr(lctx, err)
 }
 
 // hooks adapts the engine to the webhook server.

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -412,7 +413,7 @@ func TestTwoServersAndCronOnOneDatabase(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := e.RunLocked(f.ctx, e.Owner+"-pass", engine.PlanOptions{}); err != nil && err != engine.ErrBusy {
+				if _, err := e.RunLocked(f.ctx, e.Owner+"-pass", engine.PlanOptions{}); err != nil && !errors.Is(err, engine.ErrBusy) {
 					t.Error(err)
 				}
 				if _, err := e.Dispatch(f.ctx); err != nil {

@@ -35,7 +35,7 @@ func TestMigrateFromVersion1KeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nudge.db")
 	ctx := context.Background()
 
-	old, err := open(ctx, path, migrations[:1])
+	old, err := open(ctx, path, migrations[:1], Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ VALUES ('SM-in-1', '+14155550101', '+14155550100', 'STOP', ?)`, t0.UnixNano())
 	s.Close()
 
 	// Version 1 code refuses the migrated file.
-	if _, err := open(ctx, path, migrations[:1]); !errors.Is(err, ErrTooNew) {
+	if _, err := open(ctx, path, migrations[:1], Options{}); !errors.Is(err, ErrTooNew) {
 		t.Errorf("version 1 code opening the migrated file: %v, want ErrTooNew", err)
 	}
 }

@@ -270,7 +270,8 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (inserted bool, err err
 	exec := func(ctx context.Context, args ...any) (sql.Result, error) {
 		return s.db.ExecContext(ctx, sqlInsertMessage, args...)
 	}
-	return insertMessage(ctx, exec, m)
+	inserted, err = insertMessage(ctx, exec, m)
+	return inserted, s.explain(err)
 }
 
 // EnqueueBatch is Enqueue for many messages in one transaction: either all
@@ -356,7 +357,7 @@ func (s *Store) Claim(ctx context.Context, id int64, now time.Time, c *Content) 
 	}
 	res, err := s.db.ExecContext(ctx, sqlClaim, now.UnixNano(), to, subject, body, html, segments, id, now.UnixNano())
 	if err != nil {
-		return fmt.Errorf("storage: claim message %d: %w", id, err)
+		return s.explain(fmt.Errorf("storage: claim message %d: %w", id, err))
 	}
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return err
@@ -422,7 +423,18 @@ func (s *Store) moveWithHistory(ctx context.Context, id int64, what, status stri
 // crash may find the message already delivered) sets the final state. A
 // status nudge does not know is stored as it is and treated as not final:
 // the message was taken, and that is what matters here.
+//
+// The message has gone out, so a database locked by another process is
+// waited for outcomeRounds more busy timeouts before MarkSent gives up.
 func (s *Store) MarkSent(ctx context.Context, id int64, sid, status string, segments int, at time.Time) error {
+	err := s.markSent(ctx, id, sid, status, segments, at)
+	for i := 0; i < outcomeRounds && errors.Is(err, ErrLocked) && ctx.Err() == nil; i++ {
+		err = s.markSent(ctx, id, sid, status, segments, at)
+	}
+	return err
+}
+
+func (s *Store) markSent(ctx context.Context, id int64, sid, status string, segments int, at time.Time) error {
 	rank, _ := statusRank(status)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
 		var state State

@@ -58,9 +58,17 @@ var (
 	// -wal or -shm file) can be read or written by other users, or its
 	// directory can be written by anyone.
 	ErrPermissions = errors.New("storage: unsafe file permissions")
+	// ErrLocked is returned when another process kept the database locked
+	// for longer than the busy timeout: the change was not made.
+	ErrLocked = errors.New("storage: the database is locked by another process")
+	// ErrFull is returned when the database could not grow (SQLITE_FULL):
+	// the disk is full, or the database reached its size limit. The change
+	// was not made; what was stored before is intact.
+	ErrFull = errors.New("storage: the disk is full or the database reached its size limit")
 )
 
-// dsnParams are the connection settings of every connection in the pool.
+// dsnParams are the connection settings of every connection in the pool
+// (the busy timeout is added by open).
 // mattn/go-sqlite3 applies them as PRAGMAs when it opens a connection:
 // busy_timeout first, so that concurrent openers wait instead of failing.
 // WAL lets readers run beside the single writer; synchronous=FULL (the
@@ -68,12 +76,33 @@ var (
 // loss, which a claimed-then-sent message needs; _txlock=immediate makes every
 // transaction take the write lock at BEGIN, so two read-then-write
 // transactions can never deadlock on a lock upgrade.
-const dsnParams = "_journal_mode=WAL&_synchronous=FULL&_busy_timeout=5000&_foreign_keys=on&_txlock=immediate"
+const dsnParams = "_journal_mode=WAL&_synchronous=FULL&_foreign_keys=on&_txlock=immediate"
+
+// DefaultBusyTimeout is how long a change waits for another process that
+// holds the database's write lock before it fails with ErrLocked. It is
+// long because the other process may be a backup tool or a person's sqlite3
+// shell holding a write transaction for half a minute: nudge waits it out
+// instead of failing a pass. A claim that still fails sends nothing.
+const DefaultBusyTimeout = time.Minute
+
+// outcomeRounds is how many more busy timeouts MarkSent waits for the
+// database: the message has gone out, and a lost mark would leave the row
+// "sending" until lookups settle it.
+const outcomeRounds = 3
+
+// Options tune OpenWith.
+type Options struct {
+	// BusyTimeout is how long a change waits for another process's write
+	// lock (0 = DefaultBusyTimeout).
+	BusyTimeout time.Duration
+}
 
 // Store is nudge's database. It is safe for concurrent use by many
 // goroutines, and several processes may open the same file.
 type Store struct {
 	db       *sql.DB
+	path     string
+	busy     time.Duration
 	warnings []string
 }
 
@@ -91,7 +120,12 @@ type Store struct {
 // (see Warnings): the files' own mode keeps their content private, and the
 // directory shows only their names.
 func Open(path string) (*Store, error) {
-	return open(context.Background(), path, migrations)
+	return open(context.Background(), path, migrations, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(path string, opt Options) (*Store, error) {
+	return open(context.Background(), path, migrations, opt)
 }
 
 // Warnings are problems Open found that do not stop nudge, in plain words
@@ -160,7 +194,7 @@ func prepareFile(path string) ([]string, error) {
 	return warnings, nil
 }
 
-func open(ctx context.Context, path string, migs []string) (*Store, error) {
+func open(ctx context.Context, path string, migs []string, opt Options) (*Store, error) {
 	if path == "" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("%w: database path %q: give a plain file path without '?' or a file: prefix", ErrInvalid, path)
 	}
@@ -168,12 +202,16 @@ func open(ctx context.Context, path string, migs []string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	db, err := sql.Open("sqlite3", path+"?"+dsnParams)
+	busy := opt.BusyTimeout
+	if busy <= 0 {
+		busy = DefaultBusyTimeout
+	}
+	db, err := sql.Open("sqlite3", fmt.Sprintf("%s?%s&_busy_timeout=%d", path, dsnParams, busy.Milliseconds()))
 	if err != nil {
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
-	s := &Store{db: db, warnings: warnings}
-	if err := firstConnect(ctx, db); err != nil {
+	s := &Store{db: db, path: path, busy: busy, warnings: warnings}
+	if err := firstConnect(ctx, db, min(busy, busyWait)); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("storage: open %s: %w", path, err)
 	}
@@ -184,21 +222,20 @@ func open(ctx context.Context, path string, migs []string) (*Store, error) {
 	return s, nil
 }
 
-// busyWait bounds how long firstConnect retries a busy brand-new file; it
-// matches _busy_timeout.
+// busyWait bounds how long firstConnect retries a busy brand-new file.
 const busyWait = 5 * time.Second
 
 // firstConnect opens the pool's first connection, which switches the file to
 // WAL. On a brand-new file that switch fails with SQLITE_BUSY at once, without
 // the busy timeout, when another process is creating the same file at the
-// same moment; retry that case for up to busyWait. Once the file is in WAL
+// same moment; retry that case for up to wait. Once the file is in WAL
 // mode, later connections do not meet it.
-func firstConnect(ctx context.Context, db *sql.DB) error {
+func firstConnect(ctx context.Context, db *sql.DB, wait time.Duration) error {
 	delay, waited := 5*time.Millisecond, time.Duration(0)
 	for {
 		err := db.PingContext(ctx)
 		var se sqlite3.Error
-		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || waited >= busyWait {
+		if err == nil || !errors.As(err, &se) || se.Code != sqlite3.ErrBusy || waited >= wait {
 			return err
 		}
 		t := time.NewTimer(delay)
@@ -262,11 +299,30 @@ func nullID(id int64) any {
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return err
+		return s.explain(err)
 	}
 	if err := fn(tx); err != nil {
 		tx.Rollback()
+		return s.explain(err)
+	}
+	return s.explain(tx.Commit())
+}
+
+// explain turns SQLite's "busy" and "full" errors into ErrLocked and
+// ErrFull, in words a coordinator can act on; other errors are returned
+// as they are.
+func (s *Store) explain(err error) error {
+	var se sqlite3.Error
+	if err == nil || !errors.As(err, &se) || errors.Is(err, ErrLocked) || errors.Is(err, ErrFull) {
 		return err
 	}
-	return tx.Commit()
+	switch se.Code {
+	case sqlite3.ErrBusy, sqlite3.ErrLocked:
+		return fmt.Errorf("%w: another program (a backup tool, an sqlite3 shell, another nudge) kept %s locked for more than %v, so this change was not made and nothing depending on it was sent; nothing queued is lost: find that program and end it, then run nudge again (%w)",
+			ErrLocked, s.path, s.busy, err)
+	case sqlite3.ErrFull:
+		return fmt.Errorf("%w: %s could not grow, so this change was not made and nothing depending on it was sent; what was stored before is intact: free space on the disk that holds it, then run nudge again (%w)",
+			ErrFull, s.path, err)
+	}
+	return err
 }

@@ -30,8 +30,8 @@ func TestOpenPragmas(t *testing.T) {
 	tests := []struct{ pragma, want string }{
 		{"journal_mode", "wal"},
 		{"foreign_keys", "1"},
-		{"busy_timeout", "5000"},
-		{"synchronous", "2"}, // FULL
+		{"busy_timeout", "60000"}, // DefaultBusyTimeout
+		{"synchronous", "2"},      // FULL
 	}
 	for _, tt := range tests {
 		var got string
@@ -79,13 +79,13 @@ func TestMigrateStepwise(t *testing.T) {
 	ctx := context.Background()
 	m2 := `CREATE TABLE extra (x TEXT); INSERT INTO extra VALUES ('from migration 2');`
 
-	s, err := open(ctx, path, migrations[:1])
+	s, err := open(ctx, path, migrations[:1], Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
 
-	s, err = open(ctx, path, []string{migrations[0], m2})
+	s, err = open(ctx, path, []string{migrations[0], m2}, Options{})
 	if err != nil {
 		t.Fatalf("open with a new migration: %v", err)
 	}
@@ -99,7 +99,7 @@ func TestMigrateStepwise(t *testing.T) {
 	s.Close()
 
 	// The older code must refuse the newer database, and leave it intact.
-	if _, err := open(ctx, path, migrations[:1]); !errors.Is(err, ErrTooNew) {
+	if _, err := open(ctx, path, migrations[:1], Options{}); !errors.Is(err, ErrTooNew) {
 		t.Fatalf("older code opening newer database: err = %v, want ErrTooNew", err)
 	}
 }
@@ -108,10 +108,10 @@ func TestMigrationFailureRollsBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "nudge.db")
 	ctx := context.Background()
 	bad := `CREATE TABLE half (x TEXT); THIS IS NOT SQL;`
-	if _, err := open(ctx, path, []string{migrations[0], bad}); err == nil {
+	if _, err := open(ctx, path, []string{migrations[0], bad}, Options{}); err == nil {
 		t.Fatal("open with a broken migration succeeded")
 	}
-	s, err := open(ctx, path, migrations[:1])
+	s, err := open(ctx, path, migrations[:1], Options{})
 	if err != nil {
 		t.Fatalf("reopen after failed migration: %v", err)
 	}

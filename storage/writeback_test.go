@@ -279,7 +279,7 @@ func must(t *testing.T, err error) {
 func TestMigrationWriteBackKeepsQueue(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "nudge.db")
-	s, err := open(ctx, path, migrations[:2])
+	s, err := open(ctx, path, migrations[:2], Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func TestMigrationWriteBackKeepsQueue(t *testing.T) {
 		}
 	}
 	s.Close()
-	s, err = open(ctx, path, migrations)
+	s, err = open(ctx, path, migrations, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

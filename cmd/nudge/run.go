@@ -17,6 +17,7 @@ import (
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/storage"
 )
 
 var errUsage = errors.New("usage")
@@ -225,15 +226,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return &exitError{code: exitHeld, err: fmt.Errorf("sending was held back (%d problem(s)); queued messages are kept", len(p))}
 		}
 	}
-	if err != nil && unreachable(err) {
+	if err != nil && (unreachable(err) || errors.Is(err, engine.ErrLeaseLost) || errors.Is(err, storage.ErrLocked)) {
 		return &exitError{code: exitHeld, err: err}
 	}
 	return err
 }
 
 // exitHeld is the exit status of a pass that could not send all it should
-// have because a sender or the kill switch is paused, or Twilio or REDCap
-// could not be reached. Nothing queued is lost.
+// have because a sender or the kill switch is paused, Twilio or REDCap
+// could not be reached, the database was locked by another program, or the
+// pass lost its lease. Nothing queued is lost.
 const exitHeld = 4
 
 // unreachable reports whether a pass failed because REDCap could not be

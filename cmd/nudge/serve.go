@@ -2,24 +2,22 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/metrics"
+	"github.com/nudge-study/nudge/storage"
 )
 
-// owner names this process in the database's pass lock: host and pid plus
-// a random part, since two containers may share a host name and both be
-// PID 1.
+// owner names this process in the database's pass lock: host, pid and
+// process start plus a random part (storage.NewOwner), since two containers
+// may share a host name and both be PID 1, and so that the next `nudge run`
+// takes over the lock of one that was killed.
 func owner() string {
-	host, _ := os.Hostname()
-	return host + ":" + strconv.Itoa(os.Getpid()) + ":" + rand.Text()[:16]
+	return storage.NewOwner()
 }
 
 // cmdServe runs the daemon until SIGINT or SIGTERM. Unlike run and preview
