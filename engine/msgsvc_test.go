@@ -160,3 +160,58 @@ func TestServiceSendsFromPoolNumbers(t *testing.T) {
 		t.Errorf("%s is paced at %v", demoPool[2], cfg.Twilio.RateFor(demoPool[2]))
 	}
 }
+
+// TestSafetyServicePacingSurvivesRestart: after a restart (a fresh pacer)
+// each number of the pool waits for the slot of its own last text as the
+// outbox records it: the outbox holds the pool number, not the service.
+func TestSafetyServicePacingSurvivesRestart(t *testing.T) {
+	f := newServiceFixture(t)
+	f.enqueue(t, "welcome-sms")
+	// One text now from each number of the pool; the rest a moment later.
+	due, err := f.e.Store.Due(f.ctx, "sms", f.clk.Now(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]bool{}
+	for _, m := range due {
+		if !first[m.From] {
+			first[m.From] = true
+			continue
+		}
+		if err := f.e.Store.Snooze(f.ctx, m.ID, "later", f.clk.Now(), f.clk.Now().Add(100*time.Millisecond)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.e.Dispatch(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := len(f.env.Twilio.Creates())
+	// A restart: a fresh pacer at the configured rates that never saw
+	// those sends.
+	f.e.Pacer = sms.NewPacer(f.e.Study.Config.Twilio.RatePerSecond, f.clk)
+	for n, r := range f.e.Study.Config.Rates() {
+		if err := f.e.Pacer.SetRate(n, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.clk.Advance(100 * time.Millisecond)
+	if _, err := f.e.Dispatch(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	cs := f.env.Twilio.Creates()
+	last := map[string]twiliotest.Create{}
+	checked := 0
+	for i, c := range cs {
+		if prev, ok := last[c.From]; ok && i >= before {
+			rate := f.e.Study.Config.Twilio.RateFor(c.From)
+			if gap, min := c.Time.Sub(prev.Time).Seconds(), float64(prev.Segments)/rate; gap < min-0.001 {
+				t.Errorf("%s: %.3f s after its last text, want at least %.3f s at %v/s", c.From, gap, min, rate)
+			}
+			checked++
+		}
+		last[c.From] = c
+	}
+	if before != len(first) || checked < len(demoPool) {
+		t.Fatalf("%d texts before the restart (want %d), %d gaps checked after it", before, len(first), checked)
+	}
+}
