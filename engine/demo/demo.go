@@ -192,6 +192,14 @@ func Start(opt Options) (*Env, error) {
 	if err := applyOutcomes(filepath.Join(opt.Dir, "twilio.json"), env.Twilio); err != nil {
 		return nil, err
 	}
+	// The simulated account has the study's Messaging Services and pools.
+	pools := map[string][]string{}
+	for number, service := range study.Config.Services() {
+		pools[service] = append(pools[service], number)
+	}
+	for service, numbers := range pools {
+		env.Twilio.SetService(service, numbers)
+	}
 	twURL, err := env.Twilio.Start()
 	if err != nil {
 		return nil, err

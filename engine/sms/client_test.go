@@ -119,11 +119,12 @@ func equalMessage(a, b sms.Message) bool {
 // service's SID alone is refused without a request.
 func TestSendThroughMessagingService(t *testing.T) {
 	const service = "MG0123456789abcdef0123456789abcdef"
-	srv, _, c := serviceSetup(t, service)
+	srv, clk, c := serviceSetup(t, service)
 	m, err := c.Send(context.Background(), sender, alice, "hi", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk.Advance(time.Second) // accepted, then queued from the pool number
 	got, _ := srv.Message(m.SID)
 	if got.MessagingServiceSID != service || got.From != sender {
 		t.Errorf("simulator saw service %q from %q, want %q from %q", got.MessagingServiceSID, got.From, service, sender)
@@ -161,6 +162,7 @@ func serviceSetup(t *testing.T, service string) (*twiliotest.Server, *sms.FakeCl
 	t.Helper()
 	clk := sms.NewFakeClock(epoch)
 	srv := twiliotest.New(twiliotest.Options{AccountSID: account, AuthToken: token, Clock: clk})
+	srv.SetService(service, []string{sender})
 	base, err := srv.Start()
 	if err != nil {
 		t.Fatal(err)
