@@ -7,6 +7,7 @@ import (
 )
 
 const simUsage = `Usage:
+  nudge sim all --config nudge.yaml [--dir DIR]  every simulator the study needs, and the environment to export
   nudge sim redcap --listen ADDR --project PATH [--project PATH …] [--token-env PROJECT=VAR] [--user PROJECT=RIGHTS]
                                               the REDCap API for projects read from files (PATH: a folder
                                               holding dictionary.csv, or a prefix such as redcap/site_a for
@@ -27,6 +28,8 @@ func cmdSim(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	switch args[0] {
+	case "all":
+		return cmdSimAll(ctx, args[1:], stdout, stderr)
 	case "redcap":
 		return cmdSimREDCap(ctx, args[1:], stdout, stderr)
 	case "smtp":

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
+	"github.com/nudge-study/nudge/rules"
 )
 
 const simREDCapUsage = `Usage: nudge sim redcap --listen ADDR --project PATH [--project PATH ...]
@@ -184,7 +185,9 @@ func loadSimProjects(paths, tokenEnvs, users []string) (*simSet, error) {
 		sp.tokenEnv = env
 	}
 	for _, sp := range set.list {
-		switch env, ok := os.LookupEnv(sp.tokenEnv); {
+		env := os.Getenv(sp.tokenEnv) // set but empty counts as unset
+		ok := env != ""
+		switch {
 		case sp.project.Token != "":
 			sp.tokenFrom = "file"
 		case ok && redcapTokenRE.MatchString(env):
@@ -251,7 +254,7 @@ func (set *simSet) announce(w io.Writer, srv *redcaptest.Server, apiURL string) 
 		}
 		fmt.Fprintf(w, "# %s: project %d %q, %s, %d records; imports are saved to %s\n", sp.files.Name, p.ID, p.Title, kind, len(ids), sp.files.Records)
 	}
-	fmt.Fprintf(w, "export NUDGE_REDCAP_URL=%s\n", apiURL)
+	fmt.Fprintf(w, "export %s=%s\n", rules.EnvSimREDCap, apiURL)
 	for _, sp := range set.list {
 		switch sp.tokenFrom {
 		case "generated":

@@ -64,7 +64,7 @@ func startSimREDCap(t *testing.T, args ...string) *simProcess {
 		return stopErr
 	}
 	t.Cleanup(func() { sp.stop() })
-	if sp.env["NUDGE_REDCAP_URL"] == "" {
+	if sp.env["NUDGE_SIM_REDCAP_URL"] == "" {
 		t.Fatalf("no API URL announced (%v); stdout:\n%s\nstderr:\n%s", sp.stop(), sp.stdout, sp.stderr)
 	}
 	return sp
@@ -86,7 +86,7 @@ func copyFiles(t *testing.T, dir string, names ...string) {
 
 func simClient(t *testing.T, sp *simProcess, env string) *redcap.Client {
 	t.Helper()
-	c, err := redcap.New(sp.env["NUDGE_REDCAP_URL"], sp.env[env], redcap.WithRate(0))
+	c, err := redcap.New(sp.env["NUDGE_SIM_REDCAP_URL"], sp.env[env], redcap.WithRate(0))
 	if err != nil {
 		t.Fatal(err)
 	}
