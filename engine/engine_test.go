@@ -29,13 +29,16 @@ func (f *fixture) dbPath() string { return f.db }
 
 func newFixture(t testing.TB) *fixture { return newFixtureWith(t, demo.Options{}) }
 
-// newFixtureWith starts the demo study with some options set (Dir, Clock,
-// DBPath and Timeout are the fixture's).
+// newFixtureWith starts the demo study (or opt.Dir's) with some options set
+// (Clock, DBPath and Timeout are the fixture's).
 func newFixtureWith(t testing.TB, opt demo.Options) *fixture {
 	t.Helper()
 	clk := sms.NewFakeClock(demo.StudyTime)
 	db := filepath.Join(t.TempDir(), "nudge.db")
-	opt.Dir, opt.Clock, opt.DBPath, opt.Timeout = filepath.Join("..", "testdata", "demo"), clk, db, 300*time.Millisecond
+	if opt.Dir == "" {
+		opt.Dir = filepath.Join("..", "testdata", "demo")
+	}
+	opt.Clock, opt.DBPath, opt.Timeout = clk, db, 300*time.Millisecond
 	env, err := demo.Start(opt)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package engine_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -43,20 +42,7 @@ func newServiceFixture(t *testing.T) *fixture {
 	if err := os.WriteFile(path, cfg, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	clk := sms.NewFakeClock(demo.StudyTime)
-	db := filepath.Join(t.TempDir(), "nudge.db")
-	env, err := demo.Start(demo.Options{Dir: dir, Clock: clk, DBPath: db, Timeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	f := &fixture{env: env, e: env.Engine, clk: clk, ctx: ctx, db: db}
-	if err := f.e.Prepare(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return f
+	return newFixtureWith(t, demo.Options{Dir: dir})
 }
 
 // TestSafetyServiceUnansweredCreateFound: through a Messaging Service,

@@ -59,7 +59,9 @@ func cmdSimAll(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		args []string
 	}
 	redcapArgs := []string{"--listen", *redcapAddr}
+	tokenUnset := map[string]bool{} // the REDCap simulator generates these
 	for _, p := range cfg.Projects {
+		tokenUnset[p.TokenEnv] = os.Getenv(p.TokenEnv) == ""
 		prefix, err := simProjectFiles(p, *dir)
 		if err != nil {
 			return err
@@ -121,8 +123,14 @@ func cmdSimAll(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer wg.Wait()
 
-	// Wait until each simulator has said where it listens.
+	// Wait until each simulator has said where it listens, and the REDCap
+	// simulator has printed the tokens it generated.
 	want := []string{rules.EnvSimREDCap}
+	for _, p := range cfg.Projects {
+		if tokenUnset[p.TokenEnv] {
+			want = append(want, p.TokenEnv)
+		}
+	}
 	if cfg.Twilio != nil {
 		want = append(want, rules.EnvSimTwilio)
 	}

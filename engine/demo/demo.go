@@ -8,25 +8,23 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/email/smtptest"
-	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
 	"github.com/nudge-study/nudge/engine/sms"
 	"github.com/nudge-study/nudge/engine/sms/twiliotest"
 	"github.com/nudge-study/nudge/rules"
-	"github.com/nudge-study/nudge/rules/dict"
 )
 
 // StudyTime is the moment the demo study lives in: Monday 23 November 2026,
@@ -160,7 +158,7 @@ func Start(opt Options) (*Env, error) {
 	var projects []*redcaptest.Project
 	var seeds []func() error
 	for i, p := range study.Config.Projects {
-		pr, rows, err := loadProject(opt.Dir, p, i+1)
+		pr, rows, err := loadProject(p, i+1)
 		if err != nil {
 			return nil, err
 		}
@@ -409,90 +407,40 @@ func (env *Env) pacing() []Pacing {
 	return out
 }
 
-// loadProject reads one demo project's dictionary, records and (for a
-// longitudinal project) its events from the demo folder.
-func loadProject(dir string, p rules.Project, id int) (*redcaptest.Project, []map[string]string, error) {
-	if p.Dictionary == "" {
-		return nil, nil, fmt.Errorf("demo project %s: no dictionary file configured", p.Name)
+// loadProject reads a project's files for the REDCap simulator: the
+// dictionary the config names and, beside it, NAME.records.json and
+// NAME.structure.json. The demo never saves imports back to them.
+func loadProject(p rules.Project, id int) (*redcaptest.Project, []map[string]string, error) {
+	prefix := strings.TrimSuffix(p.Dictionary, ".dictionary.csv")
+	if p.Dictionary == "" || prefix == p.Dictionary {
+		return nil, nil, fmt.Errorf("demo project %s: configure its data dictionary as dictionary: redcap/%s.dictionary.csv, with %s.records.json beside it", p.Name, p.Name, p.Name)
 	}
-	f, err := os.Open(p.Dictionary)
+	files, err := redcaptest.FindFiles(prefix)
 	if err != nil {
 		return nil, nil, err
 	}
-	defer f.Close()
-	d, err := dict.ParseCSV(f)
+	pr, rows, err := redcaptest.LoadFiles(files, 1000+id)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", p.Dictionary, err)
-	}
-	pr := &redcaptest.Project{Token: newToken(), ID: 1000 + id, Title: "Demo " + p.Name, Dict: d,
-		MissingCodes: "UNK, Unknown | NA, Not applicable"}
-	base := filepath.Join(dir, "redcap", p.Name)
-	var rows []map[string]string
-	if err := readJSON(base+".records.json", &rows); err != nil {
 		return nil, nil, err
 	}
-	// The structure file holds REDCap's own API answers for events,
-	// form-event mapping and repeating instruments.
-	var structure struct {
-		Events []struct {
-			Name   string `json:"event_name"`
-			Arm    int    `json:"arm_num"`
-			Unique string `json:"unique_event_name"`
-			ID     int    `json:"event_id"`
-		} `json:"events"`
-		FormEvents []struct {
-			Arm   int    `json:"arm_num"`
-			Event string `json:"unique_event_name"`
-			Form  string `json:"form"`
-		} `json:"form_events"`
-		Repeating []struct {
-			Event string `json:"event_name"`
-			Form  string `json:"form_name"`
-		} `json:"repeating"`
-	}
-	if err := readJSON(base+".structure.json", &structure); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, nil, err
-	}
-	for _, ev := range structure.Events {
-		pr.Events = append(pr.Events, redcap.Event{Name: ev.Name, UniqueName: ev.Unique, Arm: ev.Arm, ID: ev.ID})
-	}
-	for _, fe := range structure.FormEvents {
-		pr.FormEvents = append(pr.FormEvents, redcap.FormEvent{Arm: fe.Arm, Event: fe.Event, Form: fe.Form})
-	}
-	for _, r := range structure.Repeating {
-		pr.Repeating = append(pr.Repeating, redcap.Repeating{Event: r.Event, Form: r.Form})
-	}
+	pr.RecordsFile = "" // the study's files stay as they are
+	pr.Token = cmp.Or(pr.Token, newToken())
+	pr.Title = "Demo " + p.Name
+	pr.MissingCodes = cmp.Or(pr.MissingCodes, "UNK, Unknown | NA, Not applicable")
 	return pr, rows, nil
 }
 
+// applyOutcomes sets up the Twilio simulator from the study's twilio.json,
+// when it has one.
 func applyOutcomes(path string, tw *twiliotest.Server) error {
-	var f struct {
-		Outcomes map[string]struct {
-			CreateError int    `json:"create_error"`
-			Final       string `json:"final"`
-			ErrorCode   int    `json:"error_code"`
-		} `json:"outcomes"`
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
-	if err := readJSON(path, &f); err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil
-		}
-		return err
-	}
-	for to, o := range f.Outcomes {
-		tw.SetOutcome(to, twiliotest.Outcome{CreateError: o.CreateError, Final: o.Final, ErrorCode: o.ErrorCode})
-	}
-	return nil
-}
-
-func readJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
+	setup, err := twiliotest.LoadSetup(path)
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
+	tw.Apply(setup)
 	return nil
 }
 
