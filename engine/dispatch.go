@@ -84,10 +84,12 @@ func (s *DispatchStats) problem(p string) {
 
 // Dispatch sends every message that is due. First it expires queued
 // messages whose time has passed and settles rows left in "sending"; then
-// it sends SMS (one worker per sending number, each paced by its own
-// limiter) and email side by side. Right before each send the message is
-// checked against the participant's current data (see recheck), the kill
-// switch and its sender's pause. Only one process sends at a time — it
+// it sends SMS (one worker per sending number, each paced at its own rate)
+// and email side by side. A message's sender is the number it goes out
+// from, also through a Messaging Service (the number of its pool chosen
+// when it was planned). Right before each send the message is checked
+// against the participant's current data (see recheck), the kill switch
+// and its sender's pause. Only one process sends at a time — it
 // holds the database's sending lease — so the pacing holds even with
 // several nudge processes on one database; the others return at once and
 // leave the queue to the holder. The lease is renewed while the dispatch
@@ -343,6 +345,12 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.
 			return DispatchStats{}, false, err
 		}
 		e.senderOK(m.From)
+		if res.From != "" && res.From != m.From {
+			// Pacing and lookups go by the number asked for: a Messaging
+			// Service that picks another one breaks both.
+			log.WithFields(map[string]any{"sender": redact(m.From), "sent_from": redact(res.From)}).Warn(
+				"Twilio sent from another number than nudge asked for: list only numbers of the Messaging Service's pool in the config")
+		}
 		if pause != nil {
 			log.WithField("sender", pause.Sender).Info("the paused sender sent again; resuming it")
 			if err := e.Store.ResumeSender(ctx, pause.Sender); err != nil {

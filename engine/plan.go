@@ -291,7 +291,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, occ.Next),
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next,
-		Channel: r.Channel, To: c.To, From: pl.e.sender(r), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
+		Channel: r.Channel, To: c.To, From: pl.e.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
 		Segments: c.Segments, State: storage.StatePlanned,
 		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
 	}
@@ -302,12 +302,17 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	return out
 }
 
-// sender is the address a rule's messages go out from.
-func (e *Engine) sender(r *rules.Rule) string {
+// sender is the address a rule's message to the recipient to goes out
+// from. For SMS it is the number itself, also when a Messaging Service
+// sends: the number of its pool Sender.Pick gives this recipient. The
+// outbox then holds the number Twilio sends from, so pacing (also after a
+// restart), dispatch workers and lookups of unanswered creates all go by
+// the real number.
+func (e *Engine) sender(r *rules.Rule, to string) string {
 	if r.Channel == rules.ChannelEmail {
 		return e.Study.Config.SMTP.From
 	}
-	return e.Study.Config.SenderFor(r.Project)
+	return e.Study.Config.SenderFor(r.Project).Pick(to)
 }
 
 // content renders a rule's message for one participant row: the text (and

@@ -59,12 +59,14 @@ func New(study *rules.Study, opt Options) (*Engine, error) {
 			return nil, fmt.Errorf("twilio: %w", err)
 		}
 		c, err := sms.NewClient(sms.Config{AccountSID: sid, AuthToken: token, BaseURL: cfg.Twilio.APIBaseURL,
-			StatusCallback: cfg.Twilio.StatusCallback, Timeout: opt.Timeout})
+			StatusCallback: cfg.Twilio.StatusCallback, Timeout: opt.Timeout, Services: cfg.Services()})
 		if err != nil {
 			return nil, fmt.Errorf("twilio: %w", err)
 		}
 		e.SMS = c
-		e.Pacer = sms.NewPacer(cfg.Twilio.RatePerSecond, e.Clock)
+		if e.Pacer, err = newPacer(cfg, e.Clock); err != nil {
+			return nil, fmt.Errorf("twilio: %w", err)
+		}
 	}
 	if !opt.NoSend && study.Uses("email") {
 		user, pass := "", ""
@@ -94,6 +96,20 @@ func New(study *rules.Study, opt Options) (*Engine, error) {
 	}
 	e.Store = st
 	return e, nil
+}
+
+// newPacer paces every configured sending number at its own rate (a long
+// code below 1 segment/s, a toll-free number below 3, a short code below
+// 100; see rules.Twilio.RateFor). A number no longer in the config (texts
+// queued before it was removed) goes at the long-code rate, the slowest.
+func newPacer(cfg *rules.Config, clk Clock) (*sms.Pacer, error) {
+	p := sms.NewPacer(cfg.Twilio.RatePerSecond, clk)
+	for number, rate := range cfg.Rates() {
+		if err := p.SetRate(number, rate); err != nil {
+			return nil, fmt.Errorf("sending number %s: %w", redact(number), err)
+		}
+	}
+	return p, nil
 }
 
 // Close flushes the inbound writer and closes the store.

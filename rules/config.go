@@ -2,6 +2,8 @@ package rules
 
 import (
 	"fmt"
+	"hash/fnv"
+	"math"
 	"net"
 	"net/mail"
 	"net/url"
@@ -36,15 +38,27 @@ type Config struct {
 
 	displayDir  string // Dir as the user typed it, for error positions
 	ruleGlobPos []Pos  // where each rule glob is written
+	pools       []poolNumber
+}
+
+// poolNumber is a number listed in a Messaging Service's pool, where it is
+// written.
+type poolNumber struct {
+	number, service string
+	pos             Pos
 }
 
 // Project is one REDCap project nudge reads from and writes back to.
 type Project struct {
 	Name       string
 	RedcapURL  string
-	TokenEnv   string  // name of the environment variable holding the API token
-	Dictionary string  // absolute path of a data dictionary CSV, "" if none
-	SMSFrom    string  // the project's own E.164 sending number, "" = twilio.from
+	TokenEnv   string // name of the environment variable holding the API token
+	Dictionary string // absolute path of a data dictionary CSV, "" if none
+	SMSFrom    string // the project's own sending number, "" = twilio's sender
+	// SMSService is the project's own Messaging Service (MG…) and
+	// SMSNumbers the numbers of its pool; "" = twilio's sender.
+	SMSService string
+	SMSNumbers []string
 	ProjectID  int     // REDCap's project id (PID), 0 = not configured: Data Entry Triggers are refused
 	OptOut     *OptOut // nil = STOP and START are not written back to REDCap
 	Pos        Pos
@@ -62,14 +76,24 @@ type OptOut struct {
 }
 
 // Twilio configures SMS sending. Credentials are environment variable names.
+// Texts go out from one number (From) or from the numbers of a Messaging
+// Service's pool (MessagingServiceSID and Numbers); projects may have their
+// own sender.
 type Twilio struct {
-	AccountSIDEnv  string
-	AuthTokenEnv   string
-	From           string  // E.164 sending number
-	Region         string  // ISO 3166 country assumed for phone numbers written without +, e.g. "US"
-	RatePerSecond  float64 // messages (segments) per second for each sending number
-	APIBaseURL     string  // "" = Twilio's API; set only for simulators
-	StatusCallback string  // URL Twilio posts status changes to, "" = none
+	AccountSIDEnv       string
+	AuthTokenEnv        string
+	From                string   // sending number (E.164 or a short code), "" when a Messaging Service sends
+	MessagingServiceSID string   // MG…, "" when From sends
+	Numbers             []string // the Messaging Service's numbers
+	Region              string   // ISO 3166 country assumed for phone numbers written without +, e.g. "US"
+	// RatePerSecond is the pace, in segments per second, of each long code
+	// (an ordinary number). Toll-free numbers and short codes go at
+	// DefaultTollFreeRate and DefaultShortCodeRate.
+	RatePerSecond float64
+	// Rates sets the pace of single numbers, overriding their kind's rate.
+	Rates          map[string]float64
+	APIBaseURL     string // "" = Twilio's API; set only for simulators
+	StatusCallback string // URL Twilio posts status changes to, "" = none
 	Pos            Pos
 }
 
@@ -111,6 +135,8 @@ type Server struct {
 // Defaults for optional config settings.
 const (
 	DefaultRatePerSecond = 0.95
+	DefaultTollFreeRate  = 2.85 // just under a toll-free number's 3 segments/s
+	DefaultShortCodeRate = 95   // just under a short code's 100 segments/s
 	DefaultRegion        = "US"
 	DefaultListen        = ":8080"
 	DefaultSMTPPort      = 587
@@ -133,7 +159,11 @@ var (
 	projectNameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 	envNameRE     = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	e164RE        = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
-	regionRE      = regexp.MustCompile(`^[A-Z]{2}$`)
+	shortCodeRE   = regexp.MustCompile(`^[1-9][0-9]{4,5}$`)
+	serviceSIDRE  = regexp.MustCompile(`^MG[0-9a-fA-F]{32}$`)
+	// tollFreeRE matches the North American toll-free area codes.
+	tollFreeRE = regexp.MustCompile(`^\+1(800|833|844|855|866|877|888)[0-9]{7}$`)
+	regionRE   = regexp.MustCompile(`^[A-Z]{2}$`)
 )
 
 // Project returns the project with the given name, or nil.
@@ -146,16 +176,174 @@ func (c *Config) Project(name string) *Project {
 	return nil
 }
 
-// SenderFor is the number a project's SMS are sent from: the project's
-// sms_from, else twilio.from ("" when SMS is not configured).
-func (c *Config) SenderFor(project string) string {
-	if p := c.Project(project); p != nil && p.SMSFrom != "" {
-		return p.SMSFrom
+// Sender is where a project's SMS go out from: one number, or a Messaging
+// Service and the numbers of its pool.
+type Sender struct {
+	Service string   // MG…, "" for a single number
+	Numbers []string // the single number, or the service's pool
+}
+
+// SenderFor is where a project's SMS go out from: the project's own
+// sms_from or sms_service, else twilio's from or messaging_service_sid
+// (the zero Sender when SMS is not configured).
+func (c *Config) SenderFor(project string) Sender {
+	if p := c.Project(project); p != nil {
+		switch {
+		case p.SMSFrom != "":
+			return Sender{Numbers: []string{p.SMSFrom}}
+		case p.SMSService != "":
+			return Sender{Service: p.SMSService, Numbers: p.SMSNumbers}
+		}
 	}
+	switch {
+	case c.Twilio == nil:
+		return Sender{}
+	case c.Twilio.MessagingServiceSID != "":
+		return Sender{Service: c.Twilio.MessagingServiceSID, Numbers: c.Twilio.Numbers}
+	case c.Twilio.From != "":
+		return Sender{Numbers: []string{c.Twilio.From}}
+	}
+	return Sender{}
+}
+
+// Pick chooses the number a text to the recipient to goes out from. The
+// choice is sticky: the same recipient always gets the same number of the
+// pool, so a participant's texts stay in one conversation, and adding or
+// removing a number moves only the recipients of that number (the number
+// with the highest hash of number and recipient wins). "" when the sender
+// has no number.
+func (s Sender) Pick(to string) string {
+	if len(s.Numbers) == 1 {
+		return s.Numbers[0]
+	}
+	best, bestScore := "", uint64(0)
+	for _, n := range s.Numbers {
+		h := fnv.New64a()
+		h.Write([]byte(n))
+		h.Write([]byte{0})
+		h.Write([]byte(to))
+		if score := mix64(h.Sum64()); best == "" || score > bestScore {
+			best, bestScore = n, score
+		}
+	}
+	return best
+}
+
+// mix64 spreads the bits of an FNV hash (whose high bits barely change
+// when only the last characters of its input do) over the whole word.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// Senders lists every configured sending number once: twilio's, then each
+// project's, in the order written.
+func (c *Config) Senders() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(ns ...string) {
+		for _, n := range ns {
+			if n != "" && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	if c.Twilio != nil {
+		add(c.Twilio.From)
+		add(c.Twilio.Numbers...)
+	}
+	for _, p := range c.Projects {
+		add(p.SMSFrom)
+		add(p.SMSNumbers...)
+	}
+	return out
+}
+
+// Services maps each number of a Messaging Service's pool to the service's
+// SID (MG…). Sends from these numbers name the service too.
+func (c *Config) Services() map[string]string {
+	out := map[string]string{}
+	if c.Twilio != nil && c.Twilio.MessagingServiceSID != "" {
+		for _, n := range c.Twilio.Numbers {
+			out[n] = c.Twilio.MessagingServiceSID
+		}
+	}
+	for _, p := range c.Projects {
+		for _, n := range p.SMSNumbers {
+			out[n] = p.SMSService
+		}
+	}
+	return out
+}
+
+// Rates gives the pace, in segments per second, of every configured
+// sending number (see Twilio.RateFor).
+func (c *Config) Rates() map[string]float64 {
+	out := map[string]float64{}
 	if c.Twilio == nil {
-		return ""
+		return out
 	}
-	return c.Twilio.From
+	for _, n := range c.Senders() {
+		out[n] = c.Twilio.RateFor(n)
+	}
+	return out
+}
+
+// RateFor is the pace of one sending number: its entry in Rates, else its
+// kind's rate (RatePerSecond for a long code).
+func (t *Twilio) RateFor(number string) float64 {
+	if r, ok := t.Rates[number]; ok {
+		return r
+	}
+	switch KindOf(number) {
+	case TollFree:
+		return DefaultTollFreeRate
+	case ShortCode:
+		return DefaultShortCodeRate
+	}
+	if t.RatePerSecond > 0 {
+		return t.RatePerSecond
+	}
+	return DefaultRatePerSecond
+}
+
+// SenderKind is the kind of a sending number, which sets how many segments
+// per second Twilio takes from it.
+type SenderKind string
+
+// The kinds of sending numbers.
+const (
+	LongCode  SenderKind = "long code"        // an ordinary number: below 1 segment/s
+	TollFree  SenderKind = "toll-free number" // +1 800, 833, 844, 855, 866, 877, 888: up to 3/s
+	ShortCode SenderKind = "short code"       // 5 or 6 digits: up to 100/s
+)
+
+// KindOf tells a sending number's kind from its form.
+func KindOf(number string) SenderKind {
+	switch {
+	case shortCodeRE.MatchString(number):
+		return ShortCode
+	case tollFreeRE.MatchString(number):
+		return TollFree
+	}
+	return LongCode
+}
+
+// Limit is the rate, in segments per second, Twilio takes from a sender of
+// this kind; nudge paces each sender below it.
+func (k SenderKind) Limit() float64 {
+	switch k {
+	case TollFree:
+		return 3
+	case ShortCode:
+		return 100
+	}
+	return 1
 }
 
 // ProjectNames lists the configured projects' names in order.
@@ -280,8 +468,9 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 		d.errorAt(d.pos(root), "projects is required: list the REDCap projects (name, redcap_url, token_env)")
 	}
 	if n := m.get("twilio"); n != nil {
-		c.Twilio = decodeTwilio(d, n)
+		c.decodeTwilio(d, n)
 	}
+	c.checkPools(d)
 	if n := m.get("smtp"); n != nil {
 		c.SMTP = decodeSMTP(d, n)
 	}
@@ -333,7 +522,7 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 	pids := map[string]*Project{} // REDCap API endpoint + project id → first project using them
 	for _, it := range items {
 		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from",
-			"project_id", "opt_out")
+			"sms_service", "sms_numbers", "project_id", "opt_out")
 		if m == nil {
 			continue
 		}
@@ -373,9 +562,8 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 				p.Dictionary = c.abs(s)
 			}
 		}
-		if v := m.get("sms_from"); v != nil {
-			p.SMSFrom = e164(d, v, "sms_from")
-		}
+		p.SMSFrom, p.SMSService, p.SMSNumbers = c.decodeSender(d, it, m, senderKeys{
+			from: "sms_from", service: "sms_service", numbers: "sms_numbers"})
 		if v := m.get("project_id"); v != nil {
 			p.ProjectID = decodeProjectID(d, v, &p, pids)
 		}
@@ -522,11 +710,12 @@ func envName(d *decoder, n *yaml.Node, what string) string {
 	return s
 }
 
-// e164 decodes a phone number that must be in E.164 form.
-func e164(d *decoder, n *yaml.Node, what string) string {
+// senderNumber decodes a sending number: a phone number in E.164 form or a
+// short code.
+func senderNumber(d *decoder, n *yaml.Node, what string) string {
 	s, ok := d.str(n, what)
-	if ok && !e164RE.MatchString(s) {
-		d.errorf(n, "%s: %q is not an E.164 number: write it like \"+14155550100\" (quoted)", what, s)
+	if ok && !e164RE.MatchString(s) && !shortCodeRE.MatchString(s) {
+		d.errorf(n, "%s: %q is not an E.164 number: write it like \"+14155550100\" (quoted), or a short code like \"12345\"", what, s)
 	}
 	return s
 }
@@ -539,11 +728,11 @@ func checkURL(s string) error {
 	return nil
 }
 
-func decodeTwilio(d *decoder, n *yaml.Node) *Twilio {
-	m := d.mapping(n, "twilio", "account_sid_env", "auth_token_env", "from", "region", "rate_per_second",
-		"api_base_url", "status_callback")
+func (c *Config) decodeTwilio(d *decoder, n *yaml.Node) {
+	m := d.mapping(n, "twilio", "account_sid_env", "auth_token_env", "from", "messaging_service_sid", "numbers",
+		"region", "rate_per_second", "rates", "api_base_url", "status_callback")
 	if m == nil {
-		return nil
+		return
 	}
 	t := &Twilio{RatePerSecond: DefaultRatePerSecond, Pos: d.pos(n)}
 	if v := m.get("account_sid_env"); v != nil {
@@ -556,11 +745,8 @@ func decodeTwilio(d *decoder, n *yaml.Node) *Twilio {
 	} else if m.missing("auth_token_env") {
 		d.errorf(n, "twilio needs auth_token_env: the environment variable holding the Auth Token")
 	}
-	if v := m.get("from"); v != nil {
-		t.From = e164(d, v, "twilio.from")
-	} else {
-		d.errorf(n, "twilio needs from: the sending number in E.164 form, e.g. \"+14155550100\"")
-	}
+	t.From, t.MessagingServiceSID, t.Numbers = c.decodeSender(d, n, m, senderKeys{prefix: "twilio.",
+		from: "from", service: "messaging_service_sid", numbers: "numbers", required: true})
 	t.Region = DefaultRegion
 	if v := m.get("region"); v != nil {
 		if s, ok := d.str(v, "twilio.region"); ok {
@@ -573,7 +759,7 @@ func decodeTwilio(d *decoder, n *yaml.Node) *Twilio {
 	if v := m.get("rate_per_second"); v != nil {
 		if r, ok := d.number(v, "twilio.rate_per_second"); ok {
 			if r <= 0 || r >= 1 {
-				d.errorf(v, "twilio.rate_per_second: %v is out of range: a long code sends less than 1 message per second (use e.g. %v)", r, DefaultRatePerSecond)
+				d.errorf(v, "twilio.rate_per_second: %v is out of range: a long code sends less than 1 message per second (use e.g. %v; toll-free numbers and short codes have their own rates, see twilio.rates)", r, DefaultRatePerSecond)
 			}
 			t.RatePerSecond = r
 		}
@@ -594,7 +780,156 @@ func decodeTwilio(d *decoder, n *yaml.Node) *Twilio {
 			t.StatusCallback = s
 		}
 	}
-	return t
+	c.Twilio = t
+	if v := m.get("rates"); v != nil {
+		t.Rates = c.decodeRates(d, v)
+	}
+}
+
+// senderKeys names the keys of a sender in a config section.
+type senderKeys struct {
+	prefix                 string // "twilio." or "" for a project's keys
+	from, service, numbers string
+	required               bool // the section must name a sender
+}
+
+// decodeSender reads a sender: one number, or a Messaging Service with the
+// numbers of its pool.
+func (c *Config) decodeSender(d *decoder, n *yaml.Node, m *mapping, k senderKeys) (from, service string, numbers []string) {
+	fromNode, serviceNode, numbersNode := m.get(k.from), m.get(k.service), m.get(k.numbers)
+	if fromNode != nil {
+		from = senderNumber(d, fromNode, k.prefix+k.from)
+	}
+	if serviceNode != nil {
+		if s, ok := d.str(serviceNode, k.prefix+k.service); ok {
+			if !serviceSIDRE.MatchString(s) {
+				d.errorf(serviceNode, "%s%s: %q is not a Messaging Service SID: copy it from the Twilio console (MG followed by 32 hex digits)", k.prefix, k.service, s)
+			}
+			service = s
+		}
+		if fromNode != nil {
+			d.errorf(serviceNode, "%s%s and %s%s are both set: a sender is one number or one Messaging Service, remove one", k.prefix, k.from, k.prefix, k.service)
+		}
+		if numbersNode == nil {
+			d.errorf(serviceNode, "%s%s needs %s%s: the numbers of the service's pool nudge sends from, e.g. [\"+14155550100\", \"+14155550101\"]", k.prefix, k.service, k.prefix, k.numbers)
+		}
+	}
+	if numbersNode != nil {
+		if serviceNode == nil {
+			d.errorf(numbersNode, "%s%s lists the numbers of a Messaging Service: set %s%s (MG…) too, or write the one number as %s%s", k.prefix, k.numbers, k.prefix, k.service, k.prefix, k.from)
+		}
+		numbers = c.decodePool(d, numbersNode, k.prefix+k.numbers, service)
+	}
+	if k.required && fromNode == nil && serviceNode == nil && numbersNode == nil {
+		d.errorf(n, "twilio needs from (the sending number in E.164 form, e.g. \"+14155550100\") or messaging_service_sid with numbers (a Messaging Service and the numbers of its pool)")
+	}
+	return from, service, numbers
+}
+
+// decodePool reads the numbers of a Messaging Service's pool.
+func (c *Config) decodePool(d *decoder, n *yaml.Node, what, service string) []string {
+	items, ok := d.list(n, what)
+	if !ok {
+		return nil
+	}
+	if len(items) == 0 {
+		d.errorf(n, "%s: list at least one number of the Messaging Service's pool", what)
+	}
+	var out []string
+	seen := map[string]int{}
+	for _, it := range items {
+		num := senderNumber(d, it, what)
+		if num == "" {
+			continue
+		}
+		if line, dup := seen[num]; dup {
+			d.errorf(it, "%s: %q is listed twice (first at line %d): remove one", what, num, line)
+			continue
+		}
+		seen[num] = it.Line
+		out = append(out, num)
+		if service != "" {
+			c.pools = append(c.pools, poolNumber{number: num, service: service, pos: d.pos(it)})
+		}
+	}
+	return out
+}
+
+// checkPools refuses a number listed in the pools of two different
+// Messaging Services: Twilio puts a number in one service only.
+func (c *Config) checkPools(d *decoder) {
+	first := map[string]poolNumber{}
+	for _, p := range c.pools {
+		f, ok := first[p.number]
+		switch {
+		case !ok:
+			first[p.number] = p
+		case f.service != p.service:
+			d.errorAt(p.pos, "%q is already in Messaging Service %s (line %d): a number belongs to one service only, list it under that one", p.number, f.service, f.pos.Line)
+		}
+	}
+}
+
+// decodeRates reads twilio.rates: the pace of single sending numbers. Each
+// number must be a configured sender, and its rate below what Twilio takes
+// from a sender of its kind.
+func (c *Config) decodeRates(d *decoder, n *yaml.Node) map[string]float64 {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		d.errorf(n, "twilio.rates: expected a mapping of sending numbers to rates, e.g. { \"+18885550100\": 2.5 }, got %s", describe(n))
+		return nil
+	}
+	senders := c.Senders()
+	out := map[string]float64{}
+	lines := map[string]int{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
+		num, ok := d.str(k, "twilio.rates")
+		if !ok {
+			continue
+		}
+		if line, dup := lines[num]; dup {
+			d.errorf(k, "twilio.rates: %q is listed twice (first at line %d): remove one", num, line)
+			continue
+		}
+		lines[num] = k.Line
+		if !contains(senders, num) {
+			d.errorf(k, "twilio.rates: %q is not a sending number of this config (from, numbers, sms_from, sms_numbers): correct it or remove it", num)
+			continue
+		}
+		r, ok := d.number(v, "twilio.rates")
+		if !ok {
+			continue
+		}
+		kind := KindOf(num)
+		limit := kind.Limit()
+		switch {
+		case math.IsNaN(r) || math.IsInf(r, 0) || r <= 0:
+			d.errorf(v, "twilio.rates: %v for %q: write a number of segments per second above 0", r, num)
+			continue
+		case r >= limit:
+			unit := "segments"
+			if limit == 1 {
+				unit = "segment"
+			}
+			d.errorf(v, "twilio.rates: %v for %q is too fast: Twilio takes at most %v %s per second from a %s and nudge stays below that; write a rate below %v, e.g. %v",
+				r, num, limit, unit, kind, limit, defaultRate(kind))
+			continue
+		}
+		out[num] = r
+	}
+	return out
+}
+
+// defaultRate is the pace of a sender of kind k when nothing is configured.
+func defaultRate(k SenderKind) float64 {
+	switch k {
+	case TollFree:
+		return DefaultTollFreeRate
+	case ShortCode:
+		return DefaultShortCodeRate
+	}
+	return DefaultRatePerSecond
 }
 
 func decodeSMTP(d *decoder, n *yaml.Node) *SMTP {

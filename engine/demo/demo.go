@@ -380,7 +380,7 @@ func (env *Env) pacing() []Pacing {
 	var out []Pacing
 	for from, cs := range creates {
 		sort.Slice(cs, func(i, j int) bool { return cs[i].Time.Before(cs[j].Time) })
-		p := Pacing{From: from, Sends: len(cs), ConfiguredRate: env.Study.Config.Twilio.RatePerSecond}
+		p := Pacing{From: from, Sends: len(cs), ConfiguredRate: env.Study.Config.Twilio.RateFor(from)}
 		if len(cs) > 1 {
 			minGap := time.Duration(math.MaxInt64)
 			var peak float64

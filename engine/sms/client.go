@@ -37,7 +37,20 @@ type Config struct {
 	Timeout time.Duration
 	// StatusCallback, when set, is the URL Twilio posts status changes to.
 	StatusCallback string
+	// Services maps each number of a Messaging Service's pool to the
+	// service's SID (MG…). A send from such a number names the service
+	// too, so the service's features apply, while the number stays the
+	// sender: it is paced on its own and an unanswered create is found by
+	// listing its messages.
+	Services map[string]string
 }
+
+// ErrServiceSender is returned for a send or a lookup whose sender is a
+// Messaging Service SID instead of a number. Twilio would choose the number
+// itself, so nudge could neither pace that number nor find the message
+// again after an unanswered create (and would then send it twice): a
+// service sends through the numbers of its pool (Config.Services).
+var ErrServiceSender = errors.New("a Messaging Service SID is not a sending number: list the numbers of the service's pool and send from one of them")
 
 // Message is a message as Twilio reports it.
 type Message struct {
@@ -86,6 +99,11 @@ func NewClient(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("twilio status callback %q is not an absolute URL; use the public URL of /twilio/status", cfg.StatusCallback)
 		}
 	}
+	for number, sid := range cfg.Services {
+		if isService(number) || !isService(sid) {
+			return nil, fmt.Errorf("twilio messaging service %q for %s: map each number of a pool to its service's SID (MG…)", sid, MaskNumbers(number))
+		}
+	}
 	return c, nil
 }
 
@@ -107,21 +125,25 @@ func (c *Client) api(ctx context.Context) (*openapi.ApiService, *attempt) {
 	return openapi.NewApiServiceWithClient(hc), att
 }
 
-// Send asks Twilio to send body from a number (or a Messaging Service SID,
-// MG…) to a number. A positive validity becomes Twilio's ValidityPeriod
-// (rounded up to a whole second, at most MaxValidity): Twilio then never
-// hands the message to a carrier after it lapses. On failure the error is
-// an *Error whose Kind says whether the message may be sent again.
+// Send asks Twilio to send body from a number to a number. When the number
+// belongs to a Messaging Service (Config.Services) the create names the
+// service and the number: Twilio sends from that number of the pool. A
+// positive validity becomes Twilio's ValidityPeriod (rounded up to a whole
+// second, at most MaxValidity): Twilio then never hands the message to a
+// carrier after it lapses. On failure the error is an *Error whose Kind
+// says whether the message may be sent again; a service SID given as from
+// is refused without a request (ErrServiceSender).
 func (c *Client) Send(ctx context.Context, from, to, body string, validity time.Duration) (Message, error) {
 	if err := ctx.Err(); err != nil {
 		return Message{}, ctxError(err)
 	}
+	if isService(from) {
+		return Message{}, &Error{Message: ErrServiceSender.Error(), Kind: Permanent, Err: ErrServiceSender}
+	}
 	params := &openapi.CreateMessageParams{}
-	params.SetTo(to).SetBody(body)
-	if strings.HasPrefix(from, "MG") {
-		params.SetMessagingServiceSid(from)
-	} else {
-		params.SetFrom(from)
+	params.SetTo(to).SetBody(body).SetFrom(from)
+	if sid := c.cfg.Services[from]; sid != "" {
+		params.SetMessagingServiceSid(sid)
 	}
 	if c.cfg.StatusCallback != "" {
 		params.SetStatusCallback(c.cfg.StatusCallback)
@@ -161,7 +183,14 @@ func (c *Client) Fetch(ctx context.Context, sid string) (Message, error) {
 // here, not by Twilio: Twilio filters on date_sent, which stays empty while
 // a message is queued, and a queued message is exactly what an ambiguous
 // send may have left behind.
+//
+// from must be the number sent from, also for a Messaging Service's send:
+// a lookup by the service's SID would find nothing and so "prove" a taken
+// message absent. It is refused (ErrServiceSender).
 func (c *Client) Find(ctx context.Context, from, to string, after time.Time) ([]Message, error) {
+	if isService(from) {
+		return nil, ErrServiceSender
+	}
 	after = after.Truncate(time.Second)
 	params := &openapi.ListMessageParams{}
 	params.SetTo(to).SetFrom(from).SetPageSize(50)
@@ -192,6 +221,11 @@ func (c *Client) Find(ctx context.Context, from, to string, after time.Time) ([]
 		}
 		token, page = next.Query().Get("PageToken"), next.Query().Get("Page")
 	}
+}
+
+// isService reports whether a sender is a Messaging Service SID.
+func isService(sender string) bool {
+	return strings.HasPrefix(sender, "MG")
 }
 
 // fromAPI converts twilio-go's message, whose fields are all optional

@@ -114,18 +114,87 @@ func equalMessage(a, b sms.Message) bool {
 		a.ErrorCode == b.ErrorCode && a.Segments == b.Segments && a.Created.Equal(b.Created) && a.Sent.Equal(b.Sent)
 }
 
+// TestSendThroughMessagingService: a send from a number of a Messaging
+// Service's pool names the service and the number; a send or lookup by the
+// service's SID alone is refused without a request.
 func TestSendThroughMessagingService(t *testing.T) {
-	srv, _, c := setup(t, 5*time.Second)
 	const service = "MG0123456789abcdef0123456789abcdef"
-	m, err := c.Send(context.Background(), service, alice, "hi", 0)
+	srv, _, c := serviceSetup(t, service)
+	m, err := c.Send(context.Background(), sender, alice, "hi", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.Status != "accepted" || m.From != "" {
-		t.Errorf("status %q from %q, want accepted and no From yet", m.Status, m.From)
+	got, _ := srv.Message(m.SID)
+	if got.MessagingServiceSID != service || got.From != sender {
+		t.Errorf("simulator saw service %q from %q, want %q from %q", got.MessagingServiceSID, got.From, service, sender)
 	}
-	if got, _ := srv.Message(m.SID); got.MessagingServiceSID != service {
-		t.Errorf("simulator saw service %q, want %q", got.MessagingServiceSID, service)
+	// A number outside every pool sends alone.
+	m, err = c.Send(context.Background(), "+14155550199", alice, "hi", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := srv.Message(m.SID); got.MessagingServiceSID != "" {
+		t.Errorf("a number outside the pool sent through service %q", got.MessagingServiceSID)
+	}
+
+	before := len(srv.Attempts())
+	_, err = c.Send(context.Background(), service, alice, "hi", 0)
+	if e := smsError(t, err); !errors.Is(err, sms.ErrServiceSender) || e.Kind != sms.Permanent {
+		t.Errorf("send from the service SID: %v (kind %v), want ErrServiceSender, permanent", err, e.Kind)
+	}
+	if _, err := c.Find(context.Background(), service, alice, epoch); !errors.Is(err, sms.ErrServiceSender) {
+		t.Errorf("lookup by the service SID: %v, want ErrServiceSender", err)
+	}
+	if n := len(srv.Attempts()) - before; n != 0 {
+		t.Errorf("%d requests reached Twilio for a service SID as sender", n)
+	}
+	for _, bad := range []map[string]string{{sender: "PN0123"}, {service: service}} {
+		if _, err := sms.NewClient(sms.Config{AccountSID: account, AuthToken: token, Services: bad}); err == nil {
+			t.Errorf("NewClient accepted services %v", bad)
+		}
+	}
+}
+
+// serviceSetup is setup with the number sender in the pool of a Messaging
+// Service.
+func serviceSetup(t *testing.T, service string) (*twiliotest.Server, *sms.FakeClock, *sms.Client) {
+	t.Helper()
+	clk := sms.NewFakeClock(epoch)
+	srv := twiliotest.New(twiliotest.Options{AccountSID: account, AuthToken: token, Clock: clk})
+	base, err := srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	c, err := sms.NewClient(sms.Config{AccountSID: account, AuthToken: token, BaseURL: base, Timeout: 5 * time.Second,
+		Services: map[string]string{sender: service}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, clk, c
+}
+
+// TestSafetyServiceSendIsFound: a create through a Messaging Service that
+// Twilio took but never answered is found by the lookup, by the number
+// that sent it. (Sent by the service's SID alone, as nudge once did, the
+// message's From was not known and a lookup by From=MG… found nothing,
+// which would have sent it again.)
+func TestSafetyServiceSendIsFound(t *testing.T) {
+	srv, clk, c := serviceSetup(t, "MG0123456789abcdef0123456789abcdef")
+	ctx := context.Background()
+	at := clk.Now()
+	srv.Fault(twiliotest.Fault{Status: 500, AfterCreate: true})
+	_, err := c.Send(ctx, sender, alice, "Your survey is ready.", 0)
+	if e := smsError(t, err); e.Kind != sms.Ambiguous {
+		t.Fatalf("unanswered create: kind %v, want ambiguous", e.Kind)
+	}
+	clk.Advance(time.Minute)
+	found, err := c.Find(ctx, sender, alice, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || found[0].Body != "Your survey is ready." || found[0].From != sender {
+		t.Fatalf("lookup found %+v, want the one message from the pool number", found)
 	}
 }
 

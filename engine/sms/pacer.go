@@ -29,17 +29,19 @@ func ValidateRate(rate float64, longCode bool) error {
 }
 
 // Pacer spaces out sends so that each sending number stays under its rate.
-// Every number has its own schedule: a k-segment message takes k slots of
-// 1/rate seconds, and the next send from that number waits until those
+// Every number has its own rate (SetRate; the pacer's default otherwise)
+// and its own schedule: a k-segment message takes k slots of 1/rate
+// seconds, and the next send from that number waits until those
 // slots have passed. Numbers that have been idle do not bank credit, so a
 // burst never exceeds the rate. A Pacer is safe for concurrent use; waiters
 // on the same number are served in the order they reserved their slots.
 type Pacer struct {
 	clk  Clock
-	slot time.Duration // length of one segment's slot
+	slot time.Duration // length of one segment's slot at the default rate
 
-	mu   sync.Mutex
-	next map[string]time.Time // per sender: earliest start of the next send
+	mu    sync.Mutex
+	slots map[string]time.Duration // per sender with its own rate: its slot
+	next  map[string]time.Time     // per sender: earliest start of the next send
 }
 
 // NewPacer returns a Pacer allowing rate segments per second per sending
@@ -54,10 +56,38 @@ func NewPacer(rate float64, clk Clock) *Pacer {
 		clk = RealClock{}
 	}
 	return &Pacer{
-		clk:  clk,
-		slot: time.Duration(math.Ceil(float64(time.Second) / rate)), // never shorter than 1/rate
-		next: make(map[string]time.Time),
+		clk:   clk,
+		slot:  slotOf(rate),
+		slots: make(map[string]time.Duration),
+		next:  make(map[string]time.Time),
 	}
+}
+
+// slotOf is one segment's slot at rate: never shorter than 1/rate.
+func slotOf(rate float64) time.Duration {
+	return time.Duration(math.Ceil(float64(time.Second) / rate))
+}
+
+// SetRate gives one sending number its own rate in segments per second
+// (a toll-free number or a short code goes faster than the default
+// long-code rate). The caller checks the rate against the sender's limit;
+// a rate that is not a positive number is refused.
+func (p *Pacer) SetRate(from string, rate float64) error {
+	if err := ValidateRate(rate, false); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.slots[from] = slotOf(rate)
+	p.mu.Unlock()
+	return nil
+}
+
+// slotFor is the slot of one segment from a number. The caller holds mu.
+func (p *Pacer) slotFor(from string) time.Duration {
+	if d, ok := p.slots[from]; ok {
+		return d
+	}
+	return p.slot
 }
 
 // Wait blocks until from's next slot, then reserves segments slots for the
@@ -77,7 +107,7 @@ func (p *Pacer) Wait(ctx context.Context, from string, segments int) error {
 	if n, ok := p.next[from]; ok && n.After(now) {
 		start = n
 	}
-	end := start.Add(time.Duration(segments) * p.slot)
+	end := start.Add(time.Duration(segments) * p.slotFor(from))
 	p.next[from] = end
 	p.mu.Unlock()
 
@@ -107,7 +137,7 @@ func (p *Pacer) Done(from string, segments int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	floor := p.clk.Now().Add(time.Duration(segments) * p.slot)
+	floor := p.clk.Now().Add(time.Duration(segments) * p.slotFor(from))
 	if floor.After(p.next[from]) {
 		p.next[from] = floor
 	}
@@ -124,7 +154,7 @@ func (p *Pacer) Seed(from string, last time.Time, segments int) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if floor := last.Add(time.Duration(segments) * p.slot); floor.After(p.next[from]) {
+	if floor := last.Add(time.Duration(segments) * p.slotFor(from)); floor.After(p.next[from]) {
 		p.next[from] = floor
 	}
 }

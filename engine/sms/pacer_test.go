@@ -306,3 +306,50 @@ func TestPacerDone(t *testing.T) {
 		})
 	}
 }
+
+// TestPacerRatePerNumber: each number keeps its own rate; a toll-free
+// number set to 2.85/s is not held to the default long-code rate, and a
+// long code is not let through at the toll-free rate. Seeds count in the
+// seeded number's own slots.
+func TestPacerRatePerNumber(t *testing.T) {
+	const longCode, tollFree = "+14155550100", "+18885550100"
+	clk := sms.NewFakeClock(epoch)
+	p := sms.NewPacer(sms.DefaultRate, clk)
+	if err := p.SetRate(tollFree, 2.85); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []float64{0, -1, math.NaN(), math.Inf(1)} {
+		if err := p.SetRate(longCode, bad); err == nil {
+			t.Errorf("SetRate(%v) accepted", bad)
+		}
+	}
+	slot := func(rate float64) time.Duration { return time.Duration(math.Ceil(float64(time.Second) / rate)) }
+	ctx := context.Background()
+	for _, tt := range []struct {
+		from string
+		gap  time.Duration
+	}{{tollFree, slot(2.85)}, {longCode, slot(sms.DefaultRate)}} {
+		var last time.Time
+		for i := range 5 {
+			if err := p.Wait(ctx, tt.from, 1); err != nil {
+				t.Fatal(err)
+			}
+			now := clk.Now()
+			if i > 0 && now.Sub(last) != tt.gap {
+				t.Errorf("%s: send %d went %v after the previous one, want %v", tt.from, i, now.Sub(last), tt.gap)
+			}
+			last = now
+		}
+	}
+	// A seed from before a restart: the next toll-free send waits two of
+	// its own slots after it.
+	seedAt := clk.Now().Add(time.Hour)
+	p.Seed(tollFree, seedAt, 2)
+	clk.Advance(time.Hour)
+	if err := p.Wait(ctx, tollFree, 1); err != nil {
+		t.Fatal(err)
+	}
+	if got := clk.Now().Sub(seedAt); got != 2*slot(2.85) {
+		t.Errorf("first toll-free send %v after the seeded one, want %v", got, 2*slot(2.85))
+	}
+}
