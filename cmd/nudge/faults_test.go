@@ -113,7 +113,8 @@ func faultKills(t *testing.T, bin string) []string {
 	plan := faultKillPlan
 	for {
 		if time.Now().After(deadline) {
-			t.Fatalf("not done after %s: %s", faultDeadline, st.progress(t))
+			t.Fatalf("not done after %s (%d kills so far, %v): %s; a row left \"sending\" with no create at Twilio "+
+				"waits for nudge's ten-minute lookup before it is sent", faultDeadline, total, kills, st.progress(t))
 		}
 		target := ""
 		if len(plan) > 0 {
