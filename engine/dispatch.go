@@ -301,25 +301,26 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.
 		return p.stats, p.stop, err
 	}
 	c := p.content
-	// Claim first, then wait for the pacer: the claim's disk write then
-	// overlaps the wait instead of delaying the send.
+	// Wait for the pacer first, then claim right before the create: a
+	// process killed while it waits leaves the row queued, not "sending"
+	// (a claimed row nobody can prove unsent is looked up for ten minutes
+	// before it may go), and the claim's time, which seeds the next
+	// process's pacer, is when the create went out.
+	if e.Pacer != nil {
+		if err := e.Pacer.Wait(ctx, m.From, max(c.Segments, 1)); err != nil {
+			return DispatchStats{}, true, nil // cancelled before the claim: still queued
+		}
+	}
+	if held, err := e.renewSending(ctx); err != nil || !held {
+		// The lease was lost (this process stalled for a minute): another
+		// process sends now. The row stays queued, unclaimed.
+		return DispatchStats{}, true, err
+	}
 	if err := e.Store.Claim(ctx, m.ID, e.now(), &c); err != nil {
 		if errors.Is(err, storage.ErrNotClaimable) {
 			return DispatchStats{}, false, nil // another worker has it
 		}
 		return DispatchStats{}, false, err
-	}
-	if held, err := e.renewSending(ctx); err != nil || !held {
-		// The lease was lost (this process stalled for a minute): another
-		// process sends now. The row goes back to the queue unsent.
-		return DispatchStats{}, true, errors.Join(err, e.Store.Snooze(context.WithoutCancel(ctx), m.ID, "sending lease lost", e.now(), e.now()))
-	}
-	if e.Pacer != nil {
-		if err := e.Pacer.Wait(ctx, m.From, max(c.Segments, 1)); err != nil {
-			// Cancelled before the request: provably not sent, so it goes
-			// back to the queue. A fresh context: ctx is already done.
-			return DispatchStats{}, true, e.Store.Snooze(context.WithoutCancel(ctx), m.ID, "interrupted before sending", e.now(), e.now())
-		}
 	}
 	start := e.now()
 	var validity time.Duration

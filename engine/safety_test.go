@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -663,5 +664,53 @@ func TestSafetyHealthzShowsPauses(t *testing.T) {
 	}
 	if h, _ := s.health(); h.Status != "healthy" {
 		t.Errorf("after resume: %s %q", h.Status, h.Problems)
+	}
+}
+
+// sendingProbe is a clock whose sleeps (the pacer's waits) first look at
+// the outbox: a row "sending" while the pacer holds its send back would be
+// left claimed by a kill -9 during the wait, though never sent.
+type sendingProbe struct {
+	*sms.FakeClock
+	f       *fixture
+	mu      sync.Mutex // the pacer sleeps in one goroutine per sender
+	waits   int
+	claimed []string
+}
+
+func (c *sendingProbe) Sleep(ctx context.Context, d time.Duration) error {
+	if d > 0 {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.waits++
+		rows, err := c.f.e.Store.Sending(ctx)
+		if err != nil {
+			return err
+		}
+		for _, m := range rows {
+			c.claimed = append(c.claimed, m.Record)
+		}
+	}
+	return c.FakeClock.Sleep(ctx, d)
+}
+
+// TestSafetyPacerWaitLeavesRowsQueued: a message waiting for its sender's
+// pacing slot is not yet claimed. A process killed during that wait (which
+// is most of a dispatch's time) leaves it queued, so the next pass sends it
+// at once instead of looking it up at Twilio for ten minutes.
+func TestSafetyPacerWaitLeavesRowsQueued(t *testing.T) {
+	f := newFixture(t)
+	probe := &sendingProbe{FakeClock: f.clk, f: f}
+	f.e.Pacer = sms.NewPacer(0.95, probe)
+	f.enqueue(t, "diary-reminder")
+	st, err := f.e.Dispatch(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sent < 2 || probe.waits == 0 {
+		t.Fatalf("sent %d with %d pacer waits: the test needs a sender with two texts", st.Sent, probe.waits)
+	}
+	if len(probe.claimed) > 0 {
+		t.Errorf("rows of records %v were claimed (sending) while the pacer held them back", probe.claimed)
 	}
 }

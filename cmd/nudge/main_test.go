@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -362,5 +363,34 @@ func TestDemoDirOwnStudy(t *testing.T) {
 	}
 	if sum.Study != "Pilot" || sum.Emails.Sent != 0 || sent == 0 || sum.Duplicates != 0 {
 		t.Errorf("summary: study %q, %d texts, %d emails, %d duplicates", sum.Study, sent, sum.Emails.Sent, sum.Duplicates)
+	}
+}
+
+// TestSafetyRunExitHeldWhenREDCapDown: a `nudge run` that cannot reach
+// REDCap at startup (reading the data dictionaries) exits 4, like one that
+// loses it mid-pass, so cron's monitoring sees "held back, queue kept"
+// rather than a broken study.
+func TestSafetyRunExitHeldWhenREDCapDown(t *testing.T) {
+	env, err := demo.Start(demo.Options{Dir: demoDir, Clock: sms.NewFakeClock(demo.StudyTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String() + "/api/"
+	ln.Close() // nothing listens there now
+	cfg := demoConfig(t, env, [2]string{"  rate_per_second: 0.95", "  rate_per_second: 0.95\n  api_base_url: " + env.TwilioURL})
+	t.Setenv("NUDGE_SIM_REDCAP_URL", down)
+	t.Setenv("NUDGE_DEMO_SMTP_USER", "study")
+	t.Setenv("NUDGE_DEMO_SMTP_PASSWORD", "unused")
+	out, errOut, code := nudge(t, "run", "--config", cfg, "--log-level", "error")
+	if code != exitHeld || !strings.Contains(errOut, "connection refused") {
+		t.Errorf("run with REDCap down: exit %d, want %d naming the cause\n%s%s", code, exitHeld, out, errOut)
+	}
+	if n := len(env.Twilio.Attempts()); n != 0 {
+		t.Errorf("%d creates with REDCap down", n)
 	}
 }

@@ -203,6 +203,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	e, err := open(ctx, c, stdout, stderr, false)
+	if err != nil && unreachable(err) {
+		return &exitError{code: exitHeld, err: err}
+	}
 	if err != nil {
 		return err
 	}
