@@ -12,6 +12,7 @@ import (
 
 	"github.com/nudge-study/nudge/engine/email"
 	"github.com/nudge-study/nudge/engine/sms"
+	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -20,16 +21,11 @@ const (
 	// recorded outcome before another pass treats it as left behind by a
 	// crash: from then on it is settled like an unanswered create.
 	staleSending = 2 * time.Minute
-	// settleDelay is how long after an unanswered create the first lookup
-	// is made: a create Twilio took late needs time to show in its list.
-	settleDelay = time.Minute
-	// lookupGap is the least time between two lookups of one message.
-	lookupGap = 2 * time.Minute
-	// settleLookups lookups that find nothing, the last of them at least
-	// settleAfter after the attempt, prove Twilio never took a message;
-	// only then is it sent again.
+	// settleLookups lookups that find nothing, the first
+	// twilio.unanswered_lookup_after and the last at least
+	// twilio.unanswered_resend_after after the attempt, prove Twilio never
+	// took a message; only then is it sent again.
 	settleLookups = 3
-	settleAfter   = 10 * time.Minute
 	// senderLease is how long the sending lease lasts without renewal; it
 	// is renewed before every send.
 	senderLease = time.Minute
@@ -670,7 +666,7 @@ func (e *Engine) seedPacer(ctx context.Context) error {
 // took it, so it is set aside for review. An SMS row whose create went
 // unanswered (or that a crash left behind) is looked up at Twilio after a
 // settle delay, more than once: found, it is marked sent; resent only when
-// settleLookups lookups, the last at least settleAfter after the attempt,
+// settleLookups lookups, the last at least twilio.unanswered_resend_after after the attempt,
 // found nothing.
 func (e *Engine) settleSending(ctx context.Context) (DispatchStats, error) {
 	var total DispatchStats
@@ -709,12 +705,24 @@ func (e *Engine) settleSending(ctx context.Context) (DispatchStats, error) {
 	return total, nil
 }
 
+// settleTimes are when an unanswered create is first looked up, the least
+// time between two lookups, and when lookups that found nothing prove it
+// was never taken.
+func (e *Engine) settleTimes() (first, gap, resend time.Duration) {
+	first, resend = rules.DefaultLookupAfter, rules.DefaultResendAfter
+	if t := e.Study.Config.Twilio; t != nil && t.ResendAfter > 0 {
+		first, resend = t.LookupAfter, t.ResendAfter
+	}
+	return first, (resend - first) / (settleLookups - 1), resend
+}
+
 // settleOne makes one lookup of an ambiguous SMS, when one is due.
 func (e *Engine) settleOne(ctx context.Context, m storage.Message, now time.Time) (DispatchStats, error) {
+	first, gap, resend := e.settleTimes()
 	switch {
-	case now.Before(m.AmbiguousAt.Add(settleDelay)):
+	case now.Before(m.AmbiguousAt.Add(first)):
 		return DispatchStats{Unsettled: 1}, nil
-	case m.Lookups > 0 && now.Before(m.UpdatedAt.Add(lookupGap)):
+	case m.Lookups > 0 && now.Before(m.UpdatedAt.Add(gap)):
 		return DispatchStats{Unsettled: 1}, nil
 	}
 	log := e.msgLog(m)
@@ -751,7 +759,7 @@ func (e *Engine) settleOne(ctx context.Context, m storage.Message, now time.Time
 	if err := e.Store.CountLookup(ctx, m.ID, now); err != nil {
 		return DispatchStats{}, err
 	}
-	if m.Lookups+1 < settleLookups || now.Before(m.AmbiguousAt.Add(settleAfter)) {
+	if m.Lookups+1 < settleLookups || now.Before(m.AmbiguousAt.Add(resend)) {
 		return DispatchStats{Unsettled: 1}, nil
 	}
 	if !m.ExpiresAt.IsZero() && !now.Before(m.ExpiresAt) {

@@ -94,8 +94,21 @@ type Twilio struct {
 	Rates          map[string]float64
 	APIBaseURL     string // "" = Twilio's API; set only for simulators
 	StatusCallback string // URL Twilio posts status changes to, "" = none
-	Pos            Pos
+	// LookupAfter is when an unanswered create is first looked up at
+	// Twilio, and ResendAfter how long after the attempt the lookups must
+	// have found nothing before it may be sent again.
+	LookupAfter, ResendAfter time.Duration
+	Pos                      Pos
 }
+
+// Defaults and floors of the timing of an unanswered create's lookups: a
+// create Twilio took late needs time to show in its list.
+const (
+	DefaultLookupAfter = time.Minute
+	DefaultResendAfter = 10 * time.Minute
+	MinLookupAfter     = 5 * time.Second
+	MinResendAfter     = 30 * time.Second
+)
 
 // SMTP configures email sending. Credentials are environment variable names.
 type SMTP struct {
@@ -730,11 +743,12 @@ func checkURL(s string) error {
 
 func (c *Config) decodeTwilio(d *decoder, n *yaml.Node) {
 	m := d.mapping(n, "twilio", "account_sid_env", "auth_token_env", "from", "messaging_service_sid", "numbers",
-		"region", "rate_per_second", "rates", "api_base_url", "status_callback")
+		"region", "rate_per_second", "rates", "api_base_url", "status_callback", "unanswered_lookup_after",
+		"unanswered_resend_after")
 	if m == nil {
 		return
 	}
-	t := &Twilio{RatePerSecond: DefaultRatePerSecond, Pos: d.pos(n)}
+	t := &Twilio{RatePerSecond: DefaultRatePerSecond, LookupAfter: DefaultLookupAfter, ResendAfter: DefaultResendAfter, Pos: d.pos(n)}
 	if v := m.get("account_sid_env"); v != nil {
 		t.AccountSIDEnv = envName(d, v, "twilio.account_sid_env")
 	} else if m.missing("account_sid_env") {
@@ -779,6 +793,31 @@ func (c *Config) decodeTwilio(d *decoder, n *yaml.Node) {
 			}
 			t.StatusCallback = s
 		}
+	}
+	durations := []struct {
+		key   string
+		into  *time.Duration
+		floor time.Duration
+	}{{"unanswered_lookup_after", &t.LookupAfter, MinLookupAfter}, {"unanswered_resend_after", &t.ResendAfter, MinResendAfter}}
+	for _, k := range durations {
+		v := m.get(k.key)
+		if v == nil {
+			continue
+		}
+		if s, ok := d.str(v, "twilio."+k.key); ok {
+			dur, err := parseInterval(s, false)
+			switch {
+			case err != nil:
+				d.errorf(v, "twilio.%s: %v", k.key, err)
+			case dur < k.floor:
+				d.errorf(v, "twilio.%s: %s is too short: Twilio may show a message it took only after a while; use at least %s", k.key, s, k.floor)
+			default:
+				*k.into = dur
+			}
+		}
+	}
+	if t.ResendAfter <= t.LookupAfter {
+		d.errorf(n, "twilio.unanswered_resend_after (%s) must be longer than unanswered_lookup_after (%s): the lookups happen between them", t.ResendAfter, t.LookupAfter)
 	}
 	c.Twilio = t
 	if v := m.get("rates"); v != nil {

@@ -272,3 +272,38 @@ func TestSafetyOnSaveNeedsTriggerSecret(t *testing.T) {
 		})
 	}
 }
+
+// The timing of an unanswered create's lookups: defaults, a study's own,
+// and the floors that keep a late-landing create from being sent twice.
+func TestUnansweredTiming(t *testing.T) {
+	tests := []struct {
+		yaml           string
+		lookup, resend time.Duration
+		wantErr        string
+	}{
+		{"", DefaultLookupAfter, DefaultResendAfter, ""},
+		{"  unanswered_lookup_after: 10s\n  unanswered_resend_after: 2m\n", 10 * time.Second, 2 * time.Minute, ""},
+		{"  unanswered_resend_after: 10s\n", 0, 0, "too short"},
+		{"  unanswered_lookup_after: 5m\n  unanswered_resend_after: 4m\n", 0, 0, "must be longer"},
+	}
+	for _, tt := range tests {
+		dir := t.TempDir()
+		cfg := "timezone: UTC\nprojects:\n  - name: main\n    redcap_url: https://redcap.example.edu/api/\n    token_env: TOKEN\n" +
+			"twilio:\n  account_sid_env: SID\n  auth_token_env: TOK\n  from: \"+14155550100\"\n" + tt.yaml
+		path := filepath.Join(dir, "nudge.yaml")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var errs Errors
+		c := loadConfig(path, &errs)
+		if tt.wantErr != "" {
+			if len(errs) == 0 || !strings.Contains(errs.Error(), tt.wantErr) {
+				t.Errorf("%q: errors %v, want %q", tt.yaml, errs, tt.wantErr)
+			}
+			continue
+		}
+		if len(errs) > 0 || c.Twilio.LookupAfter != tt.lookup || c.Twilio.ResendAfter != tt.resend {
+			t.Errorf("%q: %v, %v, %v", tt.yaml, c.Twilio.LookupAfter, c.Twilio.ResendAfter, errs)
+		}
+	}
+}

@@ -38,7 +38,7 @@ import (
 const (
 	faultRate      = 0.95                   // twilio.rate_per_second of the generated studies
 	faultTolerance = 5 * time.Millisecond   // clock and scheduling slack allowed in the pacing check
-	faultDeadline  = 200 * time.Second      // per scenario: the time to get everything done
+	faultDeadline  = 300 * time.Second      // per scenario: the time to get everything done
 	faultRunPause  = 700 * time.Millisecond // between two `nudge run`s, as a fast cron
 )
 
@@ -114,7 +114,7 @@ func faultKills(t *testing.T, bin string) []string {
 	for {
 		if time.Now().After(deadline) {
 			t.Fatalf("not done after %s (%d kills so far, %v): %s; a row left \"sending\" with no create at Twilio "+
-				"waits for nudge's ten-minute lookup before it is sent", faultDeadline, total, kills, st.progress(t))
+				"waits for the lookups (unanswered_resend_after) before it is sent", faultDeadline, total, kills, st.progress(t))
 		}
 		target := ""
 		if len(plan) > 0 {
@@ -358,6 +358,10 @@ rules:
   auth_token_env: TWILIO_AUTH_TOKEN
   from: "+14155559999"
   rate_per_second: %v
+  # A row left "sending" by a kill before its create reached Twilio is
+  # resent only after lookups this long after the attempt found nothing.
+  unanswered_lookup_after: 5s
+  unanswered_resend_after: 30s
 server:
   listen: "127.0.0.1:0"
   public_url: "http://127.0.0.1:9"
@@ -429,7 +433,7 @@ func (st *faultStudy) startREDCap(t *testing.T) {
 		args = append(args, "--project", filepath.Join(st.dir, "redcap", fmt.Sprintf("p%02d", p)))
 	}
 	st.redcap = startFaultProc(t, st.bin, st.baseEnv(), args...)
-	u := st.redcap.exported(t, "NUDGE_REDCAP_URL")
+	u := st.redcap.exported(t, "NUDGE_SIM_REDCAP_URL")
 	st.redcapAddr = strings.TrimSuffix(strings.TrimPrefix(u, "http://"), "/api/")
 	st.env = append(st.env, "NUDGE_SIM_REDCAP_URL="+u)
 }
