@@ -112,8 +112,9 @@ func findRef(files []string, ref logic.Ref, fallback Pos) Pos {
 // CheckFields checks every field the rules, templates, replies and
 // projects' opt_out entries use against their project's data dictionary:
 // the field exists, holds data, a checkbox code is one of its choices, a
-// field nudge writes can be written, and a value written to a
-// multiple-choice field is one of its codes. Projects missing from dicts
+// field nudge writes can be written, a value written to a multiple-choice
+// field is one of its codes, and a condition compares a multiple-choice
+// field only with its codes. Projects missing from dicts
 // are not checked. Instruments are checked against the dictionary's forms.
 func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 	var errs Errors
@@ -138,6 +139,9 @@ func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 			if msg := checkRef(d, names, u, p.Name); msg != "" {
 				add(&Error{Pos: u.pos, Rule: u.rule, Msg: msg})
 			}
+		}
+		for _, e := range s.checkChoiceComparisons(p.Name, d) {
+			add(e)
 		}
 		if o := p.OptOut; o != nil && o.Field != "" {
 			u := usedRef{ref: logic.Ref{Field: o.Field}, pos: o.pos["field"], what: "opt_out.field"}

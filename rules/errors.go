@@ -42,18 +42,32 @@ func (p Pos) String() string {
 }
 
 // Error is one problem in the study's files: where it is, the rule it
-// belongs to (if any) and what is wrong.
+// belongs to (if any) and what is wrong. A warning (from Study.Warnings)
+// does not stop nudge; an error does.
 type Error struct {
-	Pos  Pos
-	Rule string
-	Msg  string
+	Pos     Pos
+	Rule    string
+	Msg     string
+	Warning bool
 }
 
-// Error formats the problem as `FILE:LINE:COL: rule "name": msg`.
+// Severity is "warning" or "error".
+func (e *Error) Severity() string {
+	if e.Warning {
+		return "warning"
+	}
+	return "error"
+}
+
+// Error formats the problem as `FILE:LINE:COL: rule "name": msg`, with
+// "warning: " after the position for a warning.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.Pos.String())
 	b.WriteString(": ")
+	if e.Warning {
+		b.WriteString("warning: ")
+	}
 	if e.Rule != "" {
 		fmt.Fprintf(&b, "rule %q: ", e.Rule)
 	}

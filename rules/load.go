@@ -209,6 +209,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if v := m.get("when"); v != nil {
 		at("when", v)
 		r.When, r.whenRefs = l.parseWhen(d, v)
+		r.whenAt = func(offset int) Pos { return d.valuePos(v, offset) }
 	}
 	for _, key := range []string{"event", "instrument"} {
 		v := m.get(key)

@@ -39,8 +39,8 @@ func loadDicts(t *testing.T, c *Config) map[string]*dict.Dictionary {
 }
 
 // TestBadFixtures loads every testdata/bad/<case>/nudge.yaml and compares
-// the errors (load errors, then field errors against the case's data
-// dictionary) with testdata/bad/<case>/errors.golden.
+// the errors (load errors, or else field errors against the case's data
+// dictionary followed by warnings) with testdata/bad/<case>/errors.golden.
 func TestBadFixtures(t *testing.T) {
 	dirs, err := filepath.Glob("testdata/bad/*")
 	if err != nil || len(dirs) == 0 {
@@ -56,7 +56,7 @@ func TestBadFixtures(t *testing.T) {
 				}
 			}
 			if err == nil && s != nil {
-				errs = s.CheckFields(loadDicts(t, s.Config))
+				errs = append(s.CheckFields(loadDicts(t, s.Config)), s.Warnings()...)
 			}
 			if len(errs) == 0 {
 				t.Fatal("no errors for a bad fixture")

@@ -54,9 +54,10 @@ type Rule struct {
 	// 'now' there, whatever the zone of the time Evaluate is given.
 	zone *time.Location
 
-	pos       map[string]Pos    // value positions by key ("when", "to", "write_back.sid", …)
-	whenRefs  map[logic.Ref]Pos // where each reference of When is written
-	tmplFiles []string          // the template files, for positions of their references
+	pos       map[string]Pos       // value positions by key ("when", "to", "write_back.sid", …)
+	whenRefs  map[logic.Ref]Pos    // where each reference of When is written
+	whenAt    func(offset int) Pos // where a rune offset of When's source is written
+	tmplFiles []string             // the template files, for positions of their references
 }
 
 // AnyEvent is what a rule file writes as its event for a rule of a

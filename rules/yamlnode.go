@@ -142,7 +142,7 @@ func (d *decoder) mapping(n *yaml.Node, what string, known ...string) *mapping {
 				m.secrets[env] = true
 				d.errorf(k, "literal secret '%s' is not allowed: put it in an environment variable and name that variable with '%s'", key, env)
 			} else {
-				d.errorf(k, "unknown key '%s' in %s%s", key, what, didYouMean(key, known, "'%s'"))
+				d.errorf(k, "unknown key '%s' in %s%s: use one of %s", key, what, didYouMean(key, known, "'%s'"), strings.Join(known, ", "))
 			}
 			continue
 		}
