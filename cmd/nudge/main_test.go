@@ -131,7 +131,7 @@ func TestBadStudyIsRejectedBeforeSending(t *testing.T) {
 	t.Setenv("NUDGE_DEMO_TWILIO_TOKEN", demo.AuthToken)
 	file := filepath.Join(dir, "rules", "site_a.yaml")
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:10:5: rule "welcome-sms": unknown key 'windw' in a rule \(did you mean 'window'\?\)$`),
+		regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:10:5: rule "welcome-sms": unknown key 'windw' in a rule \(did you mean 'window'\?\): use one of name, .*$`),
 		regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:16:79: rule "baseline-reminder": when: a comparison needs a value after <>, found <>$`),
 		regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:28:63: rule "welcome-email": .*unknown field \[emial\].*did you mean \[email\]`),
 	}
@@ -150,8 +150,10 @@ func TestBadStudyIsRejectedBeforeSending(t *testing.T) {
 					t.Errorf("line %d = %q\nwant match %s", i+1, lines[i], re)
 				}
 			}
-			if !strings.Contains(errOut, "nothing was sent") {
-				t.Errorf("stderr: %q", errOut)
+			// run stops before sending; check never sends, so it says what to do instead.
+			wantErr := map[string]string{"run": "nothing was sent", "check": "3 error(s) and 0 warning(s): fix each line above, then run nudge check again"}[cmd]
+			if !strings.Contains(errOut, wantErr) || (cmd == "check" && strings.Contains(errOut, "nothing was sent")) {
+				t.Errorf("stderr: %q, want %q", errOut, wantErr)
 			}
 		})
 	}
