@@ -214,8 +214,8 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 	}
 	f, known := d.Field(ref.Field)
 	if !known && !d.HasColumn(ref.Field) {
-		return fmt.Sprintf("%sunknown field [%s] in project %s%s", prefix, ref.Field, project,
-			didYouMean(ref.Field, names, "[%s]"))
+		return fmt.Sprintf("%sunknown field [%s] in project %s%s: use a Variable / Field Name of the project's data dictionary",
+			prefix, ref.Field, project, didYouMean(ref.Field, names, "[%s]"))
 	}
 	if !known {
 		return "" // a <form>_complete status field
@@ -235,7 +235,7 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 			}
 			codes = append(codes, c.Code)
 		}
-		return fmt.Sprintf("%s: [%s] has no choice '%s' (its choices are %s)", ref, ref.Field, ref.Code, strings.Join(codes, ", "))
+		return fmt.Sprintf("%s: [%s] has no choice '%s': use one of its codes, %s", ref, ref.Field, ref.Code, strings.Join(codes, ", "))
 	}
 	if u.what == "to" && f.Validation != "" {
 		if u.channel == ChannelSMS && f.Validation == "email" {
@@ -518,8 +518,8 @@ func (s *Study) CheckEvents(project string, events []string) Errors {
 		if u.ref.Event == "" || known(u.ref.Event) {
 			continue
 		}
-		add(u.pos, u.rule, "%s: unknown event '%s' in project %s%s", u.ref, u.ref.Event, project,
-			didYouMean(u.ref.Event, events, "'%s'"))
+		add(u.pos, u.rule, "%s: unknown event '%s' in project %s%s: use a unique event name such as %s", u.ref, u.ref.Event, project,
+			didYouMean(u.ref.Event, events, "'%s'"), firstOr(events, "baseline_arm_1"))
 	}
 	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
 	return errs

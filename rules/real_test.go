@@ -138,9 +138,9 @@ func TestRealDictionaryCheck(t *testing.T) {
 		msgs = append(msgs, e.Msg)
 	}
 	want := []string{
-		"[gym(7)]: [gym] has no choice '7' (its choices are 0, 1, 2, 3, 4)",
+		"[gym(7)]: [gym] has no choice '7': use one of its codes, 0, 1, 2, 3, 4",
 		"[race(1)] is not a checkbox ([race] is a dropdown field): compare its value instead, e.g. [race] = '1'",
-		"unknown field [telephone] in project main (did you mean [telephone_1]?)",
+		"unknown field [telephone] in project main (did you mean [telephone_1]?): use a Variable / Field Name of the project's data dictionary",
 	}
 	if strings.Join(msgs, "\n") != strings.Join(want, "\n") {
 		t.Errorf("CheckFields:\n%s\nwant\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))
