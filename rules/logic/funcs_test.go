@@ -272,3 +272,39 @@ func TestSafetyNewFunctionErrorsNameFieldNotValue(t *testing.T) {
 		}
 	}
 }
+
+func TestComparisonsAndExplain(t *testing.T) {
+	x, err := Parse("([sms_opt_in] = 'yes' and 2 <> [arm]) or [age] + 1 > 3 or ([b]) == (1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := x.Comparisons()
+	want := []Comparison{
+		{Ref: Ref{Field: "sms_opt_in"}, Op: "=", Literal: text("yes"), Col: 2, Text: "[sms_opt_in] = 'yes'"},
+		{Ref: Ref{Field: "arm"}, Op: "<>", Literal: num(2), Col: 27, Text: "2 <> [arm]"},
+		{Ref: Ref{Field: "b"}, Op: "==", Literal: num(1), Col: 59, Text: "([b]) == (1)"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Comparisons = %+v, want %+v", got, want)
+	}
+	for i := range got {
+		if got[i] != want[i] {
+			t.Errorf("Comparisons[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+	env := newEnv(t, map[string]string{"[sms_opt_in]": "1", "[arm]": "2", "[age]": "5"})
+	steps := x.Explain(env)
+	if len(steps) == 0 || steps[0].Depth != 0 || steps[0].Value != yes {
+		t.Fatalf("Explain: %+v", steps)
+	}
+	var lines []string
+	for _, s := range steps {
+		lines = append(lines, strings.Repeat(" ", s.Depth)+s.Text+" => "+s.Value.String())
+	}
+	joined := strings.Join(lines, "\n")
+	for _, w := range []string{" [sms_opt_in] = 'yes' => false", "  [sms_opt_in] => 1", " [age] + 1 > 3 => true", "  [age] + 1 => 6"} {
+		if !strings.Contains(joined, w) {
+			t.Errorf("Explain lacks %q:\n%s", w, joined)
+		}
+	}
+}
