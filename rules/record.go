@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"cmp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -113,6 +115,9 @@ func (s *Scope) Lookup(r logic.Ref) (string, bool) {
 	if v, ok, smart := s.smart(r.Field, event); smart {
 		return v, ok
 	}
+	if r.Modifier == logic.ModChecked || r.Modifier == logic.ModUnchecked {
+		return s.lookupChecked(r)
+	}
 	col := r.Field
 	if r.Code != "" {
 		col = dict.CheckboxColumn(r.Field, r.Code)
@@ -135,6 +140,60 @@ func (s *Scope) Lookup(r logic.Ref) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// lookupChecked answers [field:checked] and [field:unchecked]: the codes
+// of the checkbox's checked (or unchecked) choices, joined by ", ". The
+// export holds one column field___code per choice; codes come from those
+// column names, in numeric order when all are numbers, else text order.
+// ok is false when the record has no column of the field.
+func (s *Scope) lookupChecked(r logic.Ref) (string, bool) {
+	prefix := r.Field + "___"
+	seen := map[string]bool{}
+	var codes []string
+	for _, row := range s.rec.Rows {
+		for col := range row.Values {
+			if code, found := strings.CutPrefix(col, prefix); found && !seen[code] {
+				seen[code] = true
+				codes = append(codes, code)
+			}
+		}
+	}
+	if len(codes) == 0 {
+		return "", false
+	}
+	sortCodes(codes)
+	want := "1"
+	if r.Modifier == logic.ModUnchecked {
+		want = "0"
+	}
+	var out []string
+	for _, code := range codes {
+		v, _ := s.Lookup(logic.Ref{Event: r.Event, Field: r.Field, Code: code, Instance: r.Instance})
+		if v == want {
+			out = append(out, code)
+		}
+	}
+	return strings.Join(out, ", "), true
+}
+
+// sortCodes orders checkbox codes numerically when every one is a number,
+// otherwise as text.
+func sortCodes(codes []string) {
+	numeric := true
+	for _, c := range codes {
+		if _, err := strconv.ParseFloat(c, 64); err != nil {
+			numeric = false
+		}
+	}
+	slices.SortFunc(codes, func(a, b string) int {
+		if numeric {
+			x, _ := strconv.ParseFloat(a, 64)
+			y, _ := strconv.ParseFloat(b, 64)
+			return cmp.Compare(x, y)
+		}
+		return strings.Compare(a, b)
+	})
 }
 
 // smart answers smart variables; smart is false when field is a data field.

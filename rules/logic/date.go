@@ -98,10 +98,32 @@ func fnDatediff(n *node, env Env) (Value, error) {
 	return NumberValue(diff), nil
 }
 
+// fnDatePart is year, month and day of a date or datetime (YYYY-MM-DD,
+// optionally with a time), 'today' or 'now'. A blank date gives blank; text
+// that is not a date is an error, as in datediff.
+func fnDatePart(n *node, env Env) (Value, error) {
+	v, err := n.kids[0].eval(env)
+	if err != nil || v.IsBlank() {
+		return Value{}, err
+	}
+	secs, ok := parseWhen(v.text(), "ymd", env.Now())
+	if !ok {
+		return Value{}, n.badDate(n.kids[0], "ymd")
+	}
+	t := time.Unix(secs, 0).UTC()
+	switch n.fn.name {
+	case "year":
+		return NumberValue(float64(t.Year())), nil
+	case "month":
+		return NumberValue(float64(t.Month())), nil
+	}
+	return NumberValue(float64(t.Day())), nil
+}
+
 // badDate reports that operand k of datediff n holds no date it can read.
 func (n *node) badDate(k *node, format string) error {
 	want := map[string]string{"ymd": "YYYY-MM-DD", "mdy": "MM-DD-YYYY", "dmy": "DD-MM-YYYY"}[format]
-	return &EvalError{Expr: n.text, Msg: fmt.Sprintf("datediff: %s: expected %s (optionally with HH:MM or HH:MM:SS), 'today' or 'now'", k.isNot("a date"), want)}
+	return &EvalError{Expr: n.text, Msg: fmt.Sprintf("%s: %s: expected %s (optionally with HH:MM or HH:MM:SS), 'today' or 'now'", n.fn.name, k.isNot("a date"), want)}
 }
 
 // flagValue reads returnSignedValue: true/false (bare or quoted) or 1/0.

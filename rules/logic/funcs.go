@@ -3,6 +3,7 @@ package logic
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -51,8 +52,19 @@ var builtins = func() map[string]*builtin {
 		{name: "mod", min: 2, max: 2, call: fnMod},
 		{name: "isnumber", min: 1, max: 1, call: fnIsNumber},
 		{name: "isinteger", min: 1, max: 1, call: fnIsNumber},
+		{name: "median", min: 1, max: -1, call: fnStats},
+		{name: "stdev", min: 1, max: -1, call: fnStats},
+		{name: "log", min: 1, max: 2, call: fnLog},
+		{name: "exponential", min: 1, max: 1, call: fnMath},
 		{name: "isblankormissingcode", min: 1, max: 1, call: fnIsBlankOrMissing},
+		{name: "isblanknotmissingcode", min: 1, max: 1, call: fnIsBlankOrMissing},
+		{name: "ismissingcode", min: 1, max: 1, call: fnIsBlankOrMissing},
+		{name: "hasmissingcode", min: 2, max: 2, call: fnHasMissingCode},
+		{name: "year", min: 1, max: 1, call: fnDatePart},
+		{name: "month", min: 1, max: 1, call: fnDatePart},
+		{name: "day", min: 1, max: 1, call: fnDatePart},
 		{name: "contains", min: 2, max: 2, call: fnMatch},
+		{name: "not_contain", min: 2, max: 2, call: fnMatch},
 		{name: "not_contains", min: 2, max: 2, call: fnMatch},
 		{name: "starts_with", min: 2, max: 2, call: fnMatch},
 		{name: "ends_with", min: 2, max: 2, call: fnMatch},
@@ -62,6 +74,8 @@ var builtins = func() map[string]*builtin {
 		{name: "mid", min: 3, max: 3, call: fnSlice},
 		{name: "length", min: 1, max: 1, call: fnLength},
 		{name: "concat", min: 1, max: -1, call: fnConcat},
+		{name: "concat_ws", min: 2, max: -1, call: fnConcat},
+		{name: "replace_text", min: 3, max: 3, call: fnReplace},
 		{name: "lower", min: 1, max: 1, call: fnText},
 		{name: "upper", min: 1, max: 1, call: fnText},
 		{name: "trim", min: 1, max: 1, call: fnText},
@@ -216,16 +230,87 @@ func fnRound(n *node, env Env) (Value, error) {
 	return NumberValue(v / scale), nil
 }
 
-// fnMath is abs and sqrt; sqrt of a negative number is blank.
+// fnMath is abs, sqrt and exponential (e raised to the number); sqrt of a
+// negative number is blank.
 func fnMath(n *node, env Env) (Value, error) {
 	x, blank, err := numArg(n, 0, env)
 	if err != nil || blank {
 		return Value{}, err
 	}
-	if n.fn.name == "abs" {
+	switch n.fn.name {
+	case "abs":
 		return NumberValue(math.Abs(x)), nil
+	case "exponential":
+		return NumberValue(math.Exp(x)), nil
 	}
 	return NumberValue(math.Sqrt(x)), nil
+}
+
+// fnLog is log(number[, base]): the natural logarithm without a base (or
+// with a blank one), otherwise the logarithm to that base. A number or base
+// that is zero or negative, and base 1, give blank.
+func fnLog(n *node, env Env) (Value, error) {
+	x, blank, err := numArg(n, 0, env)
+	if err != nil || blank {
+		return Value{}, err
+	}
+	if x <= 0 {
+		return Value{}, nil
+	}
+	if len(n.kids) == 1 {
+		return NumberValue(math.Log(x)), nil
+	}
+	b, blank, err := numArg(n, 1, env)
+	switch {
+	case err != nil:
+		return Value{}, err
+	case blank:
+		return NumberValue(math.Log(x)), nil
+	case b <= 0 || b == 1:
+		return Value{}, nil
+	}
+	return NumberValue(math.Log(x) / math.Log(b)), nil
+}
+
+// fnStats is median and stdev. Blank arguments are skipped, as in sum and
+// mean; with none left the result is blank. median of an even count is the
+// mean of the middle two. stdev is the sample standard deviation (divided
+// by n − 1), so it needs two numbers: one gives blank.
+func fnStats(n *node, env Env) (Value, error) {
+	xs := make([]float64, 0, len(n.kids))
+	for i := range n.kids {
+		f, blank, err := numArg(n, i, env)
+		if err != nil {
+			return Value{}, err
+		}
+		if !blank {
+			xs = append(xs, f)
+		}
+	}
+	if len(xs) == 0 {
+		return Value{}, nil
+	}
+	if n.fn.name == "median" {
+		slices.Sort(xs)
+		mid := len(xs) / 2
+		if len(xs)%2 == 1 {
+			return NumberValue(xs[mid]), nil
+		}
+		return NumberValue((xs[mid-1] + xs[mid]) / 2), nil
+	}
+	if len(xs) < 2 {
+		return Value{}, nil
+	}
+	mean := 0.0
+	for _, x := range xs {
+		mean += x
+	}
+	mean /= float64(len(xs))
+	ss := 0.0
+	for _, x := range xs {
+		ss += (x - mean) * (x - mean)
+	}
+	return NumberValue(math.Sqrt(ss / float64(len(xs)-1))), nil
 }
 
 // fnMod is the remainder of a / b with the sign of a; b = 0 gives blank.
@@ -255,15 +340,62 @@ func fnIsNumber(n *node, env Env) (Value, error) {
 	return BoolValue(ok), nil
 }
 
+// fnIsBlankOrMissing is isblankormissingcode (blank or a missing-data
+// code), isblanknotmissingcode (blank: a blank is never a missing-data
+// code) and ismissingcode (a missing-data code, so not blank).
 func fnIsBlankOrMissing(n *node, env Env) (Value, error) {
 	v, err := n.kids[0].eval(env)
 	if err != nil {
 		return Value{}, err
 	}
-	return BoolValue(v.IsBlank() || env.IsMissingCode(v.text())), nil
+	missing := !v.IsBlank() && env.IsMissingCode(v.text())
+	switch n.fn.name {
+	case "isblanknotmissingcode":
+		return BoolValue(v.IsBlank()), nil
+	case "ismissingcode":
+		return BoolValue(missing), nil
+	}
+	return BoolValue(v.IsBlank() || missing), nil
 }
 
-// fnMatch is contains, not_contains, starts_with and ends_with, all ignoring
+// fnHasMissingCode is hasmissingcode(value, 'CODE1,CODE2'): the value is one
+// of the project's missing-data codes and one of those listed.
+func fnHasMissingCode(n *node, env Env) (Value, error) {
+	v, err := n.kids[0].eval(env)
+	if err != nil {
+		return Value{}, err
+	}
+	list, err := textArg(n, 1, env)
+	if err != nil || v.IsBlank() || !env.IsMissingCode(v.text()) {
+		return BoolValue(false), err
+	}
+	for _, c := range strings.Split(list, ",") {
+		if strings.TrimSpace(c) == v.text() {
+			return BoolValue(true), nil
+		}
+	}
+	return BoolValue(false), nil
+}
+
+// fnReplace is replace_text(haystack, search, replace): every occurrence of
+// search, matched with case, replaced. An empty search changes nothing.
+func fnReplace(n *node, env Env) (Value, error) {
+	var args [3]string
+	for i := range args {
+		s, err := textArg(n, i, env)
+		if err != nil {
+			return Value{}, err
+		}
+		args[i] = s
+	}
+	if args[1] == "" {
+		return StringValue(args[0]), nil
+	}
+	return StringValue(strings.ReplaceAll(args[0], args[1], args[2])), nil
+}
+
+// fnMatch is contains, not_contain (REDCap's documented name; not_contains
+// is accepted too), starts_with and ends_with, all ignoring
 // case. A blank haystack contains nothing but the empty text.
 func fnMatch(n *node, env Env) (Value, error) {
 	h, err := textArg(n, 0, env)
@@ -278,7 +410,7 @@ func fnMatch(n *node, env Env) (Value, error) {
 	switch n.fn.name {
 	case "contains":
 		return BoolValue(strings.Contains(h, s)), nil
-	case "not_contains":
+	case "not_contains", "not_contain":
 		return BoolValue(!strings.Contains(h, s)), nil
 	case "starts_with":
 		return BoolValue(strings.HasPrefix(h, s)), nil
@@ -348,15 +480,34 @@ func fnLength(n *node, env Env) (Value, error) {
 	return NumberValue(float64(utf8.RuneCountInString(s))), err
 }
 
-// fnConcat joins its arguments as text; blanks add nothing.
+// fnConcat is concat, which joins its arguments as text, and
+// concat_ws(separator, …), which puts the separator between them. Blanks add
+// nothing, and concat_ws leaves them out with their separator:
+// concat_ws(', ', 'a', [blank], 'b') = 'a, b'.
 func fnConcat(n *node, env Env) (Value, error) {
 	var b strings.Builder
-	for i := range n.kids {
+	first, sep := 0, ""
+	if n.fn.name == "concat_ws" {
+		s, err := textArg(n, 0, env)
+		if err != nil {
+			return Value{}, err
+		}
+		first, sep = 1, s
+	}
+	wrote := false
+	for i := first; i < len(n.kids); i++ {
 		s, err := textArg(n, i, env)
 		if err != nil {
 			return Value{}, err
 		}
+		if s == "" {
+			continue
+		}
+		if wrote {
+			b.WriteString(sep)
+		}
 		b.WriteString(s)
+		wrote = true
 	}
 	return StringValue(b.String()), nil
 }

@@ -2,6 +2,7 @@ package logic
 
 import (
 	"fmt"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -24,27 +25,62 @@ type token struct {
 	kind     tokKind
 	op       opKind
 	text     string
-	pos, end int // byte offsets of the token in the source
+	kw       string // "and" or "or" for the tolerated && and ||
+	pos, end int    // byte offsets of the token in the source
 }
 
-// lex splits src into tokens, ending with a tEOF token at len(src).
-func lex(src string) ([]token, error) {
+// Note is a construct REDCap accepts although its documentation never
+// teaches it (==, &&, ||), with the canonical form to write instead.
+// nudge accepts it too; `nudge check` shows the note as a warning.
+type Note struct {
+	Col       int    // 1-based rune column of the construct
+	Found     string // what the source says, e.g. "=="
+	Canonical string // what to write instead, e.g. "="
+}
+
+func (n Note) String() string {
+	return fmt.Sprintf("col %d: %s works but is not REDCap's documented syntax: write %s", n.Col, n.Found, n.Canonical)
+}
+
+// tolerated are the undocumented operators REDCap accepts, with their
+// canonical spelling.
+var tolerated = map[string]string{"==": "=", "&&": "and", "||": "or"}
+
+// lex splits src into tokens, ending with a tEOF token at len(src). Lines
+// whose first non-blank characters are # or // are comments, as in
+// REDCap's logic editor, and are skipped to the end of the line.
+func lex(src string) ([]token, []Note, error) {
 	var toks []token
+	var notes []Note
 	i := 0
+	lineStart := true // only blanks since the start of the line
 	for {
 		for i < len(src) {
 			r, n := utf8.DecodeRuneInString(src[i:])
+			if lineStart && (r == '#' || r == '/' && strings.HasPrefix(src[i:], "//")) {
+				for i < len(src) && src[i] != '\n' {
+					i++
+				}
+				continue
+			}
 			if !unicode.IsSpace(r) {
 				break
+			}
+			if r == '\n' || r == '\r' {
+				lineStart = true
 			}
 			i += n
 		}
 		if i >= len(src) {
-			return append(toks, token{kind: tEOF, pos: len(src), end: len(src)}), nil
+			return append(toks, token{kind: tEOF, pos: len(src), end: len(src)}), notes, nil
 		}
+		lineStart = false
 		t, err := lexOne(src, i)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if canon, ok := tolerated[t.text]; ok && t.kind != tStr && t.kind != tBracket {
+			notes = append(notes, Note{Col: utf8.RuneCountInString(src[:t.pos]) + 1, Found: t.text, Canonical: canon})
 		}
 		toks = append(toks, t)
 		i = t.end
@@ -120,7 +156,7 @@ func lexOne(src string, i int) (token, error) {
 		return tok(tOp, opPow, 1)
 	case '=':
 		if next == '=' {
-			return token{}, errAt(src, i, "use a single = to compare (REDCap logic has no ==)")
+			return tok(tOp, opEq, 2) // tolerated, noted by lex
 		}
 		return tok(tOp, opEq, 1)
 	case '<':
@@ -142,11 +178,21 @@ func lexOne(src string, i int) (token, error) {
 		}
 		return token{}, errAt(src, i, "REDCap logic has no '!': use <> or != to mean \"not equal\"")
 	case '&':
-		return token{}, errAt(src, i, "use 'and' to combine conditions (REDCap logic has no &&)")
+		if next == '&' {
+			return token{kind: tIdent, kw: "and", text: src[i : i+2], pos: i, end: i + 2}, nil
+		}
+		return token{}, errAt(src, i, "use 'and' to combine conditions")
 	case '|':
-		return token{}, errAt(src, i, "use 'or' to combine conditions (REDCap logic has no ||)")
+		if next == '|' {
+			return token{kind: tIdent, kw: "or", text: src[i : i+2], pos: i, end: i + 2}, nil
+		}
+		return token{}, errAt(src, i, "use 'or' to combine conditions")
 	}
 	r, _ := utf8.DecodeRuneInString(src[i:])
+	switch r {
+	case '\u2018', '\u2019', '\u201c', '\u201d':
+		return token{}, errAt(src, i, "%c is a curly quote, which REDCap does not accept: type a straight ' or \" (word processors change them)", r)
+	}
 	return token{}, errAt(src, i, "unexpected character %q", r)
 }
 

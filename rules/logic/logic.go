@@ -25,7 +25,20 @@ type Ref struct {
 	Field    string // field name, or a smart variable name like "record-name", "event-name", "current-instance"
 	Code     string // checkbox choice code for [field(code)], "" otherwise
 	Instance string // "" = current; "1","2",…; or "current-instance","previous-instance","last-instance","first-instance"
+	// Modifier is ModChecked or ModUnchecked for [field:checked] and
+	// [field:unchecked], "" otherwise ([field:value] is [field]).
+	Modifier string
 }
+
+// Modifiers of a reference that logic accepts. [field:value] is the raw
+// value, which is what [field] already means in logic, so it parses to a
+// plain reference. On a checkbox field, [field:checked] is the codes of the
+// checked choices and [field:unchecked] those of the unchecked ones,
+// joined by ", " in code order (Env.Lookup answers them).
+const (
+	ModChecked   = "checked"
+	ModUnchecked = "unchecked"
+)
 
 // String returns the reference in REDCap syntax, e.g. "[baseline_arm_1][race(2)]".
 func (r Ref) String() string {
@@ -36,6 +49,9 @@ func (r Ref) String() string {
 	b.WriteString("[" + r.Field)
 	if r.Code != "" {
 		b.WriteString("(" + r.Code + ")")
+	}
+	if r.Modifier != "" {
+		b.WriteString(":" + r.Modifier)
 	}
 	b.WriteString("]")
 	if r.Instance != "" {
@@ -58,8 +74,9 @@ type Env interface {
 // Expr is a parsed expression, made by Parse. It is immutable and safe for
 // concurrent use.
 type Expr struct {
-	text string // what String returns
-	root *node
+	text  string // what String returns
+	root  *node
+	notes []Note
 }
 
 // Parse parses REDCap logic. Errors are *SyntaxError.
@@ -72,8 +89,12 @@ func Parse(src string) (*Expr, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Expr{text: src, root: root}, nil
+	return &Expr{text: src, root: root, notes: p.notes}, nil
 }
+
+// Notes lists the undocumented constructs (==, &&, ||) the expression
+// uses, each with its canonical form, in source order.
+func (e *Expr) Notes() []Note { return append([]Note(nil), e.notes...) }
 
 // SyntaxError is a parse error at a 1-based rune column of the source.
 type SyntaxError struct {

@@ -46,6 +46,7 @@ type node struct {
 type parser struct {
 	src   string
 	toks  []token
+	notes []Note
 	i     int
 	depth int // current nesting of parentheses, calls, signs and ^
 }
@@ -66,11 +67,11 @@ func (p *parser) enter(t token) error {
 func (p *parser) leave() { p.depth-- }
 
 func newParser(src string) (*parser, error) {
-	toks, err := lex(src)
+	toks, notes, err := lex(src)
 	if err != nil {
 		return nil, err
 	}
-	return &parser{src: src, toks: toks}, nil
+	return &parser{src: src, toks: toks, notes: notes}, nil
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -381,7 +382,7 @@ func (p *parser) missingOperand(t token) *SyntaxError {
 }
 
 func isKeyword(t token, kw string) bool {
-	return t.kind == tIdent && strings.EqualFold(t.text, kw)
+	return t.kind == tIdent && (t.kw == kw || t.kw == "" && strings.EqualFold(t.text, kw))
 }
 
 func (p *parser) parseCall() (*node, error) {
@@ -505,7 +506,15 @@ func (p *parser) fieldSpec(t token, r *Ref) error {
 		return nil
 	}
 	if i := strings.IndexByte(s, ':'); i >= 0 {
-		return errAt(p.src, t.pos+1+i, "[%s]: ':' is piping syntax for messages; in logic write [%s]", s, s[:i])
+		switch mod := s[i+1:]; {
+		case mod == "value" && r.Code == "":
+		case (mod == ModChecked || mod == ModUnchecked) && r.Code == "":
+			r.Modifier = mod
+		default:
+			return errAt(p.src, t.pos+1+i, "[%s]: logic accepts only [%s:value], [%s:checked] and [%s:unchecked]; ':%s' is piping syntax for messages", t.text, s[:i], s[:i], s[:i], mod)
+		}
+		s = s[:i]
+		r.Field = s
 	}
 	if !validName(s, false) {
 		return p.errAt(t, "[%s] is not a field name: use letters, digits and _", s)
