@@ -35,7 +35,9 @@ Usage:
                                               the kill switch: send nothing (of that rule or project) until resumed
   nudge resume  [--config nudge.yaml] [--rule NAME | --project NAME]
                                               lift the kill switch (no flag: everything, paused senders too)
-  nudge sim     smtp ...                       nudge's simulators as their own processes (nudge sim help)
+  nudge logic   --dictionary DICT.csv [--record REC.json] [--as-of TIME] 'EXPR' | --all
+                                              check REDCap logic against a dictionary, explain it on a record, or parse all of the dictionary's
+  nudge sim     all|redcap|twilio|smtp ...     nudge's simulators as their own processes (nudge sim help)
   nudge demo    [--json] [--db FILE] [--serve ADDR]
                                               the bundled demo study against built-in simulators
   nudge version
@@ -69,6 +71,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdDemo(ctx, rest, stdout, stderr)
 	case "sim":
 		return cmdSim(ctx, rest, stdout, stderr)
+	case "logic":
+		return cmdLogic(ctx, rest, stdout, stderr)
 	case "pause":
 		return cmdPause(ctx, rest, stdout, stderr)
 	case "resume":
