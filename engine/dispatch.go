@@ -494,7 +494,7 @@ func (e *Engine) renewSending(ctx context.Context) (bool, error) {
 // pacer can push a send past the end of the window it was planned in) and
 // says when they next open.
 func (e *Engine) outsideWindow(m storage.Message, zone string) (time.Time, bool) {
-	r := e.Study.Rule(m.Rule)
+	r := e.study().Rule(m.Rule)
 	if zone == "" {
 		zone = m.Zone
 	}
@@ -503,7 +503,7 @@ func (e *Engine) outsideWindow(m storage.Message, zone string) (time.Time, bool)
 	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
-		loc = e.Study.Config.Location
+		loc = e.study().Config.Location
 	}
 	now := e.now()
 	next := r.Window.Next(now, loc)
@@ -710,7 +710,7 @@ func (e *Engine) settleSending(ctx context.Context) (DispatchStats, error) {
 // was never taken.
 func (e *Engine) settleTimes() (first, gap, resend time.Duration) {
 	first, resend = rules.DefaultLookupAfter, rules.DefaultResendAfter
-	if t := e.Study.Config.Twilio; t != nil && t.ResendAfter > 0 {
+	if t := e.study().Config.Twilio; t != nil && t.ResendAfter > 0 {
 		first, resend = t.LookupAfter, t.ResendAfter
 	}
 	return first, (resend - first) / (settleLookups - 1), resend

@@ -64,6 +64,9 @@ type Clock interface {
 // Engine wires a loaded study to its outside world. Fields left nil are
 // simply not used: preview needs no senders, check needs no store.
 type Engine struct {
+	// Study is the study as loaded. A reload while Serve runs (SIGHUP)
+	// replaces it as a whole without changing this field: the engine reads
+	// the study in force through CurrentStudy.
 	Study  *rules.Study
 	Store  *storage.Store
 	REDCap map[string]REDCap // by project name
@@ -98,12 +101,33 @@ type Engine struct {
 	backoffs map[string]*backoffState            // sender → its temporary failures
 	inbound  *storage.InboundWriter
 
+	reloaded atomic.Pointer[rules.Study] // the study a reload put in force, nil = Study
+	// studyMu is held for reading by Serve's jobs and catch-up while they
+	// work, and for writing by a reload, so that no pass reads records
+	// exported for one study and plans them with another. The webhooks do
+	// not take it.
+	studyMu sync.RWMutex
+	checked *checkData // what Prepare read from REDCap to check a study against
+
 	dispatchMu  sync.Mutex    // one dispatch at a time in a process
 	reportJob   gocron.Job    // the write-back job (serve)
 	reportDirty atomic.Bool   // a write-back run has been asked for and not started
 	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
 	leaseRenew  time.Duration // how often held leases are renewed (0 = leaseRenew)
 }
+
+// CurrentStudy is the study in force: Study, or what the last reload of
+// Serve put in its place. It is safe for concurrent use and costs one
+// atomic load.
+func (e *Engine) CurrentStudy() *rules.Study {
+	if s := e.reloaded.Load(); s != nil {
+		return s
+	}
+	return e.Study
+}
+
+// study is CurrentStudy.
+func (e *Engine) study() *rules.Study { return e.CurrentStudy() }
 
 // remember keeps the records of a full export for piping replies and for
 // checking queued messages before they are sent, and refreshes the index
@@ -172,7 +196,7 @@ func (e *Engine) cachedRecord(project, id string) (*rules.Record, []string) {
 func (e *Engine) participants(snap *Snapshot, now time.Time) []storage.Participant {
 	var out []storage.Participant
 	seen := map[string]bool{}
-	for _, r := range e.Study.Rules {
+	for _, r := range e.study().Rules {
 		if r.Project != snap.Project || r.Channel != rules.ChannelSMS {
 			continue
 		}
@@ -288,10 +312,10 @@ func (e *Engine) progress(p Progress) {
 // fails the check must not send anything: the returned error is a
 // rules.Errors with one FILE:LINE:COL line per problem.
 func (e *Engine) Prepare(ctx context.Context) error {
-	e.Dicts = make(map[string]*dict.Dictionary)
-	e.infos = make(map[string]redcap.Project)
-	var errs rules.Errors
-	for _, p := range e.Study.Config.Projects {
+	cd := &checkData{dicts: make(map[string]*dict.Dictionary), events: make(map[string][]string),
+		designated: make(map[string]map[string][]string)}
+	infos := make(map[string]redcap.Project)
+	for _, p := range e.study().Config.Projects {
 		rc, ok := e.REDCap[p.Name]
 		if !ok {
 			return fmt.Errorf("project %s: no REDCap connection configured", p.Name)
@@ -304,8 +328,8 @@ func (e *Engine) Prepare(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("project %s: reading project information: %w", p.Name, err)
 		}
-		e.Dicts[p.Name] = d
-		e.infos[p.Name] = info
+		cd.dicts[p.Name] = d
+		infos[p.Name] = info
 		if info.Longitudinal {
 			evs, err := rc.Events(ctx)
 			if err != nil {
@@ -315,7 +339,7 @@ func (e *Engine) Prepare(ctx context.Context) error {
 			for i, ev := range evs {
 				names[i] = ev.UniqueName
 			}
-			errs = append(errs, e.Study.CheckEvents(p.Name, names)...)
+			cd.events[p.Name] = names
 			fes, err := rc.FormEvents(ctx)
 			if err != nil {
 				return fmt.Errorf("project %s: reading which instruments each event uses: %w", p.Name, err)
@@ -325,13 +349,38 @@ func (e *Engine) Prepare(ctx context.Context) error {
 				for _, fe := range fes {
 					designated[fe.Event] = append(designated[fe.Event], fe.Form)
 				}
-				errs = append(errs, e.Study.CheckWriteEvents(p.Name, d, designated)...)
+				cd.designated[p.Name] = designated
 			}
 		}
 	}
-	errs = append(errs, e.Study.CheckFields(e.Dicts)...)
-	if len(errs) > 0 {
+	// Serve calls Prepare holding studyMu for reading: a reload waits for
+	// this check, or this check sees what the reload put in force.
+	e.Dicts, e.infos, e.checked = cd.dicts, infos, cd
+	if errs := cd.check(e.study()); len(errs) > 0 {
 		return errs
 	}
 	return nil
+}
+
+// checkData is what Prepare read from REDCap that a study is checked
+// against: each project's data dictionary, events (longitudinal projects)
+// and the instruments designated for each event.
+type checkData struct {
+	dicts      map[string]*dict.Dictionary
+	events     map[string][]string            // project → unique event names; absent = not longitudinal
+	designated map[string]map[string][]string // project → event → instruments
+}
+
+// check checks every field and event s uses, and every field it writes.
+func (cd *checkData) check(s *rules.Study) rules.Errors {
+	var errs rules.Errors
+	for _, p := range s.Config.Projects {
+		if names, ok := cd.events[p.Name]; ok {
+			errs = append(errs, s.CheckEvents(p.Name, names)...)
+		}
+		if des := cd.designated[p.Name]; des != nil {
+			errs = append(errs, s.CheckWriteEvents(p.Name, cd.dicts[p.Name], des)...)
+		}
+	}
+	return append(errs, s.CheckFields(cd.dicts)...)
 }

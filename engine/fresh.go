@@ -30,7 +30,7 @@ func (e *Engine) exportSome(ctx context.Context, project string, ids []string) (
 		return nil, fmt.Errorf("project %s: data dictionary not loaded", project)
 	}
 	at := e.now()
-	fields := dedupe(append([]string{d.RecordID()}, e.Study.Fields(project)...))
+	fields := dedupe(append([]string{d.RecordID()}, e.study().Fields(project)...))
 	rows, err := e.REDCap[project].ExportRecords(ctx, redcap.ExportParams{Records: ids, Fields: fields})
 	if err != nil {
 		return nil, fmt.Errorf("project %s: reading records: %w", project, err)
@@ -123,7 +123,7 @@ func (f *freshness) planner(ctx context.Context) (*planner, error) {
 // with the current text) and the participant's zone for allowed hours. An
 // error means the data could not be read: nothing is sent.
 func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.Message, fresh *freshness) (c storage.Content, zone, reason string, err error) {
-	r := e.Study.Rule(m.Rule)
+	r := e.study().Rule(m.Rule)
 	switch {
 	case r == nil:
 		return c, "", "rule " + m.Rule + " no longer exists", nil
@@ -166,7 +166,7 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 		return c, "", reason, nil
 	}
 	scope := rules.NewScope(rec, d.Row, now, missing)
-	loc, err := r.Location(scope, e.Study.Config.Location)
+	loc, err := r.Location(scope, e.study().Config.Location)
 	if err != nil {
 		return c, "", err.Error(), nil
 	}

@@ -119,7 +119,7 @@ func (e *Engine) answer(ctx context.Context, from, body, optOutType string, now 
 		wbs, err := e.optOutWriteBacks(ctx, from, now, true)
 		return "start", "", &storage.InboundEffects{OptIn: true, Source: source, WriteBacks: wbs}, err
 	case optOutType == optOutHelp || helpWords[word]:
-		return "help", e.Study.Config.Server.HelpText, nil, nil
+		return "help", e.study().Config.Server.HelpText, nil, nil
 	}
 	return e.replyRule(ctx, from, body, now)
 }
@@ -140,7 +140,7 @@ func (e *Engine) optOutWriteBacks(ctx context.Context, phone string, now time.Ti
 	}
 	var out []storage.WriteBack
 	for _, p := range ps {
-		cfg := e.Study.Config.Project(p.Project)
+		cfg := e.study().Config.Project(p.Project)
 		if cfg == nil || cfg.OptOut == nil || cfg.OptOut.Field == "" {
 			continue
 		}
@@ -204,7 +204,7 @@ func (e *Engine) cachedValue(project, record, event, field string) (string, bool
 // to one of the sender's participant records.
 func (e *Engine) replyRule(ctx context.Context, from, body string, now time.Time) (string, string, *storage.InboundEffects, error) {
 	var ps []storage.Participant
-	for _, r := range e.Study.Replies {
+	for _, r := range e.study().Replies {
 		if !r.Matches(body) {
 			continue
 		}
@@ -310,8 +310,8 @@ func (e *Engine) HandleStatus(ctx context.Context, sid, status string, errorCode
 }
 
 func (e *Engine) region() string {
-	if e.Study.Config.Twilio == nil {
+	if e.study().Config.Twilio == nil {
 		return ""
 	}
-	return e.Study.Config.Twilio.Region
+	return e.study().Config.Twilio.Region
 }

@@ -70,8 +70,8 @@ func (p *Plan) Messages() []*storage.Message {
 // Export reads every project's records, limited to the fields its rules need.
 func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
 	snaps := make(map[string]*Snapshot)
-	for _, p := range e.Study.Config.Projects {
-		fields := e.Study.Fields(p.Name)
+	for _, p := range e.study().Config.Projects {
+		fields := e.study().Fields(p.Name)
 		if len(fields) == 0 {
 			continue // no rule uses this project
 		}
@@ -136,7 +136,7 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	sent := make(map[string]storage.Occurrence, len(occs))
 	for _, o := range occs {
-		if r := e.Study.Rule(o.Rule); r != nil && r.AnyEvent {
+		if r := e.study().Rule(o.Rule); r != nil && r.AnyEvent {
 			// Once per participant on any event: the occurrences of every
 			// event count together.
 			k := occurrenceKey(o.Project, o.Rule, o.Record, rules.AnyEventKey, o.Instance)
@@ -164,8 +164,8 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	for _, snap := range snaps {
 		n += len(snap.Records)
 	}
-	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.Study.Rules)/max(len(snaps), 1))}
-	for _, r := range e.Study.Rules {
+	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.study().Rules)/max(len(snaps), 1))}
+	for _, r := range e.study().Rules {
 		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) || (opt.Rules == nil && r.OnSave) {
 			continue // on-save rules run when REDCap reports a save, or when named
 		}
@@ -261,13 +261,13 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		out.Outcome, out.Reason = Done, fmt.Sprintf("already messaged (%d of %d)", occ.Count, max)
 		return out
 	case occ.Count > 0 && pl.now.Sub(occ.Last) < r.Repeat.Every:
-		next := occ.Last.Add(r.Repeat.Every).In(pl.e.Study.Config.Location)
+		next := occ.Last.Add(r.Repeat.Every).In(pl.e.study().Config.Location)
 		out.Outcome, out.Reason = Done, fmt.Sprintf("messaged %d of %d; the next one is due %s", occ.Count, max, next.Format("2006-01-02 15:04"))
 		return out
 	}
 
 	scope := rules.NewScope(rec, row, pl.now, snap.Missing)
-	loc, err := r.Location(scope, pl.e.Study.Config.Location)
+	loc, err := r.Location(scope, pl.e.study().Config.Location)
 	if err != nil {
 		out.Outcome, out.Reason = Skipped, err.Error()
 		return out
@@ -310,9 +310,9 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 // the real number.
 func (e *Engine) sender(r *rules.Rule, to string) string {
 	if r.Channel == rules.ChannelEmail {
-		return e.Study.Config.SMTP.From
+		return e.study().Config.SMTP.From
 	}
-	return e.Study.Config.SenderFor(r.Project).Pick(to)
+	return e.study().Config.SenderFor(r.Project).Pick(to)
 }
 
 // content renders a rule's message for one participant row: the text (and
@@ -364,7 +364,7 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	}
 	p, ok := pl.phones[raw]
 	if !ok {
-		p.e164, p.err = NormalizePhone(raw, pl.e.Study.Config.Twilio.Region)
+		p.e164, p.err = NormalizePhone(raw, pl.e.study().Config.Twilio.Region)
 		pl.phones[raw] = p
 	}
 	if p.err != nil {

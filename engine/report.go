@@ -85,7 +85,7 @@ func (e *Engine) Report(ctx context.Context) (ReportStats, error) {
 			break
 		}
 	}
-	for _, p := range e.Study.Config.Projects {
+	for _, p := range e.study().Config.Projects {
 		for {
 			more, err := e.flushWriteBacks(ctx, p.Name, &st)
 			if err != nil {
@@ -101,7 +101,7 @@ func (e *Engine) Report(ctx context.Context) (ReportStats, error) {
 
 // writeBackFor builds the REDCap fields for one message's current status.
 func (e *Engine) writeBackFor(m storage.Message) (storage.WriteBack, bool) {
-	r := e.Study.Rule(m.Rule)
+	r := e.study().Rule(m.Rule)
 	if r == nil {
 		return storage.WriteBack{}, false
 	}
@@ -116,7 +116,7 @@ func (e *Engine) writeBackFor(m storage.Message) (storage.WriteBack, bool) {
 	set(wb.SID, m.SID)
 	if !m.SentAt.IsZero() && wb.SentAt != "" {
 		layout := sentAtLayout(e.Dicts[m.Project], wb.SentAt)
-		set(wb.SentAt, m.SentAt.In(e.Study.Config.Location).Format(layout))
+		set(wb.SentAt, m.SentAt.In(e.study().Config.Location).Format(layout))
 	}
 	if m.ErrorCode != 0 {
 		set(wb.Error, strconv.Itoa(m.ErrorCode))

@@ -49,7 +49,7 @@ func (r *RunResult) Problems() []string {
 func (p *Plan) Summaries(e *Engine) []RuleSummary {
 	idx := make(map[string]*RuleSummary)
 	var out []*RuleSummary
-	for _, r := range e.Study.Rules {
+	for _, r := range e.study().Rules {
 		s := &RuleSummary{Name: r.Name, Channel: r.Channel}
 		idx[r.Name] = s
 		out = append(out, s)

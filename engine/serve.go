@@ -37,6 +37,11 @@ type ServeOptions struct {
 	// RetryMin and RetryMax bound the wait between attempts to reach REDCap
 	// while catching up (0 = DefaultRetryMin and DefaultRetryMax).
 	RetryMin, RetryMax time.Duration
+	// Reload, when set, asks Serve to read the study again (`nudge serve`
+	// sends on it at SIGHUP): the rules, replies and templates, checked as
+	// at the start; a study that fails the checks, or a nudge.yaml changed
+	// where only a restart applies, is logged and the running study kept.
+	Reload <-chan struct{}
 }
 
 // serveState is what Serve knows about catching up with REDCap; /healthz
@@ -90,7 +95,7 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 		opt.RetryMax = max(DefaultRetryMax, opt.RetryMin)
 	}
 	e.triggerWake = make(chan struct{}, 1)
-	cfg := e.Study.Config
+	cfg := e.study().Config
 	st := &serveState{prepared: len(e.Dicts) > 0, problem: problemWaiting}
 
 	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
@@ -103,10 +108,11 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	}
 	jobCtx, stopJobs := context.WithCancel(ctx)
 	defer stopJobs()
-	sched, report, err := e.schedule(jobCtx, opt.Owner)
+	sched, report, rj, err := e.schedule(jobCtx, opt.Owner)
 	if err != nil {
 		return err
 	}
+	rj.started = st.ready.Load
 	background := make(chan struct{})
 	go func() {
 		defer close(background)
@@ -115,6 +121,18 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 			return
 		}
 		e.startJobs(jobCtx, sched, report)
+	}()
+	reloads := make(chan struct{})
+	go func() {
+		defer close(reloads)
+		for {
+			select {
+			case <-jobCtx.Done():
+				return
+			case <-opt.Reload:
+				e.logReload(e.reload(jobCtx, rj))
+			}
+		}
 	}()
 
 	for _, w := range e.Store.Warnings() {
@@ -125,6 +143,7 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 
 	stopJobs()
 	<-background
+	<-reloads
 	shutErr := sched.Shutdown()
 	e.mu.Lock()
 	e.reportJob = nil
@@ -172,6 +191,8 @@ func (e *Engine) catchUp(ctx context.Context, st *serveState, opt ServeOptions) 
 
 // reachREDCap is one attempt at catching up.
 func (e *Engine) reachREDCap(ctx context.Context, st *serveState) error {
+	e.studyMu.RLock()
+	defer e.studyMu.RUnlock()
 	if !st.prepared {
 		if err := e.Prepare(ctx); err != nil {
 			return err
@@ -184,46 +205,37 @@ func (e *Engine) reachREDCap(ctx context.Context, st *serveState) error {
 
 // schedule builds the scheduler and its jobs without starting them; it
 // returns the write-back job too, which inbound texts and status callbacks
-// run early (kickReport) once it is started.
-func (e *Engine) schedule(jobCtx context.Context, owner string) (gocron.Scheduler, gocron.Job, error) {
-	cfg := e.Study.Config
+// run early (kickReport) once it is started, and the rule jobs, which a
+// reload rebuilds. Every job works holding studyMu for reading.
+func (e *Engine) schedule(jobCtx context.Context, owner string) (gocron.Scheduler, gocron.Job, *ruleJobs, error) {
+	cfg := e.study().Config
 	sched, err := gocron.NewScheduler(gocron.WithLocation(cfg.Location), gocron.WithStopTimeout(time.Minute))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	add := func(name string, def gocron.JobDefinition, fn func(context.Context) error, more ...gocron.JobOption) error {
+	newJob := func(name string, def gocron.JobDefinition, fn func(context.Context) error, more ...gocron.JobOption) (gocron.Job, error) {
 		opts := append([]gocron.JobOption{gocron.WithName(name), gocron.WithContext(jobCtx),
 			gocron.WithSingletonMode(gocron.LimitModeReschedule)}, more...)
-		_, err := sched.NewJob(def, gocron.NewTask(func(ctx context.Context) {
+		return sched.NewJob(def, gocron.NewTask(func(ctx context.Context) {
+			e.studyMu.RLock()
+			defer e.studyMu.RUnlock()
 			if err := fn(ctx); err != nil && ctx.Err() == nil {
 				e.log().WithError(err).WithField("job", name).Warn("scheduled job failed")
 			}
 		}), opts...)
+	}
+	add := func(name string, def gocron.JobDefinition, fn func(context.Context) error, more ...gocron.JobOption) error {
+		_, err := newJob(name, def, fn, more...)
 		return err
 	}
-	fail := func(err error) (gocron.Scheduler, gocron.Job, error) {
+	fail := func(err error) (gocron.Scheduler, gocron.Job, *ruleJobs, error) {
 		sched.Shutdown()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	now := gocron.WithStartAt(gocron.WithStartImmediately())
-	var cronRules, everyRules []string
-	for _, r := range e.Study.Rules {
-		switch {
-		case !r.Enabled || r.OnSave:
-		case r.Schedule != "":
-			cronRules = append(cronRules, r.Name)
-			rule := r.Name
-			if err := add("rule "+rule, gocron.CronJob(r.Schedule, false), e.lockedPass(owner, rule)); err != nil {
-				return fail(fmt.Errorf("rule %s: schedule %q: %w", rule, r.Schedule, err))
-			}
-		default:
-			everyRules = append(everyRules, r.Name)
-		}
-	}
-	if len(everyRules) > 0 && cfg.Server.RunEvery > 0 {
-		if err := add("rules without a schedule", gocron.DurationJob(cfg.Server.RunEvery), e.lockedPass(owner, everyRules...), now); err != nil {
-			return fail(err)
-		}
+	rj := &ruleJobs{e: e, sched: sched, newJob: newJob, owner: owner, jobs: make(map[string]gocron.Job)}
+	if err := rj.add(e.study()); err != nil {
+		return fail(err)
 	}
 	if err := add("status poller", gocron.DurationJob(cfg.Server.PollEvery), func(ctx context.Context) error {
 		_, err := e.Track(ctx)
@@ -250,6 +262,8 @@ func (e *Engine) schedule(jobCtx context.Context, owner string) (gocron.Schedule
 	// queues exactly one more run (singleton, wait mode), so no change
 	// waits for the next interval and a burst of kicks costs one run.
 	report, err := sched.NewJob(gocron.DurationJob(cfg.Server.WritebackEvery), gocron.NewTask(func(ctx context.Context) {
+		e.studyMu.RLock()
+		defer e.studyMu.RUnlock()
 		e.reportDirty.Store(false)
 		if _, err := e.Report(ctx); err != nil && ctx.Err() == nil {
 			e.log().WithError(err).Warn("write-back to REDCap failed; will retry")
@@ -258,9 +272,27 @@ func (e *Engine) schedule(jobCtx context.Context, owner string) (gocron.Schedule
 	if err != nil {
 		return fail(err)
 	}
-	e.log().WithFields(map[string]any{"scheduled_rules": cronRules, "rules_every_run": everyRules,
-		"run_every": cfg.Server.RunEvery.String()}).Debug("scheduler ready")
-	return sched, report, nil
+	e.log().WithFields(map[string]any{"rule_jobs": byJob(e.study()), "run_every": cfg.Server.RunEvery.String()}).Debug("scheduler ready")
+	return sched, report, rj, nil
+}
+
+// logReload says what a reload did: the rules in force, or why the old
+// ones still are, one FILE:LINE:COL line per problem.
+func (e *Engine) logReload(err error) {
+	var errs rules.Errors
+	switch {
+	case err == nil:
+		s := e.study()
+		e.log().WithFields(map[string]any{"rules": len(s.Rules), "replies": len(s.Replies), "rule_jobs": byJob(s)}).
+			Info("reload: the rules and templates were read again and are in force")
+	case errors.As(err, &errs):
+		for _, pe := range errs {
+			e.log().Error("reload: " + pe.Error())
+		}
+		e.log().WithField("problems", len(errs)).Error("reload refused: the study has problems (above); the rules in force are kept; fix them (nudge check) and send SIGHUP again")
+	default:
+		e.log().WithError(err).Error("reload refused: the rules in force are kept")
+	}
 }
 
 // startJobs starts the scheduler once nudge has caught up with REDCap,
@@ -275,6 +307,8 @@ func (e *Engine) startJobs(ctx context.Context, sched gocron.Scheduler, report g
 	e.kickReport()
 	e.log().Info("caught up with REDCap: scheduler started")
 	e.worker(ctx, "data entry trigger", e.triggerWake, 5*time.Second, func(ctx context.Context) error {
+		e.studyMu.RLock()
+		defer e.studyMu.RUnlock()
 		_, err := e.ProcessTriggers(ctx)
 		return err
 	})

@@ -31,7 +31,7 @@ type SavedRecord struct {
 // the trigger worker. REDCap does not retry, so this must be quick and must
 // not lose the trigger.
 func (e *Engine) EnqueueTrigger(ctx context.Context, t SavedRecord) error {
-	p, ok := e.Study.Config.ProjectForTrigger(t.RedcapURL, t.ProjectID)
+	p, ok := e.study().Config.ProjectForTrigger(t.RedcapURL, t.ProjectID)
 	if !ok {
 		return fmt.Errorf("%w (redcap_url %q, project_id %d)", ErrUnknownProject, t.RedcapURL, t.ProjectID)
 	}
@@ -48,7 +48,7 @@ func (e *Engine) EnqueueTrigger(ctx context.Context, t SavedRecord) error {
 // onSaveRules are a project's enabled rules marked `schedule: on_save`.
 func (e *Engine) onSaveRules(project string) map[string]bool {
 	out := map[string]bool{}
-	for _, r := range e.Study.Rules {
+	for _, r := range e.study().Rules {
 		if r.Enabled && r.OnSave && r.Project == project {
 			out[r.Name] = true
 		}

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/nudge-study/nudge/engine"
@@ -20,7 +23,8 @@ func owner() string {
 	return storage.NewOwner()
 }
 
-// cmdServe runs the daemon until SIGINT or SIGTERM. Unlike run and preview
+// cmdServe runs the daemon until SIGINT or SIGTERM; SIGHUP reads the rules
+// and templates again (engine.ServeOptions.Reload). Unlike run and preview
 // it starts without REDCap: the webhooks must answer STOP and HELP during
 // a REDCap maintenance window, so the data dictionary check and the first
 // export happen in the background, once REDCap answers (see engine.Serve).
@@ -67,5 +71,36 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	e.Instrument(metrics.New(e.Stats))
-	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret})
+	reload, stop := hangups(ctx)
+	defer stop()
+	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret, Reload: reload})
+}
+
+// hangups turns SIGHUP into reload requests instead of the end of the
+// process; a SIGHUP that comes while a reload is pending is folded into it.
+// stop restores SIGHUP's default.
+func hangups(ctx context.Context) (reload <-chan struct{}, stop func()) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGHUP)
+	out := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-sig:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out, func() {
+		signal.Stop(sig)
+		close(done)
+	}
 }
