@@ -21,8 +21,9 @@ import (
 // database.
 type offline struct {
 	*engine.Engine
-	Clock *sms.FakeClock
-	dir   string
+	Clock   *sms.FakeClock
+	Sources map[string]*engine.OfflineRecords // by project, every project of the config
+	dir     string
 }
 
 // openOffline connects a loaded study to records (by project, in REDCap's
@@ -36,6 +37,11 @@ func openOffline(study *rules.Study, records map[string][]map[string]string, log
 	srcs := make(map[string]*engine.OfflineRecords, len(records))
 	for name, rows := range records {
 		srcs[name] = &engine.OfflineRecords{Rows: rows}
+	}
+	for _, p := range study.Config.Projects {
+		if srcs[p.Name] == nil {
+			srcs[p.Name] = &engine.OfflineRecords{}
+		}
 	}
 	dir, err := os.MkdirTemp("", "nudge-offline-")
 	if err != nil {
@@ -52,7 +58,7 @@ func openOffline(study *rules.Study, records map[string][]map[string]string, log
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &offline{Engine: e, Clock: clk, dir: dir}, nil
+	return &offline{Engine: e, Clock: clk, Sources: srcs, dir: dir}, nil
 }
 
 // Close closes the engine and removes its temporary database.

@@ -70,7 +70,7 @@ func cmdPreview(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	withExcluded := *all || *rule != "" || *record != ""
 	if *asJSON {
-		return printPreviewJSON(stdout, e, plan, now, len(records) > 0, withExcluded)
+		return printPreviewJSON(stdout, e, plan, now, previewScope{offline: len(records) > 0, withExcluded: withExcluded, rules: opt.Rules})
 	}
 	printPlan(stdout, plan, withExcluded)
 	printSummaries(stdout, plan.Summaries(e))
@@ -211,16 +211,26 @@ type previewDecision struct {
 	Segments   int    `json:"segments,omitempty"`
 }
 
-func printPreviewJSON(w io.Writer, e *engine.Engine, plan *engine.Plan, now time.Time, offline, withExcluded bool) error {
-	out := previewJSON{AsOf: now.In(e.Study.Config.Location).Format(time.RFC3339), Offline: offline, Rules: []previewRule{}}
+// previewScope is what a preview covers.
+type previewScope struct {
+	offline      bool            // from --records files
+	withExcluded bool            // list excluded rows too
+	rules        map[string]bool // only these rules; nil = all
+}
+
+func printPreviewJSON(w io.Writer, e *engine.Engine, plan *engine.Plan, now time.Time, sc previewScope) error {
+	out := previewJSON{AsOf: now.In(e.Study.Config.Location).Format(time.RFC3339), Offline: sc.offline, Rules: []previewRule{}}
 	idx := map[string]int{}
 	for _, s := range plan.Summaries(e) {
+		if sc.rules != nil && !sc.rules[s.Name] {
+			continue
+		}
 		idx[s.Name] = len(out.Rules)
 		out.Rules = append(out.Rules, previewRule{RuleSummary: s, Decisions: []previewDecision{}})
 	}
 	for _, d := range plan.Decisions {
 		i, ok := idx[d.Rule]
-		if !ok || (d.Outcome == engine.Excluded && !withExcluded) {
+		if !ok || (d.Outcome == engine.Excluded && !sc.withExcluded) {
 			continue
 		}
 		pd := previewDecision{Record: d.Record, Event: d.Event, Instrument: d.Instrument, Instance: d.Instance,
