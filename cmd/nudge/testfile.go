@@ -40,8 +40,7 @@ type moment struct {
 	pos     rules.Pos
 	update  map[string][]map[string]string // rows merged into the records before the pass
 	optOut  []string                       // phone numbers that texted STOP before the pass
-	none    bool                           // expect: none
-	expect  []expectedMessage
+	expect  []expectedMessage              // every message the moment plans; none = expect: none
 	notSent []expectedMiss
 }
 
@@ -285,9 +284,8 @@ func (p *testParser) moment(n *yaml.Node) moment {
 	case en == nil:
 		p.fail(n, "expect: is missing: list the messages expected at this moment, or write expect: none")
 	case en.Kind == yaml.ScalarNode && (en.Value == "none" || en.Value == ""):
-		mo.none = true
+		// Nothing is expected.
 	case en.Kind == yaml.SequenceNode:
-		mo.none = len(en.Content) == 0
 		for _, c := range en.Content {
 			mo.expect = append(mo.expect, p.expected(c))
 		}
