@@ -36,6 +36,11 @@ func openOffline(study *rules.Study, records map[string][]map[string]string, log
 	}
 	srcs := make(map[string]*engine.OfflineRecords, len(records))
 	for name, rows := range records {
+		if d := dicts[name]; d != nil && len(rows) > 0 {
+			if _, ok := rows[0][d.RecordID()]; !ok {
+				return nil, fmt.Errorf("the records of project %s have no %s column: export them from REDCap as raw data with variable names as headers (not labels), in flat format", name, d.RecordID())
+			}
+		}
 		srcs[name] = &engine.OfflineRecords{Rows: rows}
 	}
 	for _, p := range study.Config.Projects {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -116,5 +117,32 @@ func TestPreviewRecordsErrors(t *testing.T) {
 	_, errOut, code = nudge(t, "preview", "--config", cfg, "--records", "site_b=nope.csv")
 	if code != 2 || !strings.Contains(errOut, "nope.csv") {
 		t.Errorf("exit %d\n%s", code, errOut)
+	}
+}
+
+// A CSV exported from REDCap's web UI (raw data, with a byte-order mark)
+// previews like the API's JSON; an export with labels as headers is
+// refused with what to export instead.
+func TestPreviewRecordsCSV(t *testing.T) {
+	dir := t.TempDir()
+	csvFile := filepath.Join(dir, "export.csv")
+	csv := "\ufeffrecord_id,first_name,mobile_phone,tz,sms_opt_in,consent_given,consent_complete,study_arm\n" +
+		"7,Gia,+14155550107,America/Los_Angeles,1,1,2,3\n"
+	if err := os.WriteFile(csvFile, []byte(csv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(demoDir, "nudge.yaml")
+	out, errOut, code := nudge(t, "preview", "--config", cfg, "--records", "site_a="+csvFile, "--as-of", "2026-11-23 10:00", "--rule", "welcome-sms")
+	if code != 0 || !strings.Contains(out, "welcome-sms  7       -      -         send      to +1••••••••07") ||
+		!strings.Contains(out, "  | Hi Gia, welcome to Healthy Steps!") {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	labels := filepath.Join(dir, "labels.csv")
+	if err := os.WriteFile(labels, []byte("Participant ID,First name\n7,Gia\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, errOut, code = nudge(t, "preview", "--config", cfg, "--records", "site_a="+labels)
+	if code != 1 || !strings.Contains(errOut, "have no record_id column: export them from REDCap as raw data with variable names") {
+		t.Errorf("labels: exit %d\n%s", code, errOut)
 	}
 }
