@@ -26,8 +26,9 @@ const usage = `nudge sends study participants the messages their REDCap rules ca
 
 Usage:
   nudge check   [--config nudge.yaml]          validate config, rule files and templates
-  nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME]
-                                              who would get which message, and who is excluded and why
+  nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME] [--records [PROJECT=]FILE] [--json]
+                                              who would get which message (rendered), who is excluded and why; --records: no REDCap needed
+  nudge test rules FILE...                     rule tests: records, moments, expected messages (testdata/demo/tests/README.md)
   nudge run     [--config nudge.yaml]          one full pass (for cron)
   nudge serve   [--config nudge.yaml] [--listen ADDR]
                                               the daemon: webhooks, schedules, status poller, write-back
@@ -73,6 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdSim(ctx, rest, stdout, stderr)
 	case "logic":
 		return cmdLogic(ctx, rest, stdout, stderr)
+	case "test":
+		if len(rest) > 0 && rest[0] == "rules" {
+			return cmdTestRules(ctx, rest[1:], stdout, stderr)
+		}
+		fmt.Fprint(stderr, "nudge test: say what to test: nudge test rules FILE...\n")
+		return errUsage
 	case "pause":
 		return cmdPause(ctx, rest, stdout, stderr)
 	case "resume":

@@ -37,7 +37,7 @@ func cmdTestRules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	failed := 0
 	for _, path := range fs.Args() {
-		fmt.Fprintf(stdout, "Unit Testing: %s\n", path)
+		fmt.Fprintf(stdout, "rule tests in %s\n", path)
 		ok, err := runTestFile(ctx, path, stdout)
 		if err != nil {
 			var errs rules.Errors
@@ -289,7 +289,7 @@ func compareMoment(mo moment, plan *engine.Plan, loc *time.Location) []string {
 	}
 	for _, x := range mo.notSent {
 		if d, ok := x.find(plan); !ok {
-			diff = append(diff, fmt.Sprintf("- %s: expected %s %s not messaged (%s), but %s", x.pos, x.rule, rowName(x.record, x.event, x.instance), x.describe(), d))
+			diff = append(diff, fmt.Sprintf("- %s: expected %s %s not messaged (%s), but %s", x.pos, x.rule, testRowName(x.record, x.event, x.instance), x.describe(), d))
 		}
 	}
 	return diff
@@ -330,7 +330,7 @@ func (x expectedMessage) describe() string {
 	} else {
 		parts = append(parts, "sent now")
 	}
-	s := fmt.Sprintf("%s %s (%s)", x.rule, rowName(x.record, x.event, x.instance), strings.Join(parts, ", "))
+	s := fmt.Sprintf("%s %s (%s)", x.rule, testRowName(x.record, x.event, x.instance), strings.Join(parts, ", "))
 	if x.subject != "" {
 		s += fmt.Sprintf(" subject %q", x.subject)
 	}
@@ -351,7 +351,7 @@ func describeMessage(d engine.Decision, loc *time.Location) string {
 	if d.Outcome == engine.Deferred {
 		when = "deferred to " + m.NotBefore.In(loc).Format("2006-01-02 15:04")
 	}
-	s := fmt.Sprintf("%s %s (%s, %s)", d.Rule, rowName(d.Record, d.Event, d.Instance), m.Channel, when)
+	s := fmt.Sprintf("%s %s (%s, %s)", d.Rule, testRowName(d.Record, d.Event, d.Instance), m.Channel, when)
 	if m.Subject != "" {
 		s += fmt.Sprintf(" subject %q", m.Subject)
 	}
@@ -368,7 +368,7 @@ func whyNot(plan *engine.Plan, rule, record, event string, instance int) string 
 	return "the rule was not evaluated on this row (no such record or row, the row is not on the rule's event or instrument, or the rule is not run at this moment: on_save rules only when the test names them in rules:)"
 }
 
-func rowName(record, event string, instance int) string {
+func testRowName(record, event string, instance int) string {
 	s := "record " + record
 	if event != "" {
 		s += ", " + event
