@@ -17,13 +17,18 @@ const (
 // Message is one send of one rule to one participant: a row of the outbox.
 type Message struct {
 	ID int64
-	// Key is the idempotency key project/rule/record/event/instance/occurrence;
-	// it is UNIQUE, so enqueueing the same message twice stores it once.
+	// Key is the idempotency key project/rule/record/event/instance/occurrence
+	// (project/rule/record/event/instance/v<OncePer>/occurrence for a rule
+	// with once_per); it is UNIQUE, so enqueueing the same message twice
+	// stores it once.
 	Key   string
 	RunID int64 // the run that planned it; 0 = none
 
 	Project, Rule, Record, Event, Instrument string
 	Instance, Occurrence                     int
+	// OncePer is the digest of the value of the rule's once_per field the
+	// message was planned for ("" = the rule has none): never the value.
+	OncePer string
 
 	Channel                 string // ChannelSMS or ChannelEmail
 	To, From, Subject, Body string
@@ -61,21 +66,21 @@ type Message struct {
 const messageColumns = `id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
 	channel, to_addr, from_addr, subject, body, html, zone, state, status, sid, error_code, reason, segments,
 	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status,
-	expires_at, ambiguous_at, lookups`
+	expires_at, ambiguous_at, lookups, once_per`
 
 const (
 	sqlInsertMessage = `
 INSERT INTO messages (key, run_id, project, rule, record, event, instrument, instance, occurrence,
 	channel, to_addr, from_addr, subject, body, html, zone, state, reason, segments, not_before, expires_at,
-	created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	created_at, updated_at, once_per)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING`
 
 	sqlOccurrences = `
 SELECT count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
 	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), coalesce(max(occurrence), 0)
 FROM messages
-WHERE project = ? AND rule = ? AND record = ? AND event = ? AND instance = ?`
+WHERE project = ? AND rule = ? AND record = ? AND event = ? AND instance = ? AND once_per = ?`
 
 	sqlDue = `
 SELECT ` + messageColumns + ` FROM messages
@@ -164,7 +169,7 @@ func scanMessage(r scanner) (Message, error) {
 	err := r.Scan(&m.ID, &m.Key, &runID, &m.Project, &m.Rule, &m.Record, &m.Event, &m.Instrument,
 		&m.Instance, &m.Occurrence, &m.Channel, &m.To, &m.From, &m.Subject, &m.Body, &m.HTML, &m.Zone, &m.State,
 		&m.Status, &sid, &m.ErrorCode, &m.Reason, &m.Segments, &m.Attempts, &notBefore, &nextPoll,
-		&created, &sent, &final, &updated, &m.ReportedStatus, &expires, &ambiguous, &m.Lookups)
+		&created, &sent, &final, &updated, &m.ReportedStatus, &expires, &ambiguous, &m.Lookups, &m.OncePer)
 	if err != nil {
 		return Message{}, err
 	}
@@ -239,7 +244,7 @@ type execFunc func(ctx context.Context, args ...any) (sql.Result, error)
 func insertMessage(ctx context.Context, exec execFunc, m *Message) (bool, error) {
 	res, err := exec(ctx, m.Key, nullID(m.RunID), m.Project, m.Rule, m.Record, m.Event,
 		m.Instrument, m.Instance, m.Occurrence, m.Channel, m.To, m.From, m.Subject, m.Body, m.HTML, m.Zone, m.State,
-		m.Reason, m.Segments, dbTime(m.NotBefore), dbTime(m.ExpiresAt), dbTime(m.CreatedAt), dbTime(m.CreatedAt))
+		m.Reason, m.Segments, dbTime(m.NotBefore), dbTime(m.ExpiresAt), dbTime(m.CreatedAt), dbTime(m.CreatedAt), m.OncePer)
 	if err != nil {
 		return false, fmt.Errorf("storage: enqueue %q: %w", m.Key, err)
 	}
@@ -321,9 +326,17 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*Message) (inserted int, 
 // not use up a place in the schedule (after a participant withdraws and
 // re-consents, or a window passes, the message can be planned again); they
 // still hold their key, so next is always past every stored occurrence.
+// Only messages planned without a once_per value count (see OccurrencesPer).
 func (s *Store) Occurrences(ctx context.Context, project, rule, record, event string, instance int) (n int, last time.Time, next int, err error) {
+	return s.OccurrencesPer(ctx, project, rule, record, event, instance, "")
+}
+
+// OccurrencesPer is Occurrences for the messages planned for one value of
+// a rule's once_per field, given by its digest (Message.OncePer): each
+// value has its own repeat schedule.
+func (s *Store) OccurrencesPer(ctx context.Context, project, rule, record, event string, instance int, oncePer string) (n int, last time.Time, next int, err error) {
 	var max sql.NullInt64
-	err = s.db.QueryRowContext(ctx, sqlOccurrences, project, rule, record, event, instance).Scan(&n, &max, &next)
+	err = s.db.QueryRowContext(ctx, sqlOccurrences, project, rule, record, event, instance, oncePer).Scan(&n, &max, &next)
 	if err != nil {
 		return 0, time.Time{}, 0, err
 	}

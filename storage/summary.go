@@ -10,6 +10,7 @@ import (
 type Occurrence struct {
 	Project, Rule, Record, Event string
 	Instance                     int
+	OncePer                      string    // the digest of the once_per value ("" = none, see Message.OncePer)
 	Count                        int       // messages that count against the repeat schedule
 	Last                         time.Time // when the latest of them was planned
 	Next                         int       // the occurrence number the next message gets
@@ -17,11 +18,11 @@ type Occurrence struct {
 
 const (
 	sqlAllOccurrences = `
-SELECT project, rule, record, event, instance,
+SELECT project, rule, record, event, instance, once_per,
 	count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
 	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), max(occurrence)
 FROM messages
-GROUP BY project, rule, record, event, instance`
+GROUP BY project, rule, record, event, instance, once_per`
 
 	sqlOutstanding = `
 SELECT
@@ -37,10 +38,11 @@ WHERE run_id = ? AND status <> '' AND status = reported_status
   AND NOT EXISTS (SELECT 1 FROM writebacks WHERE state = 'pending')`
 )
 
-// AllOccurrences returns, for every participant row any rule has messaged,
-// how many messages count against its repeat schedule, when the latest was
-// planned and the next occurrence number (see Occurrences). The planner
-// reads it once per pass instead of asking row by row.
+// AllOccurrences returns, for every participant row any rule has messaged
+// (and every once_per value it was messaged for), how many messages count
+// against its repeat schedule, when the latest was planned and the next
+// occurrence number (see Occurrences). The planner reads it once per pass
+// instead of asking row by row.
 func (s *Store) AllOccurrences(ctx context.Context) ([]Occurrence, error) {
 	rows, err := s.db.QueryContext(ctx, sqlAllOccurrences)
 	if err != nil {
@@ -51,7 +53,7 @@ func (s *Store) AllOccurrences(ctx context.Context) ([]Occurrence, error) {
 	for rows.Next() {
 		var o Occurrence
 		var last sql.NullInt64
-		if err := rows.Scan(&o.Project, &o.Rule, &o.Record, &o.Event, &o.Instance, &o.Count, &last, &o.Next); err != nil {
+		if err := rows.Scan(&o.Project, &o.Rule, &o.Record, &o.Event, &o.Instance, &o.OncePer, &o.Count, &last, &o.Next); err != nil {
 			return nil, err
 		}
 		o.Last = goTime(last)
