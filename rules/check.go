@@ -42,6 +42,9 @@ func (s *Study) refs(project string) []usedRef {
 		if r.To.Field != "" {
 			out = append(out, usedRef{ref: r.To, pos: r.pos["to"], rule: r.Name, what: "to", channel: r.Channel})
 		}
+		if r.OncePer.Field != "" {
+			out = append(out, usedRef{ref: r.OncePer, pos: r.pos["once_per"], rule: r.Name, what: "once_per"})
+		}
 		for _, ref := range r.templateRefs() {
 			out = append(out, usedRef{ref: ref, pos: findRef(r.tmplFiles, ref, r.pos["template"]), rule: r.Name})
 		}
@@ -604,7 +607,7 @@ func firstOr(list []string, def string) string {
 }
 
 // Fields lists the data fields the project's rules need exported: those
-// read by conditions, `to`, templates, window time zones and replies'
+// read by conditions, `to`, `once_per`, templates, window time zones and replies'
 // templates. Checkbox references yield the checkbox field's name. Sorted.
 func (s *Study) Fields(project string) []string {
 	set := map[string]bool{}

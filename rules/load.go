@@ -171,7 +171,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	d.rule = scalarKey(n, "name")
 	defer func() { d.rule = "" }()
 	m := d.mapping(n, "a rule", "name", "description", "enabled", "project", "when", "event",
-		"instrument", "channel", "to", "template", "schedule", "repeat", "window", "expires", "write_back")
+		"instrument", "channel", "to", "template", "schedule", "repeat", "once_per", "window", "expires", "write_back")
 	if m == nil {
 		return nil
 	}
@@ -269,6 +269,10 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if v := m.get("repeat"); v != nil {
 		r.Repeat = decodeRepeat(d, v)
 	}
+	if v := m.get("once_per"); v != nil {
+		at("once_per", v)
+		r.OncePer = decodeRef(d, v, "once_per", "[visit_date]")
+	}
 	if v := m.get("window"); v != nil {
 		r.Window = decodeWindow(d, v, r)
 	}
@@ -361,17 +365,23 @@ func isNameByte(b byte) bool {
 
 // decodeTo reads the `to` field reference, "[field]" or "[event][field]".
 func decodeTo(d *decoder, v *yaml.Node) logic.Ref {
+	return decodeRef(d, v, "to", "[mobile_phone]")
+}
+
+// decodeRef reads the value of key as one field reference, "[field]" or
+// "[event][field]"; example is one for the error messages.
+func decodeRef(d *decoder, v *yaml.Node, key, example string) logic.Ref {
 	if v.Kind == yaml.SequenceNode && len(v.Content) == 1 && v.Content[0].Kind == yaml.ScalarNode {
-		d.errorf(v, "to: [%s] without quotes is a YAML list: quote it, to: \"[%s]\"", v.Content[0].Value, v.Content[0].Value)
+		d.errorf(v, "%s: [%s] without quotes is a YAML list: quote it, %s: \"[%s]\"", key, v.Content[0].Value, key, v.Content[0].Value)
 		return logic.Ref{}
 	}
-	s, ok := d.str(v, "to")
+	s, ok := d.str(v, key)
 	if !ok {
 		return logic.Ref{}
 	}
 	m := toRE.FindStringSubmatch(s)
 	if m == nil {
-		d.errorf(v, "to: %q is not a single field reference: write the field in brackets, e.g. \"[mobile_phone]\"", s)
+		d.errorf(v, "%s: %q is not a single field reference: write the field in brackets, e.g. \"%s\"", key, s, example)
 		return logic.Ref{}
 	}
 	return logic.Ref{Event: m[1], Field: m[2]}

@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -43,7 +45,11 @@ type Rule struct {
 	Schedule string
 	OnSave   bool
 	Repeat   Repeat
-	Window   *Window // nil = any time
+	// OncePer is the field whose value keys the rule's messages: each value
+	// (a rescheduled visit date) gets its own message, or its own repeat
+	// series. Zero = once (or Repeat.Max times) per participant row.
+	OncePer logic.Ref
+	Window  *Window // nil = any time
 	// Expires is how long after it is due a message may still be sent;
 	// 0 = until its allowed hours end (see ExpiresAt).
 	Expires   time.Duration
@@ -77,6 +83,31 @@ func (r *Rule) KeyEvent(row *Row) string {
 		return AnyEventKey
 	}
 	return row.Event
+}
+
+// OncePerDigest is the part of a message key that stands for the current
+// value of the rule's once_per field in scope: a digest, so keys, which are
+// logged, never hold the value. It is "" when the rule has no once_per.
+// reason says why nothing may be sent: the field is blank (or holds a
+// missing-data code).
+func (r *Rule) OncePerDigest(scope *Scope) (digest, reason string) {
+	if r.OncePer.Field == "" {
+		return "", ""
+	}
+	v, _ := scope.Lookup(r.OncePer)
+	v = strings.TrimSpace(v)
+	if v == "" || scope.IsMissingCode(v) {
+		return "", fmt.Sprintf("once_per: %s is blank: the rule sends once per value of %s, so nothing is sent until it has one",
+			r.OncePer, r.OncePer)
+	}
+	return ValueDigest(v), ""
+}
+
+// ValueDigest is the stable digest of a once_per value: the first 16 hex
+// digits of its SHA-256.
+func ValueDigest(v string) string {
+	sum := sha256.Sum256([]byte(v))
+	return hex.EncodeToString(sum[:8])
 }
 
 // Repeat says how often a selected participant is messaged again while the
