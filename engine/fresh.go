@@ -117,7 +117,8 @@ func (f *freshness) planner(ctx context.Context) (*planner, error) {
 
 // recheck checks a queued message against the participant's current data
 // right before it is sent: its rule still exists and is enabled, the
-// condition is still true for the row it was planned for, and the address
+// condition is still true for the row it was planned for, the rule's
+// once_per field still holds the value it was planned for, and the address
 // and text are worked out again. A message that no longer applies gets a
 // cancel reason; otherwise the content to send (to the current address,
 // with the current text) and the participant's zone for allowed hours. An
@@ -155,6 +156,20 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	case !d.Selected:
 		return c, "", "the condition is no longer true: " + d.Reason, nil
 	}
+	scope := rules.NewScope(rec, d.Row, now, missing)
+	if r.OncePer.Field != "" {
+		// Planned for another value (the visit moved): what it says is
+		// wrong. The current value gets its own message at the next plan.
+		value, reason := r.OncePerDigest(scope)
+		switch {
+		case reason != "":
+			return c, "", reason, nil
+		case m.OncePer == "":
+			return c, "", "the rule now sends once per value of " + r.OncePer.String() + ": it is planned again for the current value", nil
+		case value != m.OncePer:
+			return c, "", "the value of " + r.OncePer.String() + " (once_per) changed since it was planned", nil
+		}
+	}
 	pl, err := fresh.planner(ctx)
 	if err != nil {
 		return c, "", "", err
@@ -165,7 +180,6 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	if reason != "" {
 		return c, "", reason, nil
 	}
-	scope := rules.NewScope(rec, d.Row, now, missing)
 	loc, err := r.Location(scope, e.study().Config.Location)
 	if err != nil {
 		return c, "", err.Error(), nil

@@ -136,20 +136,24 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	sent := make(map[string]storage.Occurrence, len(occs))
 	for _, o := range occs {
-		if r := e.study().Rule(o.Rule); r != nil && r.AnyEvent {
-			// Once per participant on any event: the occurrences of every
-			// event count together.
-			k := occurrenceKey(o.Project, o.Rule, o.Record, rules.AnyEventKey, o.Instance)
-			prev := sent[k]
-			o.Count += prev.Count
-			o.Next = max(o.Next, prev.Next)
-			if prev.Last.After(o.Last) {
-				o.Last = prev.Last
+		event, value := o.Event, o.OncePer
+		if r := e.study().Rule(o.Rule); r != nil {
+			if r.AnyEvent {
+				// Once per participant on any event: the occurrences of
+				// every event count together.
+				event = rules.AnyEventKey
 			}
-			sent[k] = o
-			continue
+			if r.OncePer.Field == "" {
+				// once_per was removed: the messages sent per value still
+				// count, all together, so nobody is messaged again.
+				value = ""
+			}
 		}
-		sent[occurrenceKey(o.Project, o.Rule, o.Record, o.Event, o.Instance)] = o
+		k := occurrenceKey(o.Project, o.Rule, o.Record, event, o.Instance, value)
+		if prev, ok := sent[k]; ok {
+			o = addOccurrences(prev, o)
+		}
+		sent[k] = o
 	}
 	bad, err := e.Store.BadNumbers(ctx)
 	if err != nil {
@@ -247,8 +251,17 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		return out
 	}
 
-	// Repeat schedule: which occurrence is due, if any.
-	occ := pl.sent[occurrenceKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance)]
+	// Repeat schedule: which occurrence is due, if any. With once_per it is
+	// counted per value of the field.
+	value := ""
+	if r.OncePer.Field != "" {
+		value, reason = r.OncePerDigest(rules.NewScope(rec, row, pl.now, snap.Missing))
+		if reason != "" {
+			out.Outcome, out.Reason = Skipped, reason
+			return out
+		}
+	}
+	occ := pl.occurrences(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value)
 	if occ.Next == 0 {
 		occ.Next = 1
 	}
@@ -256,13 +269,17 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	if max < 1 {
 		max = 1
 	}
+	per := ""
+	if value != "" {
+		per = " for this value of " + r.OncePer.String()
+	}
 	switch {
 	case occ.Count >= max:
-		out.Outcome, out.Reason = Done, fmt.Sprintf("already messaged (%d of %d)", occ.Count, max)
+		out.Outcome, out.Reason = Done, fmt.Sprintf("already messaged (%d of %d)%s", occ.Count, max, per)
 		return out
 	case occ.Count > 0 && pl.now.Sub(occ.Last) < r.Repeat.Every:
 		next := occ.Last.Add(r.Repeat.Every).In(pl.e.study().Config.Location)
-		out.Outcome, out.Reason = Done, fmt.Sprintf("messaged %d of %d; the next one is due %s", occ.Count, max, next.Format("2006-01-02 15:04"))
+		out.Outcome, out.Reason = Done, fmt.Sprintf("messaged %d of %d%s; the next one is due %s", occ.Count, max, per, next.Format("2006-01-02 15:04"))
 		return out
 	}
 
@@ -288,9 +305,9 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		return out
 	}
 	m := &storage.Message{
-		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, occ.Next),
+		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, occ.Next),
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
-		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next,
+		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next, OncePer: value,
 		Channel: r.Channel, To: c.To, From: pl.e.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
 		Segments: c.Segments, State: storage.StatePlanned,
 		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
@@ -394,15 +411,46 @@ func NormalizePhone(raw, region string) (string, error) {
 }
 
 // messageKey is the outbox idempotency key
-// project/rule/record/event/instance/occurrence; each part is escaped so a
-// record id holding a slash cannot collide with another key.
-func messageKey(project, rule, record, event string, instance, occurrence int) string {
-	return occurrenceKey(project, rule, record, event, instance) + "/" + strconv.Itoa(occurrence)
+// project/rule/record/event/instance/occurrence, with the digest of the
+// once_per value before the occurrence when there is one
+// (…/instance/v<digest>/occurrence); each part is escaped so a record id
+// holding a slash cannot collide with another key.
+func messageKey(project, rule, record, event string, instance int, oncePer string, occurrence int) string {
+	return occurrenceKey(project, rule, record, event, instance, oncePer) + "/" + strconv.Itoa(occurrence)
 }
 
-func occurrenceKey(project, rule, record, event string, instance int) string {
-	return strings.Join([]string{url.PathEscape(project), url.PathEscape(rule), url.PathEscape(record),
+func occurrenceKey(project, rule, record, event string, instance int, oncePer string) string {
+	k := strings.Join([]string{url.PathEscape(project), url.PathEscape(rule), url.PathEscape(record),
 		url.PathEscape(event), strconv.Itoa(instance)}, "/")
+	if oncePer != "" {
+		k += "/v" + url.PathEscape(oncePer)
+	}
+	return k
+}
+
+// occurrences is how often a rule has messaged a participant row (for one
+// once_per value, when oncePer is set). Messages planned before the rule
+// had once_per hold no value: nudge cannot know which value they were for,
+// so they count for every value, and nobody already messaged is messaged
+// again because once_per was added.
+func (pl *planner) occurrences(project, rule, record, event string, instance int, oncePer string) storage.Occurrence {
+	occ := pl.sent[occurrenceKey(project, rule, record, event, instance, oncePer)]
+	if oncePer != "" {
+		if legacy, ok := pl.sent[occurrenceKey(project, rule, record, event, instance, "")]; ok {
+			occ = addOccurrences(occ, legacy)
+		}
+	}
+	return occ
+}
+
+// addOccurrences counts the messages of a and b together.
+func addOccurrences(a, b storage.Occurrence) storage.Occurrence {
+	a.Count += b.Count
+	a.Next = max(a.Next, b.Next)
+	if b.Last.After(a.Last) {
+		a.Last = b.Last
+	}
+	return a
 }
 
 // redact hides all but the last two characters of a phone number or address
