@@ -14,6 +14,7 @@ var migrations = []string{
 	migration2,
 	migration3,
 	migrationWriteBack,
+	migrationNumberPauses,
 }
 
 // SchemaVersion is the schema version this nudge writes.
