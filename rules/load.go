@@ -389,6 +389,8 @@ func decodeTo(d *decoder, v *yaml.Node, channel string) (logic.Ref, string) {
 				"or one staff address, e.g. \"coordinator@example.edu\"", s)
 		case channel == ChannelEmail:
 			return logic.Ref{}, strings.TrimSpace(s)
+		default:
+			d.errorf(v, "to: %q is not a single field reference: write the field in brackets, e.g. \"[mobile_phone]\"", s)
 		}
 		return logic.Ref{}, ""
 	}
