@@ -259,6 +259,23 @@ func (e *Engine) prepare(ctx context.Context, m storage.Message, rest []storage.
 			p.stats.Canceled, p.done = 1, true
 			return p, e.Store.Cancel(ctx, m.ID, "opted out", now)
 		}
+		until, err := e.Store.NumberPausedUntil(ctx, c.To, now)
+		if err != nil {
+			return p, err
+		}
+		if !until.IsZero() {
+			// The participant asked for a pause (a reply rule's pause): the
+			// message waits until it ends, or expires meanwhile.
+			p.done = true
+			if !m.ExpiresAt.IsZero() && !until.Before(m.ExpiresAt) {
+				log.Info("the participant paused their texts until after it expires; it will not be sent")
+				p.stats.Expired = 1
+				return p, e.Store.Expire(ctx, m.ID, "the participant paused their texts until after it expired", now)
+			}
+			log.WithField("not_before", until.Format(time.RFC3339)).Info("the participant paused their texts; held until the pause ends")
+			p.stats.Held = 1
+			return p, e.Store.Snooze(ctx, m.ID, "the participant paused their texts", now, until)
+		}
 	}
 	if later, ok := e.outsideWindow(m, zone); ok {
 		log.WithField("not_before", later.Format(time.RFC3339)).Info("outside the allowed hours now; held until they open")

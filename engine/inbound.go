@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode"
@@ -15,9 +16,9 @@ import (
 // numbers (see TWILIO.md): a message that is one of these words, in any
 // case, with spaces and punctuation around it ignored.
 var (
-	stopWords  = wordSet("STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE")
-	startWords = wordSet("START", "UNSTOP", "YES")
-	helpWords  = wordSet("HELP", "INFO")
+	stopWords  = wordSet(rules.StopKeywords...)
+	startWords = wordSet(rules.StartKeywords...)
+	helpWords  = wordSet(rules.HelpKeywords...)
 )
 
 func wordSet(ws ...string) map[string]bool {
@@ -71,7 +72,7 @@ func (e *Engine) HandleInbound(ctx context.Context, in InboundSMS) (string, erro
 		from = in.From
 	}
 	row := &storage.Inbound{MessageSID: in.MessageSID, From: from, To: in.To, Body: in.Body, ReceivedAt: now}
-	if row.Handled, row.Reply, row.Effects, err = e.answer(ctx, from, in.Body, strings.ToUpper(strings.TrimSpace(in.OptOutType)), now); err != nil {
+	if row.Handled, row.Reply, row.Effects, err = e.answer(ctx, in.MessageSID, from, in.Body, strings.ToUpper(strings.TrimSpace(in.OptOutType)), now); err != nil {
 		return "", err
 	}
 	inserted, err := e.inboundWriter().Save(ctx, row)
@@ -93,7 +94,7 @@ func (e *Engine) HandleInbound(ctx context.Context, in InboundSMS) (string, erro
 // answer classifies an inbound text and works out what it changes.
 // optOutType is Twilio's OptOutType, upper case ("" when absent); a STOP
 // from either Twilio or nudge's own keywords wins over everything else.
-func (e *Engine) answer(ctx context.Context, from, body, optOutType string, now time.Time) (handled, reply string, fx *storage.InboundEffects, err error) {
+func (e *Engine) answer(ctx context.Context, sid, from, body, optOutType string, now time.Time) (handled, reply string, fx *storage.InboundEffects, err error) {
 	word := keyword(body)
 	if optOutType != optOutStop && optOutType != optOutStart && optOutType != optOutHelp {
 		optOutType = "" // a value nudge does not know: its own keywords decide
@@ -121,7 +122,7 @@ func (e *Engine) answer(ctx context.Context, from, body, optOutType string, now 
 	case optOutType == optOutHelp || helpWords[word]:
 		return "help", e.study().Config.Server.HelpText, nil, nil
 	}
-	return e.replyRule(ctx, from, body, now)
+	return e.replyRule(ctx, sid, from, body, now)
 }
 
 // optOutWriteBacks builds the REDCap writes an opt-out (or opt-in) causes:
@@ -201,8 +202,11 @@ func (e *Engine) cachedValue(project, record, event, field string) (string, bool
 }
 
 // replyRule finds the first reply rule that matches the text and applies
-// to one of the sender's participant records.
-func (e *Engine) replyRule(ctx context.Context, from, body string, now time.Time) (string, string, *storage.InboundEffects, error) {
+// to one of the sender's participant records, and works out its effects:
+// the fields it sets, the pause of the sender's texts, the staff
+// notification (an email in the outbox, keyed by the text's MessageSid so
+// that a retried webhook never queues it twice).
+func (e *Engine) replyRule(ctx context.Context, sid, from, body string, now time.Time) (string, string, *storage.InboundEffects, error) {
 	var ps []storage.Participant
 	for _, r := range e.study().Replies {
 		if !r.Matches(body) {
@@ -234,15 +238,80 @@ func (e *Engine) replyRule(ctx context.Context, from, body string, now time.Time
 			if r.Event != "" {
 				event = r.Event
 			}
-			fx := &storage.InboundEffects{}
+			fx := &storage.InboundEffects{Source: storage.OriginReply(r.Name)}
 			if len(r.Set) > 0 {
-				fx.WriteBacks = []storage.WriteBack{{Project: p.Project, Record: p.Record, Event: event, Fields: r.Set,
+				fx.WriteBacks = []storage.WriteBack{{Project: p.Project, Record: p.Record, Event: event, Fields: e.setValues(r, p.Project, now),
 					Origin: storage.OriginReply(r.Name), CreatedAt: now}}
+			}
+			if r.Pause > 0 {
+				fx.PauseUntil = now.Add(r.Pause)
+			}
+			if r.Notify != "" {
+				fx.Notify = []storage.Message{e.notification(r, p, event, sid, body, now)}
 			}
 			return "reply:" + r.Name, e.renderReply(r, p, event, now), fx, nil
 		}
 	}
 	return "none", "", nil, nil
+}
+
+// setValues are the values a reply rule writes: literals as they stand,
+// [now] and [today] as the time and date the text arrived in the study time
+// zone, formatted as the field's validation expects (see sentAtLayout;
+// [today] is always a date).
+func (e *Engine) setValues(r *rules.Reply, project string, now time.Time) map[string]string {
+	out := make(map[string]string, len(r.Set))
+	local := now.In(e.study().Config.Location)
+	for field, v := range r.Set {
+		switch v {
+		case rules.SetNow:
+			v = local.Format(sentAtLayout(e.Dicts[project], field))
+		case rules.SetToday:
+			v = local.Format(time.DateOnly)
+		}
+		out[field] = v
+	}
+	return out
+}
+
+// notificationRule prefixes the Rule of a staff notification in the outbox:
+// "reply:NAME" names the reply rule that asked for it (rule names hold no
+// ':', so it never clashes with a rule's).
+const notificationRule = "reply:"
+
+// isNotification reports whether an outbox message is a reply rule's staff
+// notification: its recipient and text are fixed when it is queued.
+func isNotification(m storage.Message) bool {
+	return strings.HasPrefix(m.Rule, notificationRule)
+}
+
+// notification is the email telling staff of a participant's text: the
+// record id and the text as received, for the address the reply rule names.
+// Its key holds the text's MessageSid, so it is queued once whatever
+// Twilio retries.
+func (e *Engine) notification(r *rules.Reply, p storage.Participant, event, sid, body string, now time.Time) storage.Message {
+	study := e.study().Config.Study
+	if study == "" {
+		study = "nudge"
+	}
+	local := now.In(e.study().Config.Location)
+	text := fmt.Sprintf("A participant texted the study number and the reply rule %s asked to tell you.\n\n"+
+		"Project: %s\nRecord: %s\nReceived: %s\n\nTheir text:\n%s\n",
+		r.Name, p.Project, p.Record, local.Format("2006-01-02 15:04:05 MST"), body)
+	if r.Pause > 0 {
+		text += fmt.Sprintf("\nTheir texts are paused until %s.\n", local.Add(r.Pause).Format("2006-01-02 15:04 MST"))
+	}
+	from := ""
+	if c := e.study().Config.SMTP; c != nil {
+		from = c.From
+	}
+	return storage.Message{
+		Key:     fmt.Sprintf("%s/%s%s/%s/notify/%s", p.Project, notificationRule, r.Name, p.Record, sid),
+		Project: p.Project, Rule: notificationRule + r.Name, Record: p.Record, Event: event,
+		Channel: storage.ChannelEmail, To: r.Notify, From: from,
+		Subject: fmt.Sprintf("%s: a text from record %s (%s)", study, p.Record, r.Name), Body: text,
+		State: storage.StatePlanned, NotBefore: now, CreatedAt: now,
+	}
 }
 
 // renderReply pipes a reply rule's answer from the participant's record as

@@ -159,7 +159,11 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	if err != nil {
 		return nil, err
 	}
-	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, phones: make(map[string]phone),
+	paused, err := e.Store.PausedNumbers(ctx, now)
+	if err != nil {
+		return nil, err
+	}
+	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
 		optOutTails: make(map[string]bool, len(optedOut))}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
@@ -195,6 +199,7 @@ type planner struct {
 	optedOut map[string]bool
 	sent     map[string]storage.Occurrence
 	bad      map[string]storage.BadNumber // numbers Twilio said cannot get texts
+	paused   map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
 	phones   map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
@@ -298,6 +303,16 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 			out.Outcome = Deferred
 			out.Reason = "outside the allowed hours; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
 		}
+	}
+	if until := pl.paused[to]; r.Channel == rules.ChannelSMS && until.After(notBefore) {
+		// The participant paused their texts by a reply: deferred to the
+		// pause's end (and then to the allowed hours).
+		notBefore = until
+		if r.Window != nil {
+			notBefore = r.Window.Next(until, loc)
+		}
+		out.Outcome = Deferred
+		out.Reason = "the participant paused their texts; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
 	}
 	c, reason := pl.content(r, scope, to)
 	if reason != "" {

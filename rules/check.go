@@ -167,7 +167,7 @@ func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 				continue
 			}
 			for field, v := range rep.Set {
-				if msg := checkChoice(d, field, v, "set."+field); msg != "" {
+				if msg := checkSetValue(d, field, v); msg != "" {
 					add(&Error{Pos: rep.pos["set."+field], Msg: msg})
 				}
 			}
@@ -359,6 +359,64 @@ func checkChoice(d *dict.Dictionary, field, value, what string) string {
 		codes[i] = c.Code
 	}
 	return fmt.Sprintf("%s: '%s' is not a choice of [%s] (its codes are %s): REDCap would refuse it", what, value, field, strings.Join(codes, ", "))
+}
+
+// checkSetValue checks a value a reply sets: a literal must be one REDCap
+// takes for the field (see checkChoice); [now] and [today] need a field that
+// holds a date or time, or free text. [now] is written as the field's
+// validation expects (a date field gets the date, a plain text field the
+// time to the second); [today] is a date, so not for a datetime field.
+func checkSetValue(d *dict.Dictionary, field, value string) string {
+	if value != SetNow && value != SetToday {
+		return checkChoice(d, field, value, "set."+field)
+	}
+	f, ok := d.Field(field)
+	if !ok {
+		return ""
+	}
+	switch {
+	case f.Type == "notes" || (f.Type == "text" && (f.Validation == "" || strings.HasPrefix(f.Validation, "date_"))):
+		return ""
+	case f.Type == "text" && strings.HasPrefix(f.Validation, "datetime_"):
+		if value == SetToday {
+			return fmt.Sprintf("set.%s: [today] is a date, but [%s] is validated as %s and needs a time too: write [now], "+
+				"or set a field validated as date_ymd", field, field, f.Validation)
+		}
+		return ""
+	}
+	return fmt.Sprintf("set.%s: %s is a date, but [%s] is a %s field and cannot hold one: REDCap would refuse it; "+
+		"set a text field validated as date_ymd or datetime_ymd (or without validation)", field, value, field, typeName(f))
+}
+
+// checkReplyMatches warns of a reply's match that matches a word Twilio
+// and nudge act on before any reply rule (STOP, START, HELP and their
+// family): the reply never sees that word, which is seldom what its
+// author meant. Keywords that clash are load errors (see decodeReply).
+func (s *Study) checkReplyMatches() Errors {
+	var errs Errors
+	for _, rep := range s.Replies {
+		if rep.Match == nil {
+			continue
+		}
+		var hit []string
+		why := ""
+		for _, family := range [][]string{StopKeywords, StartKeywords, HelpKeywords} {
+			for _, w := range family {
+				if r := reservedKeyword(w); r != "" && rep.Match.MatchString(w) {
+					hit = append(hit, w)
+					if why == "" {
+						why = w + " is " + r
+					}
+				}
+			}
+		}
+		if len(hit) > 0 {
+			errs = append(errs, &Error{Pos: rep.pos["match"], Msg: fmt.Sprintf(
+				"match also matches %s: %s before any reply rule, so this reply never sees them; "+
+					"anchor the expression to the words you mean, e.g. \"^(yes|y)$\"", strings.Join(hit, ", "), why)})
+		}
+	}
+	return errs
 }
 
 var (

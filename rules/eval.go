@@ -51,7 +51,11 @@ func (r *Rule) Evaluate(rec *Record, now time.Time, missing []string) []Decision
 		}
 		scope := NewScope(rec, row, now, missing)
 		d := Decision{Record: rec.ID, Row: row}
-		d.To, _ = scope.Lookup(r.To)
+		if r.ToAddress != "" {
+			d.To = r.ToAddress
+		} else {
+			d.To, _ = scope.Lookup(r.To)
+		}
 		switch {
 		case !r.Enabled:
 			d.Reason = "the rule is disabled (enabled: false)"

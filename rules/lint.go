@@ -332,9 +332,11 @@ func smsEncodingWarnings(file, body string) Errors {
 
 // Warnings lists what does not stop nudge but likely is not what the
 // coordinator meant: datediff comparisons that also fire before a date,
-// and characters that make an SMS template UCS-2. Sorted by position.
+// characters that make an SMS template UCS-2, and reply matches that match
+// STOP, START or HELP words. Sorted by position.
 func (s *Study) Warnings() Errors {
 	errs := append(s.checkDatediffSigns(), s.checkSMSEncoding()...)
+	errs = append(errs, s.checkReplyMatches()...)
 	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
 	return errs
 }

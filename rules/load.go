@@ -3,11 +3,13 @@ package rules
 import (
 	"errors"
 	"fmt"
+	"net/mail"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
@@ -15,6 +17,9 @@ import (
 	"github.com/nudge-study/nudge/rules/logic"
 	"github.com/nudge-study/nudge/templates"
 )
+
+// maxReplyPause is the longest pause a reply may set.
+const maxReplyPause = 30 * 24 * time.Hour
 
 // cronParser accepts exactly the 5 classic cron fields.
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
@@ -247,7 +252,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	}
 	if v := m.get("to"); v != nil {
 		at("to", v)
-		r.To = decodeTo(d, v)
+		r.To, r.ToAddress = decodeTo(d, v, r.Channel)
 	} else {
 		d.errorf(n, "to is required: the field holding the phone number or email address, e.g. to: \"[mobile_phone]\"")
 	}
@@ -363,9 +368,29 @@ func isNameByte(b byte) bool {
 	return b == '_' || b == '-' || (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z')
 }
 
-// decodeTo reads the `to` field reference, "[field]" or "[event][field]".
-func decodeTo(d *decoder, v *yaml.Node) logic.Ref {
-	return decodeRef(d, v, "to", "[mobile_phone]")
+// decodeTo reads `to`: a field reference, "[field]" or "[event][field]",
+// or for an email rule a fixed address written as it stands
+// ("coordinator@example.edu"), for messages to staff. An SMS rule always
+// names a field: inbound texts are matched to participants by the numbers
+// in the rules' `to` fields, so a fixed number would make its owner every
+// record's participant.
+func decodeTo(d *decoder, v *yaml.Node, channel string) (logic.Ref, string) {
+	if s := strings.TrimSpace(v.Value); v.Kind == yaml.ScalarNode && s != "" && !strings.Contains(s, "[") {
+		switch {
+		case channel == ChannelSMS:
+			d.errorf(v, "to: %q is not a field reference: an sms rule names the field holding the phone number, e.g. \"[mobile_phone]\" "+
+				"(a fixed number is not allowed: replies from it would be taken for every participant's)", s)
+		case channel == ChannelEmail && !isBareAddress(s):
+			d.errorf(v, "to: %q is neither a field reference nor an email address: write the field in brackets, e.g. \"[email]\", "+
+				"or one staff address, e.g. \"coordinator@example.edu\"", s)
+		case channel == ChannelEmail:
+			return logic.Ref{}, s
+		default:
+			d.errorf(v, "to: %q is not a single field reference: write the field in brackets, e.g. \"[mobile_phone]\"", s)
+		}
+		return logic.Ref{}, ""
+	}
+	return decodeRef(d, v, "to", "[mobile_phone]"), ""
 }
 
 // decodeRef reads the value of key as one field reference, "[field]" or
@@ -385,6 +410,18 @@ func decodeRef(d *decoder, v *yaml.Node, key, example string) logic.Ref {
 		return logic.Ref{}
 	}
 	return logic.Ref{Event: m[1], Field: m[2]}
+}
+
+// isBareAddress reports whether s is one email address without a display
+// name, e.g. coordinator@example.edu.
+func isBareAddress(s string) bool {
+	s = strings.TrimSpace(s)
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Address != s || a.Name != "" {
+		return false
+	}
+	at := strings.LastIndex(s, "@")
+	return at > 0 && strings.Contains(s[at+1:], ".")
 }
 
 // loadTemplate loads the rule's template for its channel, once per file.
@@ -586,7 +623,8 @@ func decodeWriteBack(d *decoder, v *yaml.Node, r *Rule) WriteBack {
 }
 
 func (l *loader) decodeReply(d *decoder, n *yaml.Node, fileProject string) *Reply {
-	m := d.mapping(n, "a reply", "name", "match", "keywords", "only_after_rule", "within", "event", "set", "reply")
+	m := d.mapping(n, "a reply", "name", "match", "keywords", "only_after_rule", "within", "event", "set", "reply",
+		"pause", "notify")
 	if m == nil {
 		return nil
 	}
@@ -620,6 +658,7 @@ func (l *loader) decodeReply(d *decoder, n *yaml.Node, fileProject string) *Repl
 				d.errorf(v, "match: %q is not a regular expression: %v", s, err)
 			}
 			r.Match = re
+			r.pos["match"] = d.pos(v)
 		}
 	}
 	if v := m.get("keywords"); v != nil {
@@ -629,6 +668,9 @@ func (l *loader) decodeReply(d *decoder, n *yaml.Node, fileProject string) *Repl
 					if strings.TrimSpace(s) == "" {
 						d.errorf(it, "keywords: a keyword cannot be blank")
 						continue
+					}
+					if why := reservedKeyword(strings.TrimSpace(s)); why != "" {
+						d.errorf(it, "keywords: %q is %s before any reply rule, so this reply never sees it: use another word", strings.TrimSpace(s), why)
 					}
 					r.Keywords = append(r.Keywords, strings.TrimSpace(s))
 				}
@@ -669,6 +711,29 @@ func (l *loader) decodeReply(d *decoder, n *yaml.Node, fileProject string) *Repl
 	}
 	if v := m.get("set"); v != nil {
 		r.Set = decodeSet(d, v, r)
+	}
+	if v := m.get("pause"); v != nil {
+		if s, ok := d.str(v, "pause"); ok {
+			p, err := parseDuration(s)
+			switch {
+			case err != nil:
+				d.errorf(v, "pause: %v", err)
+			case p > maxReplyPause:
+				d.errorf(v, "pause: %s is longer than %s: to stop texts for good the participant texts STOP; otherwise pause for at most 30d", s, "30d")
+			default:
+				r.Pause = p
+			}
+		}
+	}
+	if v := m.get("notify"); v != nil {
+		r.pos["notify"] = d.pos(v)
+		if s, ok := d.str(v, "notify"); ok {
+			if isBareAddress(s) {
+				r.Notify = strings.TrimSpace(s)
+			} else {
+				d.errorf(v, "notify: %q is not an email address: write one staff address, e.g. notify: coordinator@example.edu", s)
+			}
+		}
 	}
 	if v := m.get("reply"); v != nil {
 		r.pos["reply"] = d.pos(v)
@@ -713,6 +778,16 @@ func decodeSet(d *decoder, v *yaml.Node, r *Reply) map[string]string {
 				continue
 			}
 		}
+		if t := strings.TrimSpace(s); strings.HasPrefix(t, "[") {
+			switch strings.ToLower(t) {
+			case SetNow, SetToday:
+				s = strings.ToLower(t)
+			default:
+				d.errorf(val, "set.%s: %q: a set value is written as it stands; the only bracketed values are [now] and [today] "+
+					"(the time and date the text arrived, study time zone): write a literal value or one of those", field, s)
+				continue
+			}
+		}
 		set[field] = s
 		r.pos["set."+field] = d.pos(k)
 	}
@@ -743,6 +818,12 @@ func (l *loader) crossCheck() {
 		if rep.OnlyAfterRule != "" && s.Rule(rep.OnlyAfterRule) == nil {
 			*l.errs = append(*l.errs, &Error{Pos: rep.pos["only_after_rule"],
 				Msg: fmt.Sprintf("only_after_rule: no rule is named %q%s", rep.OnlyAfterRule, didYouMean(rep.OnlyAfterRule, ruleNames, "'%s'"))})
+		}
+	}
+	for _, rep := range s.Replies {
+		if rep.Notify != "" && c.SMTP == nil {
+			*l.errs = append(*l.errs, &Error{Pos: rep.pos["notify"],
+				Msg: fmt.Sprintf("notify needs an smtp: section in %s (host, from): staff are told by email", c.Path)})
 		}
 	}
 	l.checkTriggerSecret()

@@ -190,7 +190,7 @@ func TestLoadGood(t *testing.T) {
 			t.Errorf("confirm.Matches(%q) = %v, want %v", body, got, want)
 		}
 	}
-	for body, want := range map[string]bool{"Help": true, "INFO": true, "help me": false} {
+	for body, want := range map[string]bool{"Question": true, "QUESTIONS!": true, "question me": false} {
 		if got := help.Matches(body); got != want {
 			t.Errorf("help.Matches(%q) = %v, want %v", body, got, want)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,9 +36,12 @@ type Rule struct {
 	Instrument string      // repeating instrument, "" = base rows
 	Channel    string      // ChannelSMS or ChannelEmail
 	To         logic.Ref   // the field holding the phone number or email address
-	Template   string      // the template's name
-	SMS        *templates.SMS
-	Email      *templates.Email
+	// ToAddress is a fixed staff email address written literally in `to`
+	// (email rules only); To is then empty.
+	ToAddress string
+	Template  string // the template's name
+	SMS       *templates.SMS
+	Email     *templates.Email
 
 	// Schedule is the 5-field cron expression (study time zone) saying when
 	// the rule is evaluated; "" with OnSave false means every run. OnSave
@@ -134,10 +138,51 @@ type Reply struct {
 	Event         string         // unique event the Set fields are written to, "" = the event of the participant's phone field
 	OnlyAfterRule string         // "" = any time
 	Within        time.Duration  // with OnlyAfterRule: how long after that message
-	Set           map[string]string
-	Reply         *templates.Text // nil = no answer
+	// Set holds the REDCap fields to set: a literal value, or SetNow or
+	// SetToday, formatted when the reply is applied (see SetValue).
+	Set   map[string]string
+	Reply *templates.Text // nil = no answer
+	// Pause, when positive, pauses every text to the sender's number for
+	// that long after their message.
+	Pause time.Duration
+	// Notify is a staff email address told of the text, with the record
+	// id and what the participant wrote ("" = nobody).
+	Notify string
 
 	pos map[string]Pos // value positions ("set.<field>", "reply", "event", …)
+}
+
+// The dynamic values a reply's set may hold: the time and the date the
+// participant's text arrived, in the study time zone.
+const (
+	SetNow   = "[now]"
+	SetToday = "[today]"
+)
+
+// The keywords Twilio itself acts on for long codes and toll-free numbers
+// (see TWILIO.md), matched as the whole text in any case. nudge handles
+// them before any reply rule: a STOP word opts the sender out, a START word
+// opts them back in (YES only from someone who opted out: otherwise it is
+// an ordinary answer), a HELP word gets the study's help text.
+var (
+	StopKeywords  = []string{"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "OPTOUT", "REVOKE"}
+	StartKeywords = []string{"START", "UNSTOP", "YES"}
+	HelpKeywords  = []string{"HELP", "INFO"}
+)
+
+// reservedKeyword says what Twilio and nudge do with a word that a reply
+// rule never sees, or "" for a word reply rules get (YES included).
+func reservedKeyword(w string) string {
+	w = strings.ToUpper(w)
+	switch {
+	case slices.Contains(StopKeywords, w):
+		return "a STOP keyword: Twilio stops every text to the sender and nudge records the opt-out"
+	case w != "YES" && slices.Contains(StartKeywords, w):
+		return "a START keyword: Twilio and nudge opt the sender back in"
+	case slices.Contains(HelpKeywords, w):
+		return "a HELP keyword: Twilio (or nudge's server.help_text) answers it"
+	}
+	return ""
 }
 
 // Matches reports whether an inbound message body triggers the reply.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 )
 
@@ -54,6 +55,12 @@ type InboundEffects struct {
 	// WriteBacks are queued for REDCap (see EnqueueWriteBacks); a zero
 	// CreatedAt is taken as the message's ReceivedAt.
 	WriteBacks []WriteBack
+	// PauseUntil, when set, pauses every text to the message's From until
+	// then (see Store.PauseNumber), with Source saying why.
+	PauseUntil time.Time
+	// Notify are emails to staff about the message, enqueued in the outbox
+	// like Store.Enqueue: a Key already stored is not enqueued again.
+	Notify []Message
 }
 
 // clone copies fx deeply, so the writer's goroutine never shares it with a
@@ -68,6 +75,7 @@ func (fx *InboundEffects) clone() *InboundEffects {
 		w.Fields = maps.Clone(w.Fields)
 		c.WriteBacks[i] = w
 	}
+	c.Notify = slices.Clone(fx.Notify)
 	return &c
 }
 
@@ -110,6 +118,11 @@ func checkInbound(in *Inbound) error {
 				ErrInvalid, in.MessageSID, i)
 		}
 	}
+	for i := range fx.Notify {
+		if err := checkNew(&fx.Notify[i]); err != nil {
+			return fmt.Errorf("inbound message %s: notification %d: %w", in.MessageSID, i, err)
+		}
+	}
 	return nil
 }
 
@@ -126,6 +139,20 @@ func applyEffects(ctx context.Context, tx *sql.Tx, in *Inbound) error {
 		}
 		if _, err := tx.ExecContext(ctx, sqlSetOptOut, in.From, flag, fx.Source, dbTime(in.ReceivedAt)); err != nil {
 			return fmt.Errorf("storage: record opt-out change of inbound message %s: %w", in.MessageSID, err)
+		}
+	}
+	if !fx.PauseUntil.IsZero() {
+		if _, err := tx.ExecContext(ctx, sqlPauseNumber, in.From, dbTime(fx.PauseUntil), fx.Source, dbTime(in.ReceivedAt)); err != nil {
+			return fmt.Errorf("storage: pause texts to the sender of inbound message %s: %w", in.MessageSID, err)
+		}
+	}
+	exec := func(ctx context.Context, args ...any) (sql.Result, error) {
+		return tx.ExecContext(ctx, sqlInsertMessage, args...)
+	}
+	for i := range fx.Notify {
+		m := fx.Notify[i]
+		if _, err := insertMessage(ctx, exec, &m); err != nil {
+			return fmt.Errorf("storage: inbound message %s: %w", in.MessageSID, err)
 		}
 	}
 	for _, w := range fx.WriteBacks {

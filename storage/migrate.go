@@ -15,6 +15,7 @@ var migrations = []string{
 	migration3,
 	migrationWriteBack,
 	migrationOncePer,
+	migrationNumberPauses,
 }
 
 // SchemaVersion is the schema version this nudge writes.
