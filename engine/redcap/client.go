@@ -539,6 +539,10 @@ func snippet(body []byte) string {
 
 // decodeRows decodes a JSON array of objects into rows of strings. REDCap sends strings, but
 // numbers and booleans are turned into their text and null into "".
+// DecodeRows decodes the body of a flat JSON record export (an array of
+// objects) into rows of raw values, as ExportRecords does with each answer.
+func DecodeRows(body []byte) ([]Row, error) { return decodeRows(body) }
+
 func decodeRows(body []byte) ([]Row, error) {
 	var raw []map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
