@@ -165,6 +165,8 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		n += len(snap.Records)
 	}
 	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.study().Rules)/max(len(snaps), 1))}
+	passes := make(map[string]*rules.Pass, len(snaps))
+	var ds []rules.Decision
 	for _, r := range e.study().Rules {
 		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) || (opt.Rules == nil && r.OnSave) {
 			continue // on-save rules run when REDCap reports a save, or when named
@@ -173,11 +175,17 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		if snap == nil {
 			continue
 		}
+		pass := passes[r.Project]
+		if pass == nil {
+			pass = rules.NewPass(now, snap.Missing)
+			passes[r.Project] = pass
+		}
 		for _, rec := range snap.Records {
 			if opt.Records != nil && !opt.Records[rec.ID] {
 				continue
 			}
-			for _, d := range r.Evaluate(rec, now, snap.Missing) {
+			ds = pass.Evaluate(r, rec, ds[:0])
+			for _, d := range ds {
 				plan.Decisions = append(plan.Decisions, pl.decide(r, rec, d, snap))
 			}
 		}
