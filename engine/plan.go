@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -155,8 +156,9 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	if err != nil {
 		return nil, err
 	}
+	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, phones: make(map[string]phone),
-		optOutTails: make(map[string]bool, len(optedOut))}
+		optOutTails: make(map[string]bool, len(optedOut)), passes: passes}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
@@ -165,7 +167,6 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		n += len(snap.Records)
 	}
 	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.study().Rules)/max(len(snaps), 1))}
-	passes := make(map[string]*rules.Pass, len(snaps))
 	var ds []rules.Decision
 	for _, r := range e.study().Rules {
 		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) || (opt.Rules == nil && r.OnSave) {
@@ -203,6 +204,7 @@ type planner struct {
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
+	passes      map[string]*rules.Pass // per project
 }
 
 // tail is the last four digits in s.
@@ -274,7 +276,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		return out
 	}
 
-	scope := rules.NewScope(rec, row, pl.now, snap.Missing)
+	scope := pl.passes[r.Project].Scope(rec, row, pl.now)
 	loc, err := r.Location(scope, pl.e.study().Config.Location)
 	if err != nil {
 		out.Outcome, out.Reason = Skipped, err.Error()
@@ -304,7 +306,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
 	}
 	if out.Outcome == Send {
-		out.Reason = fmt.Sprintf("to %s", redact(to))
+		out.Reason = "to " + redact(to)
 	}
 	out.Message = m
 	return out
@@ -356,17 +358,17 @@ func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storag
 // message goes to, or says why there is none.
 func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	raw = strings.TrimSpace(raw)
-	field := r.To.String()
+	field := r.To.String
 	if raw == "" {
 		if r.Channel == "sms" {
-			return "", "no phone number in " + field
+			return "", "no phone number in " + field()
 		}
-		return "", "no email address in " + field
+		return "", "no email address in " + field()
 	}
 	if r.Channel == "email" {
 		a, err := mail.ParseAddress(raw)
 		if err != nil {
-			return "", fmt.Sprintf("invalid email address in %s", field)
+			return "", fmt.Sprintf("invalid email address in %s", field())
 		}
 		return a.Address, ""
 	}
@@ -376,10 +378,10 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		pl.phones[raw] = p
 	}
 	if p.err != nil {
-		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field, redact(raw), p.err)
+		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field(), redact(raw), p.err)
 	}
 	if b, ok := pl.bad[p.e164]; ok {
-		return "", fmt.Sprintf("Twilio reported the number in %s (%s) cannot get texts (error %d); correct it in REDCap", field, redact(raw), b.Code)
+		return "", fmt.Sprintf("Twilio reported the number in %s (%s) cannot get texts (error %d); correct it in REDCap", field(), redact(raw), b.Code)
 	}
 	return p.e164, ""
 }
@@ -416,6 +418,42 @@ func occurrenceKey(project, rule, record, event string, instance int) string {
 // redact hides all but the last two characters of a phone number or address
 // so that logs and previews never show one in full.
 func redact(s string) string {
+	if !utf8.ValidString(s) {
+		return redactRunes(s)
+	}
+	n := utf8.RuneCountInString(s)
+	if n <= 4 {
+		return strings.Repeat("•", n)
+	}
+	keep := 2
+	prefix := 0
+	if s[0] == '+' {
+		prefix = 2
+	}
+	// The first prefix runes and the last keep runes are shown.
+	head := 0
+	for i := 0; i < prefix; i++ {
+		_, size := utf8.DecodeRuneInString(s[head:])
+		head += size
+	}
+	tail := len(s)
+	for i := 0; i < keep; i++ {
+		_, size := utf8.DecodeLastRuneInString(s[:tail])
+		tail -= size
+	}
+	var b strings.Builder
+	b.Grow(head + (n-keep-prefix)*len("•") + len(s) - tail)
+	b.WriteString(s[:head])
+	for i := 0; i < n-keep-prefix; i++ {
+		b.WriteString("•")
+	}
+	b.WriteString(s[tail:])
+	return b.String()
+}
+
+// redactRunes is redact for text that is not valid UTF-8: each invalid byte
+// counts as, and when shown becomes, one U+FFFD.
+func redactRunes(s string) string {
 	r := []rune(s)
 	if len(r) <= 4 {
 		return strings.Repeat("•", len(r))

@@ -61,6 +61,7 @@ type Pass struct {
 	missing map[string]bool
 	memo    map[*Rule]*memo
 	key     []byte
+	scope   Scope // the row being evaluated; reused, as nothing keeps it
 }
 
 // memo is what a Pass remembers for one rule: the condition's references
@@ -81,6 +82,12 @@ func NewPass(now time.Time, missing []string) *Pass {
 	return &Pass{now: now, missing: missingSet(missing), memo: map[*Rule]*memo{}}
 }
 
+// Scope returns the scope of row within rec at time now, with the Pass's
+// missing-data codes (as NewScope, without building their set again).
+func (p *Pass) Scope(rec *Record, row *Row, now time.Time) *Scope {
+	return &Scope{rec: rec, row: row, now: now, missing: p.missing}
+}
+
 // Evaluate appends to out the rule's Decision for each candidate row of
 // rec, as Rule.Evaluate does, and returns the extended slice.
 func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
@@ -92,7 +99,8 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 		if !r.Candidate(row) {
 			continue
 		}
-		scope := &Scope{rec: rec, row: row, now: now, missing: p.missing}
+		p.scope = Scope{rec: rec, row: row, now: now, missing: p.missing}
+		scope := &p.scope
 		d := Decision{Record: rec.ID, Row: row}
 		d.To, _ = scope.Lookup(r.To)
 		switch {
