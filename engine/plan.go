@@ -158,7 +158,8 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, phones: make(map[string]phone),
-		optOutTails: make(map[string]bool, len(optedOut)), passes: passes}
+		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
+		senders: make(map[string]rules.Sender)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
@@ -204,7 +205,21 @@ type planner struct {
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
-	passes      map[string]*rules.Pass // per project
+	passes      map[string]*rules.Pass  // per project
+	senders     map[string]rules.Sender // per project, once per pass
+}
+
+// sender is Engine.sender with each project's SMS sender worked out once.
+func (pl *planner) sender(r *rules.Rule, to string) string {
+	if r.Channel == rules.ChannelEmail {
+		return pl.e.sender(r, to)
+	}
+	s, ok := pl.senders[r.Project]
+	if !ok {
+		s = pl.e.study().Config.SenderFor(r.Project)
+		pl.senders[r.Project] = s
+	}
+	return s.Pick(to)
 }
 
 // tail is the last four digits in s.
@@ -301,7 +316,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, occ.Next),
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next,
-		Channel: r.Channel, To: c.To, From: pl.e.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
+		Channel: r.Channel, To: c.To, From: pl.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
 		Segments: c.Segments, State: storage.StatePlanned,
 		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
 	}
