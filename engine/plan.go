@@ -163,32 +163,59 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
-	n := 0
-	for _, snap := range snaps {
-		n += len(snap.Records)
-	}
-	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.study().Rules)/max(len(snaps), 1))}
-	var ds []rules.Decision
+	// The rules that run, in order, grouped by project.
+	var active []*rules.Rule
+	byProject := map[string][]int{}
+	var projects []string
 	for _, r := range e.study().Rules {
 		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) || (opt.Rules == nil && r.OnSave) {
 			continue // on-save rules run when REDCap reports a save, or when named
 		}
-		snap := snaps[r.Project]
-		if snap == nil {
+		if snaps[r.Project] == nil {
 			continue
 		}
-		pass := passes[r.Project]
-		if pass == nil {
-			pass = rules.NewPass(now, snap.Missing)
-			passes[r.Project] = pass
+		if _, ok := byProject[r.Project]; !ok {
+			projects = append(projects, r.Project)
 		}
+		byProject[r.Project] = append(byProject[r.Project], len(active))
+		active = append(active, r)
+	}
+	// The decisions come rule by rule: each rule has one per candidate row.
+	// They are worked out record by record, so that a record's values are
+	// read for every rule while the processor still holds them, and each
+	// lands in its rule's place.
+	next := make([]int, len(active))
+	total := 0
+	for i, r := range active {
+		next[i] = total
+		for _, rec := range snaps[r.Project].Records {
+			if opt.Records != nil && !opt.Records[rec.ID] {
+				continue
+			}
+			for _, row := range rec.Rows {
+				if r.Candidate(row) {
+					total++
+				}
+			}
+		}
+	}
+	plan := &Plan{Decisions: make([]Decision, total)}
+	var ds []rules.Decision
+	for _, project := range projects {
+		snap := snaps[project]
+		pass := rules.NewPass(now, snap.Missing)
+		passes[project] = pass
 		for _, rec := range snap.Records {
 			if opt.Records != nil && !opt.Records[rec.ID] {
 				continue
 			}
-			ds = pass.Evaluate(r, rec, ds[:0])
-			for _, d := range ds {
-				plan.Decisions = append(plan.Decisions, pl.decide(r, rec, d, snap))
+			for _, i := range byProject[project] {
+				r := active[i]
+				ds = pass.Evaluate(r, rec, ds[:0])
+				for _, d := range ds {
+					plan.Decisions[next[i]] = pl.decide(r, rec, d, snap)
+					next[i]++
+				}
 			}
 		}
 	}
