@@ -1,13 +1,21 @@
 package engine
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
 )
@@ -127,3 +135,134 @@ func (c fixedClock) Now() time.Time                             { return c.t }
 func (c fixedClock) Sleep(context.Context, time.Duration) error { return nil }
 
 var _ = os.Getenv
+
+// benchStudy20 copies the bench study into a temporary directory with its
+// five rules four times over (20 rules), and loads it.
+func benchStudy20(b *testing.B) *rules.Study {
+	b.Helper()
+	src := filepath.Join("testdata", "bench")
+	dir := b.TempDir()
+	for _, f := range []string{"nudge.yaml", "dictionary.csv", "templates/visit.email.txt", "templates/visit.sms.txt", "templates/welcome.sms.txt"} {
+		data, err := os.ReadFile(filepath.Join(src, f))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(dir, f)), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(src, "rules", "main.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	head, body, ok := strings.Cut(string(data), "rules:\n")
+	if !ok {
+		b.Fatal("bench rules: no rules list")
+	}
+	var out strings.Builder
+	out.WriteString(head + "rules:\n")
+	for k := 1; k <= 4; k++ {
+		out.WriteString(regexp.MustCompile(`(?m)^(  - name: \S+)$`).ReplaceAllString(body, "${1}-"+strconv.Itoa(k)))
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "rules"), 0o755); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rules", "main.yaml"), []byte(out.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	study, err := rules.Load(filepath.Join(dir, "nudge.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(study.Rules) != 20 {
+		b.Fatalf("the benchmark study has %d rules, want 20", len(study.Rules))
+	}
+	return study
+}
+
+// benchExportBody is REDCap's answer to a flat JSON export of the records
+// benchRecords makes: every value a string, columns in dictionary order.
+func benchExportBody(b *testing.B, n int) []byte {
+	b.Helper()
+	cols := []string{"record_id", "first_name", "phone", "email", "sms_ok", "arm", "enrolled_on", "enrollment_complete",
+		"visit_date", "visits_done___1", "visits_done___2", "visits_done___3", "visits_complete"}
+	var buf bytes.Buffer
+	buf.WriteByte('[')
+	for i, rec := range benchRecords(n) {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteByte('{')
+		for j, c := range cols {
+			if j > 0 {
+				buf.WriteByte(',')
+			}
+			k, _ := json.Marshal(c)
+			v, _ := json.Marshal(rec.Rows[0].Values[c])
+			buf.Write(k)
+			buf.WriteByte(':')
+			buf.Write(v)
+		}
+		buf.WriteByte('}')
+	}
+	buf.WriteByte(']')
+	return buf.Bytes()
+}
+
+// BenchmarkExportSelectPlan is one pass's work after the HTTP read: it
+// decodes a REDCap JSON export of 100,000 records, groups the rows into
+// records and plans 20 rules (the bench study's five, four times over)
+// over them. Besides time and allocations it reports the process's peak
+// resident set size (MB), which includes the benchmark's own setup.
+func BenchmarkExportSelectPlan(b *testing.B) {
+	const n = 100000
+	study := benchStudy20(b)
+	dicts, err := LoadDictionaries(study.Config)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if errs := study.CheckFields(dicts); len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	st, err := storage.Open(filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	e := &Engine{Study: study, Store: st, Dicts: dicts}
+	body := benchExportBody(b, n)
+	runtime.GC()
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	var planned int
+	for b.Loop() {
+		rows, err := redcap.DecodeRows(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		flat := make([]map[string]string, len(rows))
+		for i, r := range rows {
+			flat[i] = r
+		}
+		recs := rules.GroupRows("record_id", flat)
+		snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
+		plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		planned = len(plan.Messages())
+	}
+	b.ReportMetric(float64(planned), "messages/op")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB") // Linux reports kilobytes
+	}
+	if planned == 0 {
+		b.Fatal("the benchmark study planned nothing")
+	}
+}

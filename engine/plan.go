@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nyaruka/phonenumbers"
 
@@ -163,30 +164,66 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	if err != nil {
 		return nil, err
 	}
+	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
-		optOutTails: make(map[string]bool, len(optedOut))}
+		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
+		senders: make(map[string]rules.Sender)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
-	n := 0
-	for _, snap := range snaps {
-		n += len(snap.Records)
-	}
-	plan := &Plan{Decisions: make([]Decision, 0, n*len(e.study().Rules)/max(len(snaps), 1))}
+	// The rules that run, in order, grouped by project.
+	var active []*rules.Rule
+	byProject := map[string][]int{}
+	var projects []string
 	for _, r := range e.study().Rules {
 		if !r.Enabled || (opt.Rules != nil && !opt.Rules[r.Name]) || (opt.Rules == nil && r.OnSave) {
 			continue // on-save rules run when REDCap reports a save, or when named
 		}
-		snap := snaps[r.Project]
-		if snap == nil {
+		if snaps[r.Project] == nil {
 			continue
 		}
+		if _, ok := byProject[r.Project]; !ok {
+			projects = append(projects, r.Project)
+		}
+		byProject[r.Project] = append(byProject[r.Project], len(active))
+		active = append(active, r)
+	}
+	// The decisions come rule by rule: each rule has one per candidate row.
+	// They are worked out record by record, so that a record's values are
+	// read for every rule while the processor still holds them, and each
+	// lands in its rule's place.
+	next := make([]int, len(active))
+	total := 0
+	for i, r := range active {
+		next[i] = total
+		for _, rec := range snaps[r.Project].Records {
+			if opt.Records != nil && !opt.Records[rec.ID] {
+				continue
+			}
+			for _, row := range rec.Rows {
+				if r.Candidate(row) {
+					total++
+				}
+			}
+		}
+	}
+	plan := &Plan{Decisions: make([]Decision, total)}
+	var ds []rules.Decision
+	for _, project := range projects {
+		snap := snaps[project]
+		pass := rules.NewPass(now, snap.Missing)
+		passes[project] = pass
 		for _, rec := range snap.Records {
 			if opt.Records != nil && !opt.Records[rec.ID] {
 				continue
 			}
-			for _, d := range r.Evaluate(rec, now, snap.Missing) {
-				plan.Decisions = append(plan.Decisions, pl.decide(r, rec, d, snap))
+			for _, i := range byProject[project] {
+				r := active[i]
+				ds = pass.Evaluate(r, rec, ds[:0])
+				for _, d := range ds {
+					plan.Decisions[next[i]] = pl.decide(r, rec, d, snap)
+					next[i]++
+				}
 			}
 		}
 	}
@@ -204,6 +241,21 @@ type planner struct {
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
+	passes      map[string]*rules.Pass  // per project
+	senders     map[string]rules.Sender // per project, once per pass
+}
+
+// sender is Engine.sender with each project's SMS sender worked out once.
+func (pl *planner) sender(r *rules.Rule, to string) string {
+	if r.Channel == rules.ChannelEmail {
+		return pl.e.sender(r, to)
+	}
+	s, ok := pl.senders[r.Project]
+	if !ok {
+		s = pl.e.study().Config.SenderFor(r.Project)
+		pl.senders[r.Project] = s
+	}
+	return s.Pick(to)
 }
 
 // tail is the last four digits in s.
@@ -288,7 +340,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		return out
 	}
 
-	scope := rules.NewScope(rec, row, pl.now, snap.Missing)
+	scope := pl.passes[r.Project].Scope(rec, row, pl.now)
 	loc, err := r.Location(scope, pl.e.study().Config.Location)
 	if err != nil {
 		out.Outcome, out.Reason = Skipped, err.Error()
@@ -323,12 +375,12 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, occ.Next),
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next, OncePer: value,
-		Channel: r.Channel, To: c.To, From: pl.e.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
+		Channel: r.Channel, To: c.To, From: pl.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
 		Segments: c.Segments, State: storage.StatePlanned,
 		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
 	}
 	if out.Outcome == Send {
-		out.Reason = fmt.Sprintf("to %s", redact(to))
+		out.Reason = "to " + redact(to)
 	}
 	out.Message = m
 	return out
@@ -380,17 +432,17 @@ func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storag
 // message goes to, or says why there is none.
 func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	raw = strings.TrimSpace(raw)
-	field := r.To.String()
+	field := r.To.String
 	if raw == "" {
 		if r.Channel == "sms" {
-			return "", "no phone number in " + field
+			return "", "no phone number in " + field()
 		}
-		return "", "no email address in " + field
+		return "", "no email address in " + field()
 	}
 	if r.Channel == "email" {
 		a, err := mail.ParseAddress(raw)
 		if err != nil {
-			return "", fmt.Sprintf("invalid email address in %s", field)
+			return "", fmt.Sprintf("invalid email address in %s", field())
 		}
 		return a.Address, ""
 	}
@@ -400,10 +452,10 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		pl.phones[raw] = p
 	}
 	if p.err != nil {
-		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field, redact(raw), p.err)
+		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field(), redact(raw), p.err)
 	}
 	if b, ok := pl.bad[p.e164]; ok {
-		return "", fmt.Sprintf("Twilio reported the number in %s (%s) cannot get texts (error %d); correct it in REDCap", field, redact(raw), b.Code)
+		return "", fmt.Sprintf("Twilio reported the number in %s (%s) cannot get texts (error %d); correct it in REDCap", field(), redact(raw), b.Code)
 	}
 	return p.e164, ""
 }
@@ -471,6 +523,42 @@ func addOccurrences(a, b storage.Occurrence) storage.Occurrence {
 // redact hides all but the last two characters of a phone number or address
 // so that logs and previews never show one in full.
 func redact(s string) string {
+	if !utf8.ValidString(s) {
+		return redactRunes(s)
+	}
+	n := utf8.RuneCountInString(s)
+	if n <= 4 {
+		return strings.Repeat("•", n)
+	}
+	keep := 2
+	prefix := 0
+	if s[0] == '+' {
+		prefix = 2
+	}
+	// The first prefix runes and the last keep runes are shown.
+	head := 0
+	for i := 0; i < prefix; i++ {
+		_, size := utf8.DecodeRuneInString(s[head:])
+		head += size
+	}
+	tail := len(s)
+	for i := 0; i < keep; i++ {
+		_, size := utf8.DecodeLastRuneInString(s[:tail])
+		tail -= size
+	}
+	var b strings.Builder
+	b.Grow(head + (n-keep-prefix)*len("•") + len(s) - tail)
+	b.WriteString(s[:head])
+	for i := 0; i < n-keep-prefix; i++ {
+		b.WriteString("•")
+	}
+	b.WriteString(s[tail:])
+	return b.String()
+}
+
+// redactRunes is redact for text that is not valid UTF-8: each invalid byte
+// counts as, and when shown becomes, one U+FFFD.
+func redactRunes(s string) string {
 	r := []rune(s)
 	if len(r) <= 4 {
 		return strings.Repeat("•", len(r))

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -39,17 +40,67 @@ func (r *Rule) Candidate(row *Row) bool {
 // in now's zone nor the machine's: on a server running in UTC, 'today' is
 // still the study's date. Whether a message is then sent (repeat, window,
 // opt-outs, a blank `to`) is the engine's decision. A disabled rule selects
-// nobody.
+// nobody. To evaluate rules over many records, use a Pass.
 func (r *Rule) Evaluate(rec *Record, now time.Time, missing []string) []Decision {
+	return NewPass(now, missing).Evaluate(r, rec, nil)
+}
+
+// memoMax bounds how many verdicts a Pass remembers per rule, so that
+// values that differ on every record (names, dates of birth) cost no more
+// memory than the records hold already.
+const memoMax = 4096
+
+// Pass evaluates rules over the records of one project at one moment. A
+// condition's verdict depends only on the values of the fields it reads
+// (the moment and the missing-data codes being fixed), and those values
+// repeat from record to record: a Pass remembers the verdict, and the
+// reason a row is not selected, for each combination it has seen. A Pass
+// is not safe for concurrent use.
+type Pass struct {
+	now     time.Time
+	missing map[string]bool
+	memo    map[*Rule]*memo
+	key     []byte
+	scope   Scope // the row being evaluated; reused, as nothing keeps it
+}
+
+// memo is what a Pass remembers for one rule: the condition's references
+// and, by the values they have, the verdicts.
+type memo struct {
+	refs     []logic.Ref
+	verdicts map[string]verdict
+}
+
+type verdict struct {
+	selected bool
+	reason   string
+}
+
+// NewPass returns a Pass at time now; missing lists the project's
+// missing-data codes.
+func NewPass(now time.Time, missing []string) *Pass {
+	return &Pass{now: now, missing: missingSet(missing), memo: map[*Rule]*memo{}}
+}
+
+// Scope returns the scope of row within rec at time now, with the Pass's
+// missing-data codes (as NewScope, without building their set again).
+func (p *Pass) Scope(rec *Record, row *Row, now time.Time) *Scope {
+	return &Scope{rec: rec, row: row, now: now, missing: p.missing}
+}
+
+// Evaluate appends to out the rule's Decision for each candidate row of
+// rec, as Rule.Evaluate does, and returns the extended slice.
+func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
+	now := p.now
 	if r.zone != nil {
 		now = now.In(r.zone)
 	}
-	var out []Decision
 	for _, row := range rec.Rows {
 		if !r.Candidate(row) {
 			continue
 		}
-		scope := NewScope(rec, row, now, missing)
+		p.scope = Scope{rec: rec, row: row, now: now, missing: p.missing}
+		scope := &p.scope
 		d := Decision{Record: rec.ID, Row: row}
 		if r.ToAddress != "" {
 			d.To = r.ToAddress
@@ -62,6 +113,26 @@ func (r *Rule) Evaluate(rec *Record, now time.Time, missing []string) []Decision
 		case r.When == nil:
 			d.Selected = true
 		default:
+			m := p.memo[r]
+			if m == nil {
+				m = &memo{refs: r.When.Refs(), verdicts: map[string]verdict{}}
+				p.memo[r] = m
+			}
+			p.key = p.key[:0]
+			for _, ref := range m.refs {
+				v, ok := scope.Lookup(ref)
+				if ok {
+					p.key = append(p.key, 1)
+				} else {
+					p.key = append(p.key, 0)
+				}
+				p.key = binary.AppendUvarint(p.key, uint64(len(v)))
+				p.key = append(p.key, v...)
+			}
+			if v, hit := m.verdicts[string(p.key)]; hit {
+				d.Selected, d.Reason = v.selected, v.reason
+				break
+			}
 			ok, err := r.When.True(scope)
 			switch {
 			case err != nil:
@@ -71,6 +142,9 @@ func (r *Rule) Evaluate(rec *Record, now time.Time, missing []string) []Decision
 				d.Selected = true
 			default:
 				d.Reason = explain(r.When, scope)
+			}
+			if err == nil && len(m.verdicts) < memoMax {
+				m.verdicts[string(p.key)] = verdict{selected: d.Selected, reason: d.Reason}
 			}
 		}
 		out = append(out, d)
@@ -109,21 +183,25 @@ func explain(e *logic.Expr, scope *Scope) string {
 	}
 	vals := describeRefs(part.Refs(), scope)
 	if vals == "" {
-		return fmt.Sprintf("%s is false", part)
+		return part.String() + " is false"
 	}
-	return fmt.Sprintf("%s is false (%s)", part, vals)
+	return part.String() + " is false (" + vals + ")"
 }
 
 // describeRefs shows each reference's value: `[x] is "0"`, `[y] is blank`.
 func describeRefs(refs []logic.Ref, scope *Scope) string {
-	parts := make([]string, 0, len(refs))
-	for _, ref := range refs {
-		v, _ := scope.Lookup(ref)
-		if v == "" {
-			parts = append(parts, ref.String()+" is blank")
+	var b strings.Builder
+	for i, ref := range refs {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(ref.String())
+		if v, _ := scope.Lookup(ref); v == "" {
+			b.WriteString(" is blank")
 		} else {
-			parts = append(parts, fmt.Sprintf("%s is %q", ref, v))
+			b.WriteString(" is ")
+			b.WriteString(strconv.Quote(v))
 		}
 	}
-	return strings.Join(parts, ", ")
+	return b.String()
 }

@@ -73,11 +73,20 @@ type Scope struct {
 // NewScope returns the scope of row within rec at time now; missing lists
 // the project's missing-data codes.
 func NewScope(rec *Record, row *Row, now time.Time, missing []string) *Scope {
-	s := &Scope{rec: rec, row: row, now: now, missing: map[string]bool{}}
-	for _, m := range missing {
-		s.missing[m] = true
+	return &Scope{rec: rec, row: row, now: now, missing: missingSet(missing)}
+}
+
+// missingSet is the set of missing-data codes; nil (which answers every
+// lookup with false) when there are none.
+func missingSet(missing []string) map[string]bool {
+	if len(missing) == 0 {
+		return nil
 	}
-	return s
+	set := make(map[string]bool, len(missing))
+	for _, m := range missing {
+		set[m] = true
+	}
+	return set
 }
 
 // Record is the record in scope.

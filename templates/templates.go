@@ -151,6 +151,11 @@ func (t *Text) Refs() []logic.Ref {
 // multiple-choice code without a label a *ChoiceError.
 func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
 	var b strings.Builder
+	size := 0
+	for _, p := range t.parts {
+		size += len(p.lit) + 16 // room for a typical piped value
+	}
+	b.Grow(size)
 	for _, p := range t.parts {
 		if p.tag == nil {
 			b.WriteString(p.lit)

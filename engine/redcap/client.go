@@ -539,7 +539,23 @@ func snippet(body []byte) string {
 
 // decodeRows decodes a JSON array of objects into rows of strings. REDCap sends strings, but
 // numbers and booleans are turned into their text and null into "".
+// DecodeRows decodes the body of a flat JSON record export (an array of
+// objects) into rows of raw values, as ExportRecords does with each answer.
+func DecodeRows(body []byte) ([]Row, error) { return decodeRows(body) }
+
+// decodeRows decodes a flat JSON record export. REDCap's usual answer (an
+// array of objects whose values are strings, numbers, booleans or null)
+// takes a fast path that builds no generic values; anything else, errors
+// included, goes through encoding/json, whose results the fast path
+// matches.
 func decodeRows(body []byte) ([]Row, error) {
+	if rows, ok := decodeFlat(body); ok {
+		return rows, nil
+	}
+	return decodeGeneric(body)
+}
+
+func decodeGeneric(body []byte) ([]Row, error) {
 	var raw []map[string]any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()

@@ -14,6 +14,7 @@ package logic
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -77,6 +78,12 @@ type Expr struct {
 	text  string // what String returns
 	root  *node
 	notes []Note
+
+	// Refs and Conjuncts are worked out once: a pass asks for them for
+	// every row a rule does not select.
+	refsOnce, conjOnce sync.Once
+	refs               []Ref
+	conj               []*Expr
 }
 
 // Parse parses REDCap logic. Errors are *SyntaxError.
@@ -118,6 +125,11 @@ func (e *Expr) String() string { return e.text }
 // Refs returns every field reference, deduplicated, in order of appearance.
 // Smart variables are included (see Ref.IsSmart).
 func (e *Expr) Refs() []Ref {
+	e.refsOnce.Do(func() { e.refs = e.findRefs() })
+	return append([]Ref(nil), e.refs...)
+}
+
+func (e *Expr) findRefs() []Ref {
 	var refs []Ref
 	var walk func(n *node)
 	walk = func(n *node) {
@@ -143,6 +155,11 @@ func (e *Expr) Refs() []Ref {
 // equal to its slice of the source. Parentheses are not looked through:
 // "([a]=1 and [b]=1) and [c]=1" has two conjuncts.
 func (e *Expr) Conjuncts() []*Expr {
+	e.conjOnce.Do(func() { e.conj = e.findConjuncts() })
+	return append([]*Expr(nil), e.conj...)
+}
+
+func (e *Expr) findConjuncts() []*Expr {
 	if e.root.op != opAnd {
 		return []*Expr{e}
 	}

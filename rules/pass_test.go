@@ -1,0 +1,62 @@
+package rules
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// A Pass shared by many records decides exactly as Rule.Evaluate does on
+// each record alone: a remembered verdict is reused only for the same
+// values, a blank column is not taken for an absent one, and evaluation
+// errors still name their own record.
+func TestPassMatchesEvaluate(t *testing.T) {
+	now := time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)
+	classic := func(id string, kv ...string) *Record {
+		return GroupRows("record_id", []map[string]string{exportRow(id, "-", "", "", kv...)})[0]
+	}
+	recs := []*Record{
+		classic("1", "consent", "1", "sms", "1", "age", "30", "name", "Ann"),
+		classic("2", "consent", "1", "sms", "0", "age", "30", "name", "Ann"),
+		classic("3", "consent", "1", "sms", "", "age", "12", "name", "Ben"),
+		classic("4", "consent", "1", "age", "12", "name", "Ben"), // no sms column at all
+		classic("5", "consent", "1", "sms", "1", "age", "x", "name", "Cy"),
+		classic("6", "consent", "1", "sms", "1", "age", "x", "name", "Cy"),
+		classic("7", "consent", "0", "sms", "1", "age", "UNK", "name", ""),
+		classic("8", "consent", "1", "sms", "1", "age", "30", "name", "Ann"),
+		classic("a/b", "consent", "1", "sms", "1", "age", "30", "name", "1"),
+	}
+	recs = append(recs, GroupRows("record_id", longitudinal())...)
+	conds := []string{
+		"[consent] = '1' and [sms] = '1' and [age] >= 18",
+		"[sms] = '' and [consent] = '1'",
+		"isblankormissingcode([sms]) or [age] * 2 > 30",
+		"[age] * 2 > 30",
+		"contains([name], 'n') and [record-name] <> '8'",
+		"[name]",
+		"datediff('2026-06-01', 'today', 'd') > 5 and [consent] = '1'",
+		"[baseline_arm_1][consent] = '1' and [event-name] <> 'week_1_arm_1'",
+	}
+	missing := []string{"UNK"}
+	for _, cond := range conds {
+		r := mustRule(t, Rule{Enabled: true}, cond)
+		pass := NewPass(now, missing)
+		for round := 0; round < 2; round++ {
+			for _, rec := range recs {
+				got := pass.Evaluate(r, rec, nil)
+				want := r.Evaluate(rec, now, missing)
+				if g, w := describeDecisions(got), describeDecisions(want); g != w {
+					t.Errorf("%s, record %s, round %d:\npass     %s\nevaluate %s", cond, rec.ID, round, g, w)
+				}
+			}
+		}
+	}
+}
+
+func describeDecisions(ds []Decision) string {
+	s := ""
+	for _, d := range ds {
+		s += fmt.Sprintf("{%s %s/%d sel=%v to=%q reason=%q err=%v} ", d.Record, d.Row.Event, d.Row.Instance, d.Selected, d.To, d.Reason, d.Err)
+	}
+	return s
+}
