@@ -55,6 +55,14 @@ func benchEngine(b *testing.B) (*Engine, map[string]*Snapshot) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	snaps := map[string]*Snapshot{"main": {Project: "main", Records: benchRecords(10000)}}
+	return benchEngineFor(b, study), snaps
+}
+
+// benchEngineFor connects a bench study to its dictionaries and a fresh
+// store, checking its fields first.
+func benchEngineFor(b *testing.B, study *rules.Study) *Engine {
+	b.Helper()
 	dicts, err := LoadDictionaries(study.Config)
 	if err != nil {
 		b.Fatal(err)
@@ -67,9 +75,7 @@ func benchEngine(b *testing.B) (*Engine, map[string]*Snapshot) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	e := &Engine{Study: study, Store: st, Dicts: dicts}
-	snaps := map[string]*Snapshot{"main": {Project: "main", Records: benchRecords(10000)}}
-	return e, snaps
+	return &Engine{Study: study, Store: st, Dicts: dicts}
 }
 
 // BenchmarkSelectPlan evaluates 5 rules over 10,000 records and plans every
@@ -219,20 +225,7 @@ func benchExportBody(b *testing.B, n int) []byte {
 // resident set size (MB), which includes the benchmark's own setup.
 func BenchmarkExportSelectPlan(b *testing.B) {
 	const n = 100000
-	study := benchStudy20(b)
-	dicts, err := LoadDictionaries(study.Config)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if errs := study.CheckFields(dicts); len(errs) > 0 {
-		b.Fatal(errs)
-	}
-	st, err := storage.Open(filepath.Join(b.TempDir(), "bench.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { st.Close() })
-	e := &Engine{Study: study, Store: st, Dicts: dicts}
+	e := benchEngineFor(b, benchStudy20(b))
 	body := benchExportBody(b, n)
 	runtime.GC()
 	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)

@@ -259,31 +259,11 @@ func codeList(f dict.Field) string {
 func closestField(name string, d *dict.Dictionary) string {
 	best, bestD := "", 3
 	for _, f := range d.Fields {
-		if dd := editDistance(strings.ToLower(name), strings.ToLower(f.Name)); dd < bestD {
+		if dd := logic.EditDistance(strings.ToLower(name), strings.ToLower(f.Name)); dd < bestD {
 			best, bestD = f.Name, dd
 		}
 	}
 	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // explainOnRecord evaluates x on every row of the records in file and

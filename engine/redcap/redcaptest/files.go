@@ -286,27 +286,13 @@ func ReadRecords(path string) ([]map[string]string, error) {
 		}
 		return rows, nil
 	}
-	var raw []map[string]any
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
+	rows, err := decodeRows(bytes.NewReader(b))
+	var bad *badValue
+	switch {
+	case errors.As(err, &bad):
+		return nil, fmt.Errorf("%s: row %d: the value of %s is neither text nor a number", path, bad.row, bad.field)
+	case err != nil:
 		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	rows := make([]map[string]string, len(raw))
-	for i, m := range raw {
-		r := make(map[string]string, len(m))
-		for k, v := range m {
-			switch v := v.(type) {
-			case string:
-				r[k] = v
-			case json.Number:
-				r[k] = v.String()
-			case nil:
-			default:
-				return nil, fmt.Errorf("%s: row %d: the value of %s is neither text nor a number", path, i+1, k)
-			}
-		}
-		rows[i] = r
 	}
 	return rows, nil
 }

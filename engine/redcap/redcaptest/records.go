@@ -3,7 +3,9 @@ package redcaptest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"net/url"
@@ -387,28 +389,13 @@ type importError struct{ msg string }
 func (st *state) handleImport(p url.Values) answer {
 	overwrite := p.Get("overwriteBehavior") == "overwrite"
 	ret := p.Get("returnContent")
-	var raw []map[string]any
-	dec := json.NewDecoder(strings.NewReader(p.Get("data")))
-	dec.UseNumber()
-	if err := dec.Decode(&raw); err != nil {
+	rows, err := decodeRows(strings.NewReader(p.Get("data")))
+	var bad *badValue
+	switch {
+	case errors.As(err, &bad):
+		return errAnswer(http.StatusBadRequest, fmt.Sprintf("The data being imported is not formatted correctly: the value of %s in record %d is not a string", bad.field, bad.row))
+	case err != nil:
 		return errAnswer(http.StatusBadRequest, "The data being imported is not formatted correctly: it must be a JSON array of records")
-	}
-	rows := make([]map[string]string, len(raw))
-	for i, m := range raw {
-		r := make(map[string]string, len(m))
-		for k, v := range m {
-			switch v := v.(type) {
-			case string:
-				r[k] = v
-			case json.Number:
-				r[k] = v.String()
-			case nil:
-				r[k] = ""
-			default:
-				return errAnswer(http.StatusBadRequest, fmt.Sprintf("The data being imported is not formatted correctly: the value of %s in record %d is not a string", k, i+1))
-			}
-		}
-		rows[i] = r
 	}
 	var before map[string]map[rowKey]map[string]string
 	if st.p.RecordsFile != "" {
@@ -707,4 +694,43 @@ func csvLine(items ...string) string {
 		q[i] = `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 	}
 	return strings.Join(q, ",")
+}
+
+// badValue is a value of a flat row that is neither text, a number nor null.
+type badValue struct {
+	row   int // 1-based
+	field string
+}
+
+func (b *badValue) Error() string {
+	return fmt.Sprintf("row %d: the value of %s is neither text nor a number", b.row, b.field)
+}
+
+// decodeRows reads a JSON array of flat rows, as REDCap exports and imports
+// them: each value text or a number (kept as written), null meaning blank.
+func decodeRows(r io.Reader) ([]map[string]string, error) {
+	var raw []map[string]any
+	dec := json.NewDecoder(r)
+	dec.UseNumber()
+	if err := dec.Decode(&raw); err != nil {
+		return nil, err
+	}
+	rows := make([]map[string]string, len(raw))
+	for i, m := range raw {
+		row := make(map[string]string, len(m))
+		for k, v := range m {
+			switch v := v.(type) {
+			case string:
+				row[k] = v
+			case json.Number:
+				row[k] = v.String()
+			case nil:
+				row[k] = ""
+			default:
+				return nil, &badValue{row: i + 1, field: k}
+			}
+		}
+		rows[i] = row
+	}
+	return rows, nil
 }
