@@ -231,6 +231,12 @@ func (e *Engine) prepare(ctx context.Context, m storage.Message, rest []storage.
 		return p, e.Store.Expire(ctx, m.ID, "not sent before it expired", now)
 	}
 	c, zone, reason, err := e.recheck(ctx, m, rest, fresh)
+	if errors.Is(err, errRetimed) {
+		// The start date of a timed rule moved: the message now waits for
+		// its new time.
+		p.stats.Held, p.done = 1, true
+		return p, nil
+	}
 	if err != nil {
 		// REDCap could not be read: nothing can be checked, so nothing is
 		// sent; the message waits.

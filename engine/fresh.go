@@ -146,8 +146,14 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	}
 	now := e.now()
 	var d *rules.Decision
+	instrument, instance := m.Instrument, m.Instance
+	if r.Timed() && r.Every != nil && r.Every.Instrument != "" && m.Instrument == r.Every.Instrument {
+		// A series message names the instance of its occurrence; the rule
+		// selected the participant's base row.
+		instrument, instance = "", 0
+	}
 	for _, x := range r.Evaluate(rec, now, missing) {
-		if x.Row.Event == m.Event && x.Row.RepeatInstrument == m.Instrument && x.Row.Instance == m.Instance {
+		if x.Row.Event == m.Event && x.Row.RepeatInstrument == instrument && x.Row.Instance == instance {
 			d = &x
 			break
 		}
@@ -173,6 +179,17 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 		case value != m.OncePer:
 			return c, "", "the value of " + r.OncePer.String() + " (once_per) changed since it was planned", nil
 		}
+	}
+	if r.Timed() {
+		loc, err := r.Location(scope, e.study().Config.Location)
+		if err != nil {
+			return c, "", err.Error(), nil
+		}
+		oscope, reason, err := e.recheckTimed(ctx, r, m, rec, d.Row, loc, now, missing)
+		if err != nil || reason != "" {
+			return c, "", reason, err
+		}
+		scope = oscope
 	}
 	pl, err := fresh.planner(ctx)
 	if err != nil {

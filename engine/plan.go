@@ -50,6 +50,9 @@ type Decision struct {
 	Outcome                                  Outcome
 	Reason                                   string
 	Message                                  *storage.Message // for Send and Deferred
+	// More holds a timed rule's further messages for the row planned in the
+	// same pass (later occurrences due within PlanHorizon, reminders).
+	More []*storage.Message
 }
 
 // Plan is the outcome of select and plan for one pass.
@@ -64,6 +67,7 @@ func (p *Plan) Messages() []*storage.Message {
 		if m := p.Decisions[i].Message; m != nil {
 			out = append(out, m)
 		}
+		out = append(out, p.Decisions[i].More...)
 	}
 	return out
 }
@@ -188,6 +192,9 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		byProject[r.Project] = append(byProject[r.Project], len(active))
 		active = append(active, r)
 	}
+	if err := pl.loadTimed(ctx, active); err != nil {
+		return nil, err
+	}
 	// The decisions come rule by rule: each rule has one per candidate row.
 	// They are worked out record by record, so that a record's values are
 	// read for every rule while the processor still holds them, and each
@@ -243,6 +250,9 @@ type planner struct {
 	optOutTails map[string]bool
 	passes      map[string]*rules.Pass  // per project
 	senders     map[string]rules.Sender // per project, once per pass
+	// timedKeys holds every stored message of the timed rules that run,
+	// by key (see loadTimed).
+	timedKeys map[string]storage.KeyState
 }
 
 // sender is Engine.sender with each project's SMS sender worked out once.
@@ -306,6 +316,9 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	if reason != "" {
 		out.Outcome, out.Reason = Skipped, reason
 		return out
+	}
+	if r.Timed() {
+		return pl.decideTimed(r, rec, d, snap, out, to)
 	}
 
 	// Repeat schedule: which occurrence is due, if any. With once_per it is

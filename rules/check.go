@@ -48,6 +48,18 @@ func (s *Study) refs(project string) []usedRef {
 		for _, ref := range r.templateRefs() {
 			out = append(out, usedRef{ref: ref, pos: findRef(r.tmplFiles, ref, r.pos["template"]), rule: r.Name})
 		}
+		if r.Start != nil && r.Start.Field.Field != "" {
+			what := "start.field"
+			if r.Every == nil && len(r.Start.At) == 0 {
+				what = "start.field (no at)"
+			}
+			out = append(out, usedRef{ref: r.Start.Field, pos: r.pos["start.field"], rule: r.Name, what: what})
+		}
+		if r.Remind != nil {
+			for _, ref := range r.Remind.Refs {
+				out = append(out, usedRef{ref: ref, pos: r.pos["remind.unless"], rule: r.Name})
+			}
+		}
 		if r.Window != nil && r.Window.TimezoneField != "" {
 			out = append(out, usedRef{ref: logic.Ref{Field: r.Window.TimezoneField},
 				pos: r.pos["window.timezone_field"], rule: r.Name, what: "window.timezone_field"})
@@ -186,6 +198,13 @@ func (s *Study) CheckFields(dicts map[string]*dict.Dictionary) Errors {
 			}
 		}
 		for _, r := range s.Rules {
+			if r.Project == p.Name && r.Every != nil && r.Every.Instrument != "" && !contains(forms, r.Every.Instrument) {
+				add(&Error{Pos: r.pos["every.instrument"], Rule: r.Name, Msg: fmt.Sprintf(
+					"every.instrument: unknown instrument '%s' in project %s%s: use the repeating instrument's unique name (the data dictionary's Form Name)",
+					r.Every.Instrument, p.Name, didYouMean(r.Every.Instrument, forms, "'%s'"))})
+			}
+		}
+		for _, r := range s.Rules {
 			if r.Project == p.Name && r.Instrument != "" && !contains(forms, r.Instrument) {
 				add(&Error{Pos: r.pos["instrument"], Rule: r.Name, Msg: fmt.Sprintf(
 					"unknown instrument '%s' in project %s%s: use the instrument's unique name (the data dictionary's Form Name)",
@@ -248,6 +267,9 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 			return fmt.Sprintf("to: [%s] is validated as %s, but the channel is email: name the email address field", ref.Field, f.Validation)
 		}
 	}
+	if strings.HasPrefix(u.what, "start.field") {
+		return checkStartField(f, u.what != "start.field")
+	}
 	if writes(u.what) {
 		switch f.Type {
 		case "checkbox", "calc", "file":
@@ -256,6 +278,21 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 		if msg := checkWriteBackType(f, u.what, u.channel); msg != "" {
 			return prefix + msg
 		}
+	}
+	return ""
+}
+
+// checkStartField checks that a timed rule's start field holds dates:
+// a text field validated as a date or datetime. needClock is set when the
+// rule gives no at, so the field must hold a time of day too.
+func checkStartField(f dict.Field, needClock bool) string {
+	date := f.Type == "text" && strings.HasPrefix(f.Validation, "date_")
+	datetime := f.Type == "text" && strings.HasPrefix(f.Validation, "datetime_")
+	switch {
+	case !date && !datetime:
+		return fmt.Sprintf("start.field: [%s] is %s, not a date: name a text field validated as a date or datetime (e.g. date_ymd)", f.Name, typeName(f))
+	case needClock && date:
+		return fmt.Sprintf("start.field: [%s] holds a date without a time of day: give start.at, e.g. at: \"10:00\"", f.Name)
 	}
 	return ""
 }

@@ -176,7 +176,8 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	d.rule = scalarKey(n, "name")
 	defer func() { d.rule = "" }()
 	m := d.mapping(n, "a rule", "name", "description", "enabled", "project", "when", "event",
-		"instrument", "channel", "to", "template", "schedule", "repeat", "once_per", "window", "expires", "write_back")
+		"instrument", "channel", "to", "template", "schedule", "repeat", "once_per", "window", "expires", "write_back",
+		"start", "every", "remind")
 	if m == nil {
 		return nil
 	}
@@ -294,6 +295,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if v := m.get("write_back"); v != nil {
 		r.WriteBack = decodeWriteBack(d, v, r)
 	}
+	l.decodeTiming(d, n, m, r)
 	return r
 }
 

@@ -54,6 +54,13 @@ type Rule struct {
 	// series. Zero = once (or Repeat.Max times) per participant row.
 	OncePer logic.Ref
 	Window  *Window // nil = any time
+	// Start makes the rule timed: its messages are due at moments computed
+	// from a date field (see Start, Occurrences); nil = due when selected.
+	Start *Start
+	// Every makes a timed rule an EMA series (see Every); nil = none.
+	Every *Every
+	// Remind sends a reminder after each timed occurrence (see Remind).
+	Remind *Remind
 	// Expires is how long after it is due a message may still be sent;
 	// 0 = until its allowed hours end (see ExpiresAt).
 	Expires   time.Duration

@@ -61,6 +61,13 @@ type Message struct {
 
 	// ReportedStatus is the status last queued for write-back to REDCap.
 	ReportedStatus string
+
+	// Retime is set by the planner on an occurrence of a timed rule: when
+	// a message with the same key is already queued (planned or retry),
+	// enqueueing moves it to this NotBefore and ExpiresAt instead of doing
+	// nothing, so a moved start date moves what is not sent yet. It is not
+	// stored.
+	Retime bool
 }
 
 const messageColumns = `id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
@@ -276,6 +283,9 @@ func (s *Store) Enqueue(ctx context.Context, m *Message) (inserted bool, err err
 		return s.db.ExecContext(ctx, sqlInsertMessage, args...)
 	}
 	inserted, err = insertMessage(ctx, exec, m)
+	if err == nil && !inserted && m.Retime {
+		err = retimeExisting(ctx, s.db.ExecContext, m)
+	}
 	return inserted, s.explain(err)
 }
 
@@ -304,6 +314,10 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*Message) (inserted int, 
 			if ok {
 				ids[i] = c.ID
 				inserted++
+			} else if m.Retime {
+				if err := retimeExisting(ctx, tx.ExecContext, m); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
