@@ -48,7 +48,8 @@ func newTimedFixture(t *testing.T, rule, tmpl string, ema bool) *fixture {
 	if ema {
 		appendFile(filepath.Join("redcap", "site_a.dictionary.csv"),
 			"ema_start,baseline,,text,\"EMA start\",,,date_ymd,,,,,,,,,,\n"+
-				"ema_mood,ema,,text,\"Mood\",,,integer,,,,,,,,,,\n")
+				"ema_mood,ema,,text,\"Mood\",,,integer,,,,,,,,,,\n"+
+				"ema_sms_status,ema,,text,\"Prompt status\",,,,,,,,,,,,,\n")
 		structure := `{"repeating": [{"event_name": "", "form_name": "ema"}]}`
 		if err := os.WriteFile(filepath.Join(dir, "redcap", "site_a.structure.json"), []byte(structure), 0o644); err != nil {
 			t.Fatal(err)
@@ -209,5 +210,95 @@ func TestSafetyTimedQuitDateMoved(t *testing.T) {
 	}
 	if got := f.createsTo(visitPhone); len(got) != 2 {
 		t.Errorf("Twilio got %d texts, want 2", len(got))
+	}
+}
+
+const emaRule = `
+  - name: ema
+    when: "[consent_given] = '1'"
+    channel: sms
+    to: "[mobile_phone]"
+    template: timed
+    start: { field: "[ema_start]" }
+    every: { days: 14, at: ["09:00", "14:00", "19:00"], instrument: ema }
+    remind: { after: 30m, unless: "[ema_complete] = '2'" }
+    write_back: { status: ema_sms_status }
+`
+
+// TestSafetyTimedEMASeries: 14 days x 3 prompts from [ema_start], each
+// prompt its own message (occurrence k, written back to instance k of
+// ema); a prompt whose survey instance was completed gets no reminder, one
+// still incomplete gets it 30 minutes later, once; further passes plan
+// nothing twice.
+func TestSafetyTimedEMASeries(t *testing.T) {
+	f := newTimedFixture(t, emaRule, "Prompt [current-instance]: how are you?\n", true)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "ema_start": "2027-01-10"})
+
+	d := f.planAt(t, "2027-01-09 19:15", "ema")
+	wantReason(t, "the evening before", d, engine.Deferred, "occurrence 1 of 42, due 2027-01-10 09:00 PST")
+	// Prompts 1-3 and reminders 1-2 fall within a day of 19:15; reminder
+	// 3 at 19:30 is past the horizon.
+	if n := 1 + len(d.More); n != 5 {
+		t.Errorf("planned %d messages, want 5 (3 prompts, 2 reminders)", n)
+	}
+	f.planAt(t, "2027-01-09 20:30", "ema") // a second pass: only reminder 3 is new
+	f.dispatchAt(t, "2027-01-10 09:00")
+	// The participant answers prompt 1 (instance 1) at 09:10.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "redcap_repeat_instrument": "ema",
+		"redcap_repeat_instance": "1", "ema_mood": "4", "ema_complete": "2"})
+	f.dispatchAt(t, "2027-01-10 09:30") // reminder 1: not needed
+	f.dispatchAt(t, "2027-01-10 14:00") // prompt 2
+	f.dispatchAt(t, "2027-01-10 14:30") // reminder 2: survey 2 still incomplete
+	f.dispatchAt(t, "2027-01-10 14:31")
+	f.planAt(t, "2027-01-10 14:35", "ema")
+	f.dispatchAt(t, "2027-01-10 14:36")
+
+	var got []string
+	for _, c := range f.createsTo(visitPhone) {
+		got = append(got, c.Body)
+	}
+	want := []string{"Prompt 1: how are you?", "Prompt 2: how are you?", "Prompt 2: how are you?"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("texts %q, want %q (no reminder for the completed prompt 1)", got, want)
+	}
+	byKey := map[string]storage.Message{}
+	for _, m := range f.messages(t, "ema") {
+		byKey[m.Key] = m
+		if m.Instrument != "ema" || m.Instance != m.Occurrence {
+			t.Errorf("%s: instance %s/%d, want ema/%d", m.Key, m.Instrument, m.Instance, m.Occurrence)
+		}
+	}
+	r1 := byKey["site_a/ema/"+visitRecord+"//0/1/r"]
+	if r1.State != storage.StateCanceled || !strings.Contains(r1.Reason, "remind.unless is true for occurrence 1") {
+		t.Errorf("reminder 1: %s (%s), want canceled: survey 1 is complete", r1.State, r1.Reason)
+	}
+	r2 := byKey["site_a/ema/"+visitRecord+"//0/2/r"]
+	if r2.SentAt.IsZero() || !r2.SentAt.Equal(laTime("2027-01-10 14:30")) {
+		t.Errorf("reminder 2: %s sent %v, want sent at 14:30", r2.State, r2.SentAt)
+	}
+
+	// Another pass, as a second process or a restarted one would make it:
+	// every planner starts from the outbox alone.
+	f.planAt(t, "2027-01-10 14:40", "ema")
+	f.dispatchAt(t, "2027-01-10 14:41")
+	if n := len(f.createsTo(visitPhone)); n != 3 {
+		t.Errorf("after another pass: %d texts, want still 3", n)
+	}
+	// The status of prompt k is written to instance k of ema.
+	f.settle(t)
+	if _, err := f.e.Track(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Report(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	status := map[string]string{}
+	for _, row := range f.env.REDCap.Export(f.env.Token("site_a")) {
+		if row["record_id"] == visitRecord {
+			status[row["redcap_repeat_instrument"]+"/"+row["redcap_repeat_instance"]] = row["ema_sms_status"]
+		}
+	}
+	if status["ema/1"] == "" || status["ema/2"] == "" || status["/"] != "" {
+		t.Errorf("ema_sms_status by instance: %v, want it on instances 1 and 2 only", status)
 	}
 }
