@@ -12,6 +12,7 @@ import (
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/storage"
 )
 
 // cmdTestRules runs rule test files, like promtool test rules: each test
@@ -251,7 +252,7 @@ func compareMoment(mo moment, plan *engine.Plan, loc *time.Location) []string {
 	var got []engine.Decision
 	for _, d := range plan.Decisions {
 		if d.Message != nil {
-			got = append(got, d)
+			got = append(got, eachMessage(d)...)
 		}
 	}
 	used := make([]bool, len(got))
@@ -293,6 +294,23 @@ func compareMoment(mo moment, plan *engine.Plan, loc *time.Location) []string {
 		}
 	}
 	return diff
+}
+
+// eachMessage is one decision per message a decision plans: a timed rule
+// plans several (later occurrences, reminders), each deferred to its own
+// time and on its own repeat instance (every.instrument).
+func eachMessage(d engine.Decision) []engine.Decision {
+	out := make([]engine.Decision, 0, 1+len(d.More))
+	for i, m := range append([]*storage.Message{d.Message}, d.More...) {
+		x := d
+		x.Message, x.More = m, nil
+		x.Instrument, x.Instance = m.Instrument, m.Instance
+		if i > 0 && (d.Outcome == engine.Deferred || m.NotBefore.After(d.Message.NotBefore)) {
+			x.Outcome = engine.Deferred
+		}
+		out = append(out, x)
+	}
+	return out
 }
 
 func (x expectedMessage) sameRow(d engine.Decision) bool {

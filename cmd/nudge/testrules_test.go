@@ -187,3 +187,50 @@ func TestSafetyTestRulesOffline(t *testing.T) {
 		t.Errorf("the study's database was touched: %v", err)
 	}
 }
+
+// A timed rule's test: at 09:59 the day before, the 10:00 text is not yet
+// within the planning horizon; at 10:00 it is planned for 10:00 the next
+// day; later moments find it queued, and after its expiry a missed one.
+func TestTestRulesTimed(t *testing.T) {
+	dir := copyStudy(t, map[string][][2]string{"rules/site_a.yaml": {{"rules:\n", `rules:
+  - name: quit-support
+    when: "[consent_given] = '1'"
+    channel: sms
+    to: "[mobile_phone]"
+    template: baseline-reminder
+    start: { field: "[baseline_date]", days: [7, 14], at: "10:00" }
+`}}})
+	path := filepath.Join(dir, "tests", "t.yaml")
+	body := `config: ../nudge.yaml
+records:
+  site_a:
+    - {record_id: "1", first_name: Ana, mobile_phone: "+14155550100", sms_opt_in: "1",
+       consent_given: "1", baseline_date: "2027-03-01"}
+tests:
+  - name: quit texts at 10:00
+    rules: [quit-support]
+    moments:
+      - at: "2027-03-07 09:59"
+        expect: none
+        not_sent:
+          - {rule: quit-support, record: "1", outcome: done, reason: "next: occurrence 1 of 2, due 2027-03-08 10:00 PST"}
+      - at: "2027-03-07 10:00"
+        expect:
+          - {rule: quit-support, record: "1", deferred_to: "2027-03-08 10:00"}
+      - at: "2027-03-08 09:00"
+        expect: none
+        not_sent:
+          - {rule: quit-support, record: "1", outcome: done, reason: "occurrence 1 of 2, due 2027-03-08 10:00 PST, is queued"}
+      - at: "2027-03-15 13:00"
+        expect: none
+        not_sent:
+          - {rule: quit-support, record: "1", outcome: skipped, reason: "missed: occurrence 2 of 2, due 2027-03-15 10:00 PDT"}
+`
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := testRules(t, path)
+	if code != 0 || !strings.Contains(out, "SUCCESS") {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+}
