@@ -302,3 +302,26 @@ func TestSafetyTimedEMASeries(t *testing.T) {
 		t.Errorf("ema_sms_status by instance: %v, want it on instances 1 and 2 only", status)
 	}
 }
+
+// TestSafetyTimedQuitDateMovedEarlier: a queued occurrence whose date
+// moves earlier (its new time still ahead, or just due and not expired)
+// goes at the new time, once, and never at the old one.
+func TestSafetyTimedQuitDateMovedEarlier(t *testing.T) {
+	f := newTimedFixture(t, quitRule, "Keep going!\n", false)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-03-03"})
+	f.planAt(t, "2027-03-09 11:00", "quit-support") // occurrence 1 queued for the 10th, 10:00
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-03-02"})
+	d := f.planAt(t, "2027-03-09 11:05", "quit-support")
+	wantReason(t, "moved a day earlier", d, engine.Send, "occurrence 1 of 3, due 2027-03-09 10:00 PST (re-timed: the start date changed)")
+	f.dispatchAt(t, "2027-03-09 11:06")
+	f.planAt(t, "2027-03-09 11:10", "quit-support")
+	f.dispatchAt(t, "2027-03-10 10:00") // the old time
+	f.dispatchAt(t, "2027-03-10 10:30")
+	want := []string{"2027-03-09 11:06 PST"}
+	if got := f.textTimes(t, "quit-support"); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("texts sent at %v, want %v", got, want)
+	}
+	if got := f.createsTo(visitPhone); len(got) != 1 {
+		t.Errorf("Twilio got %d texts, want 1", len(got))
+	}
+}
