@@ -294,6 +294,14 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if v := m.get("write_back"); v != nil {
 		r.WriteBack = decodeWriteBack(d, v, r)
 	}
+	r.tz = &zoneState{}
+	switch p := l.study.Config.Project(r.Project); {
+	case r.Window != nil && r.Window.TimezoneField.Field != "":
+		r.TimezoneField = r.Window.TimezoneField
+	case p != nil && p.TimezoneField.Field != "":
+		r.TimezoneField = p.TimezoneField
+		r.pos["window.timezone_field"] = p.tzPos
+	}
 	return r
 }
 
@@ -587,14 +595,19 @@ func decodeWindow(d *decoder, v *yaml.Node, r *Rule) *Window {
 	}
 	if n := m.get("timezone_field"); n != nil {
 		r.pos["window.timezone_field"] = d.pos(n)
-		if s, ok := d.str(n, "window.timezone_field"); ok {
-			if !fieldNameRE.MatchString(s) {
-				d.errorf(n, "window.timezone_field: %q is not a REDCap field name: write it without brackets, e.g. tz", s)
-			}
-			w.TimezoneField = s
-		}
+		w.TimezoneField = decodeZoneField(d, n, "window.timezone_field")
 	}
 	return w
+}
+
+// decodeZoneField reads a timezone_field: a field name (tz), or a
+// reference in brackets, "[tz]" or "[enrollment_arm_1][tz]" for a field of
+// another event.
+func decodeZoneField(d *decoder, v *yaml.Node, key string) logic.Ref {
+	if v.Kind == yaml.ScalarNode && fieldNameRE.MatchString(strings.TrimSpace(v.Value)) {
+		return logic.Ref{Field: strings.TrimSpace(v.Value)}
+	}
+	return decodeRef(d, v, key, "[enrollment_arm_1][tz]")
 }
 
 func decodeWriteBack(d *decoder, v *yaml.Node, r *Rule) WriteBack {

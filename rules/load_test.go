@@ -156,7 +156,7 @@ func TestLoadGood(t *testing.T) {
 	if bl.Repeat != (Repeat{Every: 72 * time.Hour, Max: 3}) {
 		t.Errorf("Repeat = %+v", bl.Repeat)
 	}
-	if w := bl.Window; w == nil || w.From != 9*60 || w.To != 20*60 || w.TimezoneField != "tz" {
+	if w := bl.Window; w == nil || w.From != 9*60 || w.To != 20*60 || w.TimezoneField != (logic.Ref{Field: "tz"}) {
 		t.Errorf("Window = %+v", bl.Window)
 	}
 	if bl.WriteBack != (WriteBack{Status: "bl_sms_status", SID: "bl_sms_sid", SentAt: "bl_sms_sent_at", Error: "bl_sms_error"}) {
