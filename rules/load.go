@@ -352,21 +352,27 @@ func refOffset(src string, ref logic.Ref) int {
 // refIndex is the rune offset of ref's opening bracket in src, or -1.
 func refIndex(src string, ref logic.Ref) int {
 	needle := "[" + ref.Field
-	from := 0
+	from, first := 0, -1
 	for {
 		i := strings.Index(src[from:], needle)
 		if i < 0 {
-			return -1
+			return first
 		}
 		i += from
 		end := i + len(needle)
 		if end == len(src) || !isNameByte(src[end]) {
-			if ref.Event != "" {
-				if j := strings.LastIndex(src[:i], "["+ref.Event+"]"); j >= 0 && j+len(ref.Event)+2 == i {
-					i = j
-				}
+			qualifier := "[" + ref.Event + "]"
+			qualified := i >= len(qualifier) && src[i-len(qualifier):i] == qualifier
+			switch {
+			case ref.Event == "" && (i == 0 || src[i-1] != ']'):
+				return len([]rune(src[:i]))
+			case ref.Event != "" && qualified:
+				return len([]rune(src[:i-len(qualifier)]))
+			case first < 0:
+				// The field written with another qualifier: where it is
+				// written, unless the exact reference comes later.
+				first = len([]rune(src[:i]))
 			}
-			return len([]rune(src[:i]))
 		}
 		from = end
 	}
