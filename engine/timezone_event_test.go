@@ -16,11 +16,11 @@ import (
 	"github.com/nudge-study/nudge/rules"
 )
 
-// zoneStudy copies the demo study into a temporary directory with a tz
-// field on the enrollment form (contact), Pacific/Honolulu for B-007, and
+// zoneStudy copies the demo study (whose enrollment form, contact, holds
+// the tz field) into a temporary directory with Pacific/Honolulu for B-007, and
 // the diary reminder's window from 09:00 to 21:00 reading the zone as
-// window (e.g. `timezone_field: tz`); config is added to site_b's entry
-// in nudge.yaml. edit, when given, changes the REDCap structure file.
+// window (e.g. `timezone_field: tz`); config, when given, replaces
+// site_b's timezone_field line in nudge.yaml. edit, when given, changes the REDCap structure file.
 func zoneStudy(t *testing.T, window, config string, edit func(st map[string]any)) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -41,11 +41,10 @@ func zoneStudy(t *testing.T, window, config string, edit func(st map[string]any)
 			t.Fatal(err)
 		}
 	}
-	replace("redcap/site_b.dictionary.csv", "cell,contact,", "tz,contact,,text,\"Time zone\",,,,,,,,,,,,,\ncell,contact,")
 	replace("redcap/site_b.records.json", `"cell": "+14155550156",`, `"cell": "+14155550156", "tz": "Pacific/Honolulu",`)
 	replace("rules/site_b.yaml", `window: { from: "08:00", to: "21:00" }`, `window: { from: "09:00", to: "21:00"`+window+` }`)
 	if config != "" {
-		replace("nudge.yaml", "    dictionary: redcap/site_b.dictionary.csv\n", "    dictionary: redcap/site_b.dictionary.csv\n"+config+"\n")
+		replace("nudge.yaml", `    timezone_field: "[enrollment_arm_1][tz]"`, config)
 	}
 	if edit != nil {
 		p := filepath.Join(dir, "redcap", "site_b.structure.json")
@@ -96,7 +95,8 @@ func TestSafetyTimezoneFromAnotherEvent(t *testing.T) {
 	}{
 		{"event-qualified", `, timezone_field: "[enrollment_arm_1][tz]"`, ""},
 		{"bare, designated on one event", `, timezone_field: tz`, ""},
-		{"project timezone_field", "", `    timezone_field: "[enrollment_arm_1][tz]"`},
+		{"project timezone_field", "", ""}, // the demo's site_b has timezone_field: "[enrollment_arm_1][tz]"
+		{"project timezone_field, bare", "", "    timezone_field: tz"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +129,11 @@ func TestSafetyTimezoneFromAnotherEvent(t *testing.T) {
 				}
 				if !d.Message.NotBefore.Equal(w) {
 					t.Errorf("%s: planned for %s, want %s", d.Record, d.Message.NotBefore.In(la), w)
+				}
+				// The template pipes [enrollment_arm_1][given_name] on the
+				// diary instance row of week_1_arm_1.
+				if d.Record == "B-007" && !strings.HasPrefix(d.Message.Body, "Hi Goran, your sleep diary for 2026-11-16") {
+					t.Errorf("B-007: body does not pipe the enrollment event's given name and the row's diary date")
 				}
 			}
 			if len(want) > 0 {
