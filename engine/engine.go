@@ -393,11 +393,17 @@ type checkData struct {
 }
 
 // check checks every field and event s uses, and every field it writes.
+// Warnings (a condition reading a field that is always blank where it is
+// read) do not stop nudge: nudge check shows them.
 func (cd *checkData) check(s *rules.Study) rules.Errors {
 	var errs rules.Errors
 	for _, p := range s.Config.Projects {
-		errs = append(errs, s.CheckStructure(p.Name, cd.dicts[p.Name], rules.Structure{
-			Events: cd.events[p.Name], Designated: cd.designated[p.Name], Repeating: cd.repeating[p.Name]})...)
+		for _, e := range s.CheckStructure(p.Name, cd.dicts[p.Name], rules.Structure{
+			Events: cd.events[p.Name], Designated: cd.designated[p.Name], Repeating: cd.repeating[p.Name]}) {
+			if !e.Warning {
+				errs = append(errs, e)
+			}
+		}
 	}
 	return append(errs, s.CheckFields(cd.dicts)...)
 }

@@ -165,3 +165,25 @@ func TestSafetyAmbiguousBareTimezoneRefused(t *testing.T) {
 		}
 	}
 }
+
+// A condition reading a field that is always blank where it is read is a
+// warning of nudge check, not a reason for nudge run to refuse the study.
+func TestPrepareAcceptsConditionReadingBlankField(t *testing.T) {
+	dir := zoneStudy(t, "", "", nil)
+	p := filepath.Join(dir, "rules", "site_b.yaml")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := "[daily_diary_complete] <> '2'"
+	if !strings.Contains(string(data), old) {
+		t.Fatalf("site_b.yaml does not hold %q", old)
+	}
+	data = []byte(strings.Replace(string(data), old, old+" and [given_name] <> 'x'", 1))
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := startZoneStudy(t, dir); err != nil {
+		t.Fatalf("Prepare = %v, want nil (the blank read is only a warning)", err)
+	}
+}
