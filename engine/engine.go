@@ -41,6 +41,13 @@ type REDCap interface {
 	ImportRecords(ctx context.Context, rows []redcap.Row) (redcap.ImportResult, error)
 }
 
+// repeatingLister is a REDCap that lists the project's repeating
+// instruments (the API client does), for checks of fields read from rows
+// where they cannot have a value.
+type repeatingLister interface {
+	Repeating(ctx context.Context) ([]redcap.Repeating, error)
+}
+
 // SMSSender sends text messages and looks them up again.
 type SMSSender interface {
 	// Send creates a message; a positive validity is how long Twilio may
@@ -313,7 +320,7 @@ func (e *Engine) progress(p Progress) {
 // rules.Errors with one FILE:LINE:COL line per problem.
 func (e *Engine) Prepare(ctx context.Context) error {
 	cd := &checkData{dicts: make(map[string]*dict.Dictionary), events: make(map[string][]string),
-		designated: make(map[string]map[string][]string)}
+		designated: make(map[string]map[string][]string), repeating: make(map[string]map[string][]string)}
 	infos := make(map[string]redcap.Project)
 	for _, p := range e.study().Config.Projects {
 		rc, ok := e.REDCap[p.Name]
@@ -352,6 +359,19 @@ func (e *Engine) Prepare(ctx context.Context) error {
 				cd.designated[p.Name] = designated
 			}
 		}
+		if rr, ok := rc.(repeatingLister); ok && info.HasRepeating {
+			reps, err := rr.Repeating(ctx)
+			if err != nil {
+				return fmt.Errorf("project %s: reading the repeating instruments: %w", p.Name, err)
+			}
+			repeating := make(map[string][]string)
+			for _, r := range reps {
+				if r.Form != "" {
+					repeating[r.Event] = append(repeating[r.Event], r.Form)
+				}
+			}
+			cd.repeating[p.Name] = repeating
+		}
 	}
 	// Serve calls Prepare holding studyMu for reading: a reload waits for
 	// this check, or this check sees what the reload put in force.
@@ -369,17 +389,20 @@ type checkData struct {
 	dicts      map[string]*dict.Dictionary
 	events     map[string][]string            // project → unique event names; absent = not longitudinal
 	designated map[string]map[string][]string // project → event → instruments
+	repeating  map[string]map[string][]string // project → event ("" classic) → repeating instruments
 }
 
 // check checks every field and event s uses, and every field it writes.
+// Warnings (a condition reading a field that is always blank where it is
+// read) do not stop nudge: nudge check shows them.
 func (cd *checkData) check(s *rules.Study) rules.Errors {
 	var errs rules.Errors
 	for _, p := range s.Config.Projects {
-		if names, ok := cd.events[p.Name]; ok {
-			errs = append(errs, s.CheckEvents(p.Name, names)...)
-		}
-		if des := cd.designated[p.Name]; des != nil {
-			errs = append(errs, s.CheckWriteEvents(p.Name, cd.dicts[p.Name], des)...)
+		for _, e := range s.CheckStructure(p.Name, cd.dicts[p.Name], rules.Structure{
+			Events: cd.events[p.Name], Designated: cd.designated[p.Name], Repeating: cd.repeating[p.Name]}) {
+			if !e.Warning {
+				errs = append(errs, e)
+			}
 		}
 	}
 	return append(errs, s.CheckFields(cd.dicts)...)

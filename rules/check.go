@@ -21,6 +21,7 @@ type usedRef struct {
 	rule    string
 	what    string // "" for logic/piping references; else the key, e.g. "write_back.sid"
 	channel string // for "to": the rule's channel
+	from    string // "when" or "template" for a rule's condition or template references, else ""
 }
 
 // refs lists every field reference of the project's rules and replies.
@@ -36,7 +37,7 @@ func (s *Study) refs(project string) []usedRef {
 				if !ok {
 					p = r.pos["when"]
 				}
-				out = append(out, usedRef{ref: ref, pos: p, rule: r.Name})
+				out = append(out, usedRef{ref: ref, pos: p, rule: r.Name, from: "when"})
 			}
 		}
 		if r.To.Field != "" {
@@ -46,7 +47,7 @@ func (s *Study) refs(project string) []usedRef {
 			out = append(out, usedRef{ref: r.OncePer, pos: r.pos["once_per"], rule: r.Name, what: "once_per"})
 		}
 		for _, ref := range r.templateRefs() {
-			out = append(out, usedRef{ref: ref, pos: findRef(r.tmplFiles, ref, r.pos["template"]), rule: r.Name})
+			out = append(out, usedRef{ref: ref, pos: findRef(r.tmplFiles, ref, r.pos["template"]), rule: r.Name, from: "template"})
 		}
 		if r.Start != nil && r.Start.Field.Field != "" {
 			what := "start.field"
@@ -60,9 +61,8 @@ func (s *Study) refs(project string) []usedRef {
 				out = append(out, usedRef{ref: ref, pos: r.pos["remind.unless"], rule: r.Name})
 			}
 		}
-		if r.Window != nil && r.Window.TimezoneField != "" {
-			out = append(out, usedRef{ref: logic.Ref{Field: r.Window.TimezoneField},
-				pos: r.pos["window.timezone_field"], rule: r.Name, what: "window.timezone_field"})
+		if r.TimezoneField.Field != "" {
+			out = append(out, usedRef{ref: r.TimezoneField, pos: r.pos["window.timezone_field"], rule: r.Name, what: r.timezoneKey()})
 		}
 		for key, field := range map[string]string{"status": r.WriteBack.Status, "sid": r.WriteBack.SID,
 			"sent_at": r.WriteBack.SentAt, "error": r.WriteBack.Error} {
@@ -87,6 +87,15 @@ func (s *Study) refs(project string) []usedRef {
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].pos.Before(out[j].pos) })
 	return out
+}
+
+// timezoneKey names where the rule's timezone field is written, for
+// messages: its window's, or its project's.
+func (r *Rule) timezoneKey() string {
+	if r.Window != nil && r.Window.TimezoneField.Field != "" {
+		return "window.timezone_field"
+	}
+	return "timezone_field"
 }
 
 // templateRefs lists the references of every part of the rule's template.

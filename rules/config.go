@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/nudge-study/nudge/rules/logic"
 )
 
 // Config is the administrator's file (nudge.yaml): the study time zone,
@@ -61,7 +63,17 @@ type Project struct {
 	SMSNumbers []string
 	ProjectID  int     // REDCap's project id (PID), 0 = not configured: Data Entry Triggers are refused
 	OptOut     *OptOut // nil = STOP and START are not written back to REDCap
-	Pos        Pos
+	// TimezoneField is the field holding participants' IANA zones that
+	// every rule of the project reads unless its window names its own
+	// (zero = the study zone).
+	TimezoneField logic.Ref
+	// Events and InstrumentEvents are the absolute paths of the project's
+	// events and instrument-event mappings as downloaded from REDCap (CSV,
+	// or the API's JSON), for checks offline; "" = none.
+	Events, InstrumentEvents string
+	Pos                      Pos
+
+	tzPos Pos // where timezone_field is written
 }
 
 // OptOut names the REDCap field nudge writes when a participant of the
@@ -535,7 +547,8 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 	pids := map[string]*Project{} // REDCap API endpoint + project id → first project using them
 	for _, it := range items {
 		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from",
-			"sms_service", "sms_numbers", "project_id", "opt_out")
+			"sms_service", "sms_numbers", "project_id", "opt_out",
+			"timezone_field", "events", "instrument_events")
 		if m == nil {
 			continue
 		}
@@ -574,6 +587,17 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 			if s, ok := d.str(v, "dictionary"); ok {
 				p.Dictionary = c.abs(s)
 			}
+		}
+		for key, dst := range map[string]*string{"events": &p.Events, "instrument_events": &p.InstrumentEvents} {
+			if v := m.get(key); v != nil {
+				if s, ok := d.str(v, key); ok {
+					*dst = c.abs(s)
+				}
+			}
+		}
+		if v := m.get("timezone_field"); v != nil {
+			p.tzPos = d.pos(v)
+			p.TimezoneField = decodeZoneField(d, v, "timezone_field")
 		}
 		p.SMSFrom, p.SMSService, p.SMSNumbers = c.decodeSender(d, it, m, senderKeys{
 			from: "sms_from", service: "sms_service", numbers: "sms_numbers"})

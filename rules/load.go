@@ -295,6 +295,14 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	if v := m.get("write_back"); v != nil {
 		r.WriteBack = decodeWriteBack(d, v, r)
 	}
+	r.tz = &zoneState{}
+	switch p := l.study.Config.Project(r.Project); {
+	case r.Window != nil && r.Window.TimezoneField.Field != "":
+		r.TimezoneField = r.Window.TimezoneField
+	case p != nil && p.TimezoneField.Field != "":
+		r.TimezoneField = p.TimezoneField
+		r.pos["window.timezone_field"] = p.tzPos
+	}
 	l.decodeTiming(d, n, m, r)
 	return r
 }
@@ -346,21 +354,27 @@ func refOffset(src string, ref logic.Ref) int {
 // refIndex is the rune offset of ref's opening bracket in src, or -1.
 func refIndex(src string, ref logic.Ref) int {
 	needle := "[" + ref.Field
-	from := 0
+	from, first := 0, -1
 	for {
 		i := strings.Index(src[from:], needle)
 		if i < 0 {
-			return -1
+			return first
 		}
 		i += from
 		end := i + len(needle)
 		if end == len(src) || !isNameByte(src[end]) {
-			if ref.Event != "" {
-				if j := strings.LastIndex(src[:i], "["+ref.Event+"]"); j >= 0 && j+len(ref.Event)+2 == i {
-					i = j
-				}
+			qualifier := "[" + ref.Event + "]"
+			qualified := i >= len(qualifier) && src[i-len(qualifier):i] == qualifier
+			switch {
+			case ref.Event == "" && (i == 0 || src[i-1] != ']'):
+				return len([]rune(src[:i]))
+			case ref.Event != "" && qualified:
+				return len([]rune(src[:i-len(qualifier)]))
+			case first < 0:
+				// The field written with another qualifier: where it is
+				// written, unless the exact reference comes later.
+				first = len([]rune(src[:i]))
 			}
-			return len([]rune(src[:i]))
 		}
 		from = end
 	}
@@ -589,14 +603,19 @@ func decodeWindow(d *decoder, v *yaml.Node, r *Rule) *Window {
 	}
 	if n := m.get("timezone_field"); n != nil {
 		r.pos["window.timezone_field"] = d.pos(n)
-		if s, ok := d.str(n, "window.timezone_field"); ok {
-			if !fieldNameRE.MatchString(s) {
-				d.errorf(n, "window.timezone_field: %q is not a REDCap field name: write it without brackets, e.g. tz", s)
-			}
-			w.TimezoneField = s
-		}
+		w.TimezoneField = decodeZoneField(d, n, "window.timezone_field")
 	}
 	return w
+}
+
+// decodeZoneField reads a timezone_field: a field name (tz), or a
+// reference in brackets, "[tz]" or "[enrollment_arm_1][tz]" for a field of
+// another event.
+func decodeZoneField(d *decoder, v *yaml.Node, key string) logic.Ref {
+	if v.Kind == yaml.ScalarNode && fieldNameRE.MatchString(strings.TrimSpace(v.Value)) {
+		return logic.Ref{Field: strings.TrimSpace(v.Value)}
+	}
+	return decodeRef(d, v, key, "[enrollment_arm_1][tz]")
 }
 
 func decodeWriteBack(d *decoder, v *yaml.Node, r *Rule) WriteBack {

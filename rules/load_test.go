@@ -38,6 +38,22 @@ func loadDicts(t *testing.T, c *Config) map[string]*dict.Dictionary {
 	return dicts
 }
 
+// checkStructureFiles checks the study against the events and
+// instrument-event files its projects name, as nudge check does.
+func checkStructureFiles(t *testing.T, s *Study, dicts map[string]*dict.Dictionary) Errors {
+	t.Helper()
+	var errs Errors
+	for i := range s.Config.Projects {
+		p := &s.Config.Projects[i]
+		st, err := ReadStructure(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs = append(errs, s.CheckStructure(p.Name, dicts[p.Name], st)...)
+	}
+	return errs
+}
+
 // TestBadFixtures loads every testdata/bad/<case>/nudge.yaml and compares
 // the errors (load errors, or else field errors against the case's data
 // dictionary followed by warnings) with testdata/bad/<case>/errors.golden.
@@ -56,7 +72,12 @@ func TestBadFixtures(t *testing.T) {
 				}
 			}
 			if err == nil && s != nil {
-				errs = append(s.CheckFields(loadDicts(t, s.Config)), s.Warnings()...)
+				dicts := loadDicts(t, s.Config)
+				errs = append(s.CheckFields(dicts), s.Warnings()...)
+				if structureErrs := checkStructureFiles(t, s, dicts); len(structureErrs) > 0 {
+					errs = append(errs, structureErrs...)
+					errs.Sort()
+				}
 			}
 			if len(errs) == 0 {
 				t.Fatal("no errors for a bad fixture")
@@ -156,7 +177,7 @@ func TestLoadGood(t *testing.T) {
 	if bl.Repeat != (Repeat{Every: 72 * time.Hour, Max: 3}) {
 		t.Errorf("Repeat = %+v", bl.Repeat)
 	}
-	if w := bl.Window; w == nil || w.From != 9*60 || w.To != 20*60 || w.TimezoneField != "tz" {
+	if w := bl.Window; w == nil || w.From != 9*60 || w.To != 20*60 || w.TimezoneField != (logic.Ref{Field: "tz"}) {
 		t.Errorf("Window = %+v", bl.Window)
 	}
 	if bl.WriteBack != (WriteBack{Status: "bl_sms_status", SID: "bl_sms_sid", SentAt: "bl_sms_sent_at", Error: "bl_sms_error"}) {

@@ -61,6 +61,10 @@ type Rule struct {
 	Every *Every
 	// Remind sends a reminder after each timed occurrence (see Remind).
 	Remind *Remind
+	// TimezoneField is the field holding the participant's IANA zone, as
+	// written in the rule's window or else the project's timezone_field
+	// (zero = the study zone); Location reads it.
+	TimezoneField logic.Ref
 	// Expires is how long after it is due a message may still be sent;
 	// 0 = until its allowed hours end (see ExpiresAt).
 	Expires   time.Duration
@@ -75,6 +79,7 @@ type Rule struct {
 	whenRefs  map[logic.Ref]Pos    // where each reference of When is written
 	whenAt    func(offset int) Pos // where a rune offset of When's source is written
 	tmplFiles []string             // the template files, for positions of their references
+	tz        *zoneState           // where TimezoneField resolved to (see ResolveTimezoneFields)
 }
 
 // AnyEvent is what a rule file writes as its event for a rule of a

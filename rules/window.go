@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nudge-study/nudge/rules/logic"
@@ -11,8 +12,11 @@ import (
 // Window is the local time of day messages may be sent: [From, To). A
 // window with From after To runs across midnight (e.g. 22:00–06:00).
 type Window struct {
-	From, To      int    // minutes after local midnight
-	TimezoneField string // field holding the participant's IANA zone, "" = study zone
+	From, To int // minutes after local midnight
+	// TimezoneField is the field holding the participant's IANA zone, as
+	// written: bare (tz) or of another event ([enrollment_arm_1][tz]); the
+	// zero Ref = the project's timezone_field, else the study zone.
+	TimezoneField logic.Ref
 	Pos           Pos
 }
 
@@ -109,19 +113,31 @@ func afterGap(start, want time.Time, loc *time.Location) time.Time {
 	return start
 }
 
-// Location is the time zone the rule's window applies in for one
-// participant: the zone named in the window's timezone_field, or the study
-// zone when there is no such field or it is blank. A value that is not an
-// IANA zone name is an error (the participant is skipped with it); the
-// error names the field, not its value.
+// Location is the time zone the rule's hours apply in for one
+// participant: the zone named in the rule's timezone field (its window's,
+// else its project's timezone_field), or the study zone when the rule has
+// no such field or it is blank. A value that is not an IANA zone name is an
+// error (the participant is skipped with it); the error names the field,
+// not its value.
+//
+// A bare field is read where ResolveTimezoneFields found it designated.
+// Before that ran (no form-event mapping known), a bare field that is blank
+// on the row's event but holds a value on another event is an error too:
+// the zone lives elsewhere, and the study zone would be a guess.
 func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, error) {
-	if r.Window == nil || r.Window.TimezoneField == "" {
+	ref, resolved := r.timezoneRef()
+	if ref.Field == "" {
 		return study, nil
 	}
-	ref := logic.Ref{Field: r.Window.TimezoneField}
 	v, _ := scope.Lookup(ref)
 	v = strings.TrimSpace(v)
 	if v == "" {
+		if ref.Event == "" && !resolved {
+			if ev := valueElsewhere(scope, ref.Field); ev != "" {
+				return nil, fmt.Errorf("%s is blank on this event (%s) but holds a value on %s: the time zone is read from the rule's own event; "+
+					"write timezone_field: \"[%s][%s]\" so the participant's zone is used", ref, scope.Row().Event, ev, ev, ref.Field)
+			}
+		}
 		return study, nil
 	}
 	loc, err := loadZone(v)
@@ -129,4 +145,46 @@ func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, err
 		return nil, fmt.Errorf("%s does not hold an IANA time zone name: correct it in REDCap (e.g. America/Chicago) or clear it to use the study time zone", ref)
 	}
 	return loc, nil
+}
+
+// valueElsewhere is the first event other than the scope row's own whose
+// rows hold a value of field, or "".
+func valueElsewhere(scope *Scope, field string) string {
+	own := scope.Row().Event
+	for _, row := range scope.Record().Rows {
+		if row.Event != own && strings.TrimSpace(row.Values[field]) != "" {
+			return row.Event
+		}
+	}
+	return ""
+}
+
+// zoneState is where ResolveTimezoneFields puts the reference a rule's
+// bare timezone field resolves to. It is read by every plan and may be set
+// again by a later check (a reload), so it is atomic.
+type zoneState struct {
+	ref atomic.Pointer[logic.Ref]
+}
+
+// timezoneRef is the reference the rule reads the participant's zone from:
+// the resolved one when ResolveTimezoneFields has run (resolved), else the
+// field as written.
+func (r *Rule) timezoneRef() (ref logic.Ref, resolved bool) {
+	if r.tz != nil {
+		if p := r.tz.ref.Load(); p != nil {
+			return *p, true
+		}
+	}
+	if r.TimezoneField.Field == "" && r.Window != nil {
+		return r.Window.TimezoneField, false
+	}
+	return r.TimezoneField, false
+}
+
+// resolveTimezone sets the reference the rule's timezone field is read from.
+func (r *Rule) resolveTimezone(ref logic.Ref) {
+	if r.tz == nil {
+		return
+	}
+	r.tz.ref.Store(&ref)
 }

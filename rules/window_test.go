@@ -90,7 +90,7 @@ func TestRuleLocation(t *testing.T) {
 		rec := GroupRows("record_id", []map[string]string{exportRow("1", "-", "", "", "tz", tz)})[0]
 		return NewScope(rec, rec.Rows[0], now, nil)
 	}
-	withField := &Rule{Window: &Window{From: 540, To: 1200, TimezoneField: "tz"}, To: logic.Ref{Field: "mobile"}}
+	withField := &Rule{Window: &Window{From: 540, To: 1200, TimezoneField: logic.Ref{Field: "tz"}}, To: logic.Ref{Field: "mobile"}}
 	tests := []struct {
 		name    string
 		rule    *Rule

@@ -123,6 +123,15 @@ func checkStudy(path string) (*rules.Study, rules.Errors) {
 			Msg: err.Error() + ": fix the project's dictionary path, or export the data dictionary from REDCap again"})
 	}
 	problems = append(problems, study.CheckFields(dicts)...)
+	for i := range study.Config.Projects {
+		p := &study.Config.Projects[i]
+		st, err := rules.ReadStructure(p)
+		if err != nil {
+			problems = append(problems, &rules.Error{Pos: p.Pos, Msg: err.Error() + ": download the file from REDCap's Project Setup page again, or fix its path"})
+			continue
+		}
+		problems = append(problems, study.CheckStructure(p.Name, dicts[p.Name], st)...)
+	}
 	problems = append(problems, study.Warnings()...)
 	problems.Sort()
 	return study, problems
