@@ -103,12 +103,12 @@ func TestSafetyQuietHoursInherited(t *testing.T) {
 		t.Errorf("window inside quiet hours: %v", err)
 	}
 	for extra, want := range map[string]string{
-		"quiet_hours: { from: \"21:00\" }\n":                    "quiet_hours needs to",
-		"quiet_hours: { from: \"21:00\", to: \"8\" }\n":          "nudge.yaml:5:35: quiet_hours.to",
+		"quiet_hours: { from: \"21:00\" }\n":                      "quiet_hours needs to",
+		"quiet_hours: { from: \"21:00\", to: \"8\" }\n":           "nudge.yaml:5:35: quiet_hours.to",
 		"quiet_hours: { from: \"21:00\", to: \"08:00\", x: 1 }\n": "quiet_hours",
-		"caps: { per_day: 0 }\n":                                "caps.per_day: 0 is not a positive count",
-		"caps: { per_day: 3, per_week: 2 }\n":                   "per_week 2 is less than per_day 3",
-		"caps: { per_month: 3 }\n":                              "per_day",
+		"caps: { per_day: 0 }\n":                                  "caps.per_day: 0 is not a positive count",
+		"caps: { per_day: 3, per_week: 2 }\n":                     "per_week 2 is less than per_day 3",
+		"caps: { per_month: 3 }\n":                                "per_day",
 	} {
 		if _, err := quietStudy(t, extra, ""); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: error %v, want %q", extra, err, want)
