@@ -337,7 +337,7 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.
 		return DispatchStats{}, false, err
 	}
 	if capped != "" {
-		return e.holdForCap(ctx, m, capped, later)
+		return e.holdText(ctx, m, capped, later)
 	}
 	start := e.now()
 	var validity time.Duration
@@ -384,17 +384,17 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.
 	return e.smsFailed(ctx, m, c, se, start, now)
 }
 
-// holdForCap puts a text the study's caps forbid now back in the queue
-// until later, when they allow it, or expires it when that is not before
-// its expiry (later is zero).
-func (e *Engine) holdForCap(ctx context.Context, m storage.Message, why string, later time.Time) (DispatchStats, bool, error) {
+// holdText puts a text that may not go now (why: a cap, the allowed hours)
+// back in the queue until later, or expires it when that is not before its
+// expiry (later is zero).
+func (e *Engine) holdText(ctx context.Context, m storage.Message, why string, later time.Time) (DispatchStats, bool, error) {
 	log := e.msgLog(m).WithField("reason", why)
 	now := e.now()
 	if later.IsZero() {
-		log.Info("the study's cap holds the text until after it expires; it will not be sent")
+		log.Info("held until after it expires; it will not be sent")
 		return DispatchStats{Expired: 1}, false, e.Store.Expire(ctx, m.ID, why+"; not sent before it expired", now)
 	}
-	log.WithField("not_before", later.Format(time.RFC3339)).Info("the study's cap holds the text; held until it allows one")
+	log.WithField("not_before", later.Format(time.RFC3339)).Info("held until it may go")
 	return DispatchStats{Held: 1}, false, e.Store.Snooze(ctx, m.ID, why+"; planned for "+later.In(e.zone(m, "")).Format("2006-01-02 15:04 MST"), now, later)
 }
 
@@ -555,30 +555,43 @@ func (e *Engine) zone(m storage.Message, zone string) *time.Location {
 	return e.study().Config.Location
 }
 
-// claimText claims a text for sending unless the study's caps forbid
-// another text to its number now; then it says when they allow one (zero:
-// not before the message expires). The count and the claim run under one
-// lock, so two texts to one number in one pass (from two sending numbers,
-// or queued back to back) never both pass the count.
+// claimText claims a text for sending unless, now, it is outside its
+// allowed hours (the pacer's wait may have carried it out of them) or the
+// study's caps forbid another text to its number; then it says why and
+// when it may go (zero: not before the message expires). The checks and
+// the claim run under one lock, so two texts to one number in one pass
+// (from two sending numbers, or queued back to back) never both pass the
+// count.
 func (e *Engine) claimText(ctx context.Context, m storage.Message, c *storage.Content, zone string) (later time.Time, why string, err error) {
 	caps := e.study().Config.Caps
 	r := e.study().Rule(m.Rule)
-	if r == nil || !caps.Active() {
-		return time.Time{}, "", e.Store.Claim(ctx, m.ID, e.now(), c)
+	if r == nil {
+		return time.Time{}, "", e.Store.Claim(ctx, m.ID, e.now(), c) // a staff notification
 	}
 	e.capMu.Lock()
 	defer e.capMu.Unlock()
 	now := e.now()
+	loc := e.zone(m, zone)
+	quiet := e.study().Config.QuietFor(r)
+	if !r.Allowed(now, loc, quiet) {
+		// The pacer's wait carried the send out of the allowed hours.
+		later, _ := r.NextAllowed(now, loc, quiet)
+		if !m.ExpiresAt.IsZero() && !later.Before(m.ExpiresAt) {
+			later = time.Time{}
+		}
+		return later, "outside the allowed hours", nil
+	}
+	if !caps.Active() {
+		return time.Time{}, "", e.Store.Claim(ctx, m.ID, now, c)
+	}
 	texts, err := e.Store.Texts(ctx, c.To, now.Add(-8*24*time.Hour), false, "")
 	if err != nil {
 		return time.Time{}, "", err
 	}
-	loc := e.zone(m, zone)
 	ok, why := caps.Allows(now, loc, texts)
 	if ok {
 		return time.Time{}, "", e.Store.Claim(ctx, m.ID, now, c)
 	}
-	quiet := e.study().Config.QuietFor(r)
 	for t := now; m.ExpiresAt.IsZero() || t.Before(m.ExpiresAt); {
 		t, _ = r.NextAllowed(rules.NextDay(t, loc), loc, quiet)
 		if fits, _ := caps.Allows(t, loc, texts); fits && (m.ExpiresAt.IsZero() || t.Before(m.ExpiresAt)) {
