@@ -563,7 +563,8 @@ func decodeWindow(d *decoder, v *yaml.Node, r *Rule) *Window {
 		return nil
 	}
 	w := decodeClocks(d, v, m, "window")
-	if w.From > w.To && !w.Overnight {
+	// A window to 00:00 ends at midnight: it does not run into the night.
+	if w.From > w.To && w.To != 0 && !w.Overnight {
 		d.errorf(v, "window: from %s to %s would send only between %s and %s (overnight): for a day window write from %q to %q, "+
 			"to keep texts out of the night set quiet_hours in the config, or add overnight: true if night-time sending is really meant",
 			formatClock(w.From), formatClock(w.To), formatClock(w.From), formatClock(w.To), formatClock(w.To), formatClock(w.From))

@@ -37,6 +37,7 @@ func TestSafetyOvernightWindowRefused(t *testing.T) {
 		{`{ from: "21:00", to: "08:00", overnight: true }`, nil},
 		{`{ from: "09:00", to: "20:00", overnight: true }`, []string{"r.yaml:6:54", "does not cross midnight"}},
 		{`{ from: "09:00", to: "20:00" }`, nil},
+		{`{ from: "09:00", to: "00:00" }`, nil}, // until midnight
 	}
 	for _, c := range cases {
 		s, err := quietStudy(t, "", c.window)
@@ -46,7 +47,7 @@ func TestSafetyOvernightWindowRefused(t *testing.T) {
 				continue
 			}
 			r := s.Rules[0]
-			if got := r.Window.Contains(time.Date(2026, 1, 5, 23, 0, 0, 0, time.UTC), time.UTC); got != r.Window.Overnight {
+			if got := r.Window.Contains(time.Date(2026, 1, 5, 23, 0, 0, 0, time.UTC), time.UTC); got != (r.Window.From > r.Window.To) {
 				t.Errorf("%s: 23:00 allowed = %v", c.window, got)
 			}
 			continue
