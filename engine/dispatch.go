@@ -335,11 +335,15 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.
 		// process sends now. The row stays queued, unclaimed.
 		return DispatchStats{}, true, err
 	}
-	if err := e.Store.Claim(ctx, m.ID, e.now(), &c); err != nil {
+	later, capped, err := e.claimText(ctx, m, &c, p.zone)
+	if err != nil {
 		if errors.Is(err, storage.ErrNotClaimable) {
 			return DispatchStats{}, false, nil // another worker has it
 		}
 		return DispatchStats{}, false, err
+	}
+	if capped != "" {
+		return e.holdText(ctx, m, capped, later)
 	}
 	start := e.now()
 	var validity time.Duration
@@ -384,6 +388,20 @@ func (e *Engine) sendSMS(ctx context.Context, m storage.Message, rest []storage.
 		se = &sms.Error{Message: err.Error(), Kind: sms.Retryable, Err: err}
 	}
 	return e.smsFailed(ctx, m, c, se, start, now)
+}
+
+// holdText puts a text that may not go now (why: a cap, the allowed hours)
+// back in the queue until later, or expires it when that is not before its
+// expiry (later is zero).
+func (e *Engine) holdText(ctx context.Context, m storage.Message, why string, later time.Time) (DispatchStats, bool, error) {
+	log := e.msgLog(m).WithField("reason", why)
+	now := e.now()
+	if later.IsZero() {
+		log.Info("held until after it expires; it will not be sent")
+		return DispatchStats{Expired: 1}, false, e.Store.Expire(ctx, m.ID, why+"; not sent before it expired", now)
+	}
+	log.WithField("not_before", later.Format(time.RFC3339)).Info("held until it may go")
+	return DispatchStats{Held: 1}, false, e.Store.Snooze(ctx, m.ID, why+"; planned for "+later.In(e.zone(m, "")).Format("2006-01-02 15:04 MST"), now, later)
 }
 
 // smsFailed applies the error policy (sms.Decide) to a create Twilio did
@@ -512,25 +530,84 @@ func (e *Engine) renewSending(ctx context.Context) (bool, error) {
 	return e.Store.TryLock(ctx, "sending", e.owner(), senderLease, e.now())
 }
 
-// outsideWindow checks a message against its rule's allowed hours, in the
-// participant's zone, at the moment of sending (a long queue or a slow
-// pacer can push a send past the end of the window it was planned in) and
-// says when they next open.
+// outsideWindow checks a message against its rule's allowed hours and,
+// for a text, the study's quiet hours, in the participant's zone, at the
+// moment of sending (a long queue or a slow pacer can push a send past the
+// end of the window it was planned in) and says when they next open.
 func (e *Engine) outsideWindow(m storage.Message, zone string) (time.Time, bool) {
 	r := e.study().Rule(m.Rule)
+	if r == nil {
+		return time.Time{}, false // a staff notification
+	}
+	now := e.now()
+	next, ok := r.NextAllowed(now, e.zone(m, zone), e.study().Config.QuietFor(r))
+	if !ok {
+		return time.Time{}, true // never: it expires
+	}
+	return next, next.After(now)
+}
+
+// zone is the participant's time zone for a message: the one rechecked
+// right before the send, else the one it was planned in, else the study's.
+func (e *Engine) zone(m storage.Message, zone string) *time.Location {
 	if zone == "" {
 		zone = m.Zone
 	}
-	if r == nil || r.Window == nil || zone == "" {
-		return time.Time{}, false
+	if zone != "" {
+		if loc, err := time.LoadLocation(zone); err == nil {
+			return loc
+		}
 	}
-	loc, err := time.LoadLocation(zone)
-	if err != nil {
-		loc = e.study().Config.Location
+	return e.study().Config.Location
+}
+
+// claimText claims a text for sending unless, now, it is outside its
+// allowed hours (the pacer's wait may have carried it out of them) or the
+// study's caps forbid another text to its number; then it says why and
+// when it may go (zero: not before the message expires). The checks and
+// the claim run under one lock, so two texts to one number in one pass
+// (from two sending numbers, or queued back to back) never both pass the
+// count.
+func (e *Engine) claimText(ctx context.Context, m storage.Message, c *storage.Content, zone string) (later time.Time, why string, err error) {
+	caps := e.study().Config.Caps
+	r := e.study().Rule(m.Rule)
+	if r == nil {
+		return time.Time{}, "", e.Store.Claim(ctx, m.ID, e.now(), c) // a staff notification
 	}
+	e.capMu.Lock()
+	defer e.capMu.Unlock()
 	now := e.now()
-	next := r.Window.Next(now, loc)
-	return next, next.After(now)
+	loc := e.zone(m, zone)
+	quiet := e.study().Config.QuietFor(r)
+	if !r.Allowed(now, loc, quiet) {
+		// The pacer's wait carried the send out of the allowed hours.
+		later, _ := r.NextAllowed(now, loc, quiet)
+		if !m.ExpiresAt.IsZero() && !later.Before(m.ExpiresAt) {
+			later = time.Time{}
+		}
+		return later, "outside the allowed hours", nil
+	}
+	if !caps.Active() {
+		return time.Time{}, "", e.Store.Claim(ctx, m.ID, now, c)
+	}
+	texts, err := e.Store.Texts(ctx, c.To, now.Add(-8*24*time.Hour), false, "")
+	if err != nil {
+		return time.Time{}, "", err
+	}
+	ok, why := caps.Allows(now, loc, texts)
+	if ok {
+		return time.Time{}, "", e.Store.Claim(ctx, m.ID, now, c)
+	}
+	for t := now; m.ExpiresAt.IsZero() || t.Before(m.ExpiresAt); {
+		t, _ = r.NextAllowed(rules.NextDay(t, loc), loc, quiet)
+		if fits, _ := caps.Allows(t, loc, texts); fits && (m.ExpiresAt.IsZero() || t.Before(m.ExpiresAt)) {
+			return t, why, nil
+		}
+		if m.ExpiresAt.IsZero() && t.After(now.Add(8*24*time.Hour)) {
+			break
+		}
+	}
+	return time.Time{}, why, nil
 }
 
 // held says why the kill switch holds a message ("" = it does not).

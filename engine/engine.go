@@ -117,6 +117,7 @@ type Engine struct {
 	checked *checkData // what Prepare read from REDCap to check a study against
 
 	dispatchMu  sync.Mutex    // one dispatch at a time in a process
+	capMu       sync.Mutex    // held from a text's cap check through its claim
 	reportJob   gocron.Job    // the write-back job (serve)
 	reportDirty atomic.Bool   // a write-back run has been asked for and not started
 	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)

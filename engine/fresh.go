@@ -207,8 +207,5 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	}
 	pl.now = now
 	c, reason = pl.content(r, scope, to)
-	if r.Window != nil {
-		zone = loc.String()
-	}
-	return c, zone, reason, nil
+	return c, loc.String(), reason, nil
 }

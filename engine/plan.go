@@ -169,9 +169,9 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		return nil, err
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
-	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
+	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
 		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
-		senders: make(map[string]rules.Sender)}
+		senders: make(map[string]rules.Sender), texts: make(map[string][]time.Time), planned: make(map[string][]time.Time)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
@@ -234,7 +234,7 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 			}
 		}
 	}
-	return plan, nil
+	return plan, pl.err
 }
 
 type planner struct {
@@ -253,6 +253,59 @@ type planner struct {
 	// timedKeys holds every stored message of the timed rules that run,
 	// by key (see loadTimed).
 	timedKeys map[string]storage.KeyState
+	texts     map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
+	planned   map[string][]time.Time // number → when the texts planned in this pass go out
+	err       error                  // a store error while counting texts: the plan fails
+	ctx       context.Context
+}
+
+// when decides when a message of rule r to the participant at to (in zone
+// loc) may go out, at the earliest now: after a pause the participant
+// asked for by a reply, inside the rule's window and outside the study's
+// quiet hours (texts), and within the study's caps (texts): the texts the
+// number got or has queued, and those planned earlier in this pass (rules
+// in file order), so that the first rule due gets the day's text. expires
+// is the message's expiry, from the first time the hours allow; a cap that
+// pushes the message to or past it means it cannot go out in time. reason
+// says what deferred it.
+func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notBefore, expires time.Time, reason string) {
+	cfg := pl.e.study().Config
+	quiet := cfg.QuietFor(r)
+	start := pl.now
+	if until := pl.paused[to]; r.Channel == rules.ChannelSMS && until.After(start) {
+		start, reason = until, "the participant paused their texts"
+	}
+	notBefore, _ = r.NextAllowed(start, loc, quiet)
+	if reason == "" && notBefore.After(pl.now) {
+		reason = "outside the allowed hours"
+		if quiet != nil && r.Window.Contains(start, loc) {
+			reason = "in the study's quiet hours " + quiet.String()
+		}
+	}
+	expires = r.ExpiresAt(notBefore, loc)
+	if r.Channel != rules.ChannelSMS || !cfg.Caps.Active() {
+		return notBefore, expires, reason
+	}
+	texts, ok := pl.texts[to]
+	if !ok {
+		var err error
+		// Eight days back covers the longest span a cap counts.
+		texts, err = pl.e.Store.Texts(pl.ctx, to, pl.now.Add(-8*24*time.Hour), true, key)
+		if err != nil && pl.err == nil {
+			pl.err = err
+		}
+		pl.texts[to] = texts
+	}
+	texts = append(texts[:len(texts):len(texts)], pl.planned[to]...)
+	for notBefore.Before(expires) {
+		ok, why := cfg.Caps.Allows(notBefore, loc, texts)
+		if ok {
+			return notBefore, expires, reason
+		}
+		reason = why
+		notBefore, _ = r.NextAllowed(rules.NextDay(notBefore, loc), loc, quiet)
+	}
+	return notBefore, expires, reason
 }
 
 // sender is Engine.sender with each project's SMS sender worked out once.
@@ -359,38 +412,31 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		out.Outcome, out.Reason = Skipped, err.Error()
 		return out
 	}
-	notBefore, zone := pl.now, ""
+	key := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, occ.Next)
+	notBefore, expires, reason := pl.when(r, loc, to, key)
 	out.Outcome = Send
-	if r.Window != nil {
-		zone = loc.String()
-		notBefore = r.Window.Next(pl.now, loc)
-		if notBefore.After(pl.now) {
-			out.Outcome = Deferred
-			out.Reason = "outside the allowed hours; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
-		}
+	if notBefore.After(pl.now) {
+		out.Outcome, out.Reason = Deferred, reason+"; planned for "+notBefore.In(loc).Format("2006-01-02 15:04 MST")
 	}
-	if until := pl.paused[to]; r.Channel == rules.ChannelSMS && until.After(notBefore) {
-		// The participant paused their texts by a reply: deferred to the
-		// pause's end (and then to the allowed hours).
-		notBefore = until
-		if r.Window != nil {
-			notBefore = r.Window.Next(until, loc)
-		}
-		out.Outcome = Deferred
-		out.Reason = "the participant paused their texts; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
+	if !notBefore.Before(expires) {
+		out.Outcome, out.Reason = Skipped, reason+"; the first time it may go out is after it would expire"
+		return out
 	}
 	c, reason := pl.content(r, scope, to)
 	if reason != "" {
 		out.Outcome, out.Reason = Skipped, reason
 		return out
 	}
+	if r.Channel == rules.ChannelSMS {
+		pl.planned[to] = append(pl.planned[to], notBefore)
+	}
 	m := &storage.Message{
-		Key:     messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, occ.Next),
+		Key:     key,
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next, OncePer: value,
 		Channel: r.Channel, To: c.To, From: pl.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
 		Segments: c.Segments, State: storage.StatePlanned,
-		NotBefore: notBefore, ExpiresAt: r.ExpiresAt(notBefore, loc), Zone: zone, CreatedAt: pl.now,
+		NotBefore: notBefore, ExpiresAt: expires, Zone: loc.String(), CreatedAt: pl.now,
 	}
 	if out.Outcome == Send {
 		out.Reason = "to " + redact(to)

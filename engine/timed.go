@@ -176,6 +176,10 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 			Zone: loc.String(), CreatedAt: pl.now, Retime: true,
 		}
 		planned = append(planned, m)
+		if r.Channel == rules.ChannelSMS {
+			// Counted for the caps of the rules planned after this one.
+			pl.planned[to] = append(pl.planned[to], s.notBefore)
+		}
 		if firstPlanned == "" {
 			firstPlanned = s.describe(loc)
 			if stored {

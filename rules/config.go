@@ -37,6 +37,13 @@ type Config struct {
 	Twilio       *Twilio // nil when not configured
 	SMTP         *SMTP   // nil when not configured
 	Server       Server
+	// QuietHours are the local hours (in each participant's zone) no text
+	// goes out, whatever the rule's window says; nil = none. Email is
+	// exempt.
+	QuietHours *Window
+	// Caps limit the texts one phone number gets across every rule and
+	// project; zero values = no limit.
+	Caps Caps
 
 	displayDir  string // Dir as the user typed it, for error positions
 	ruleGlobPos []Pos  // where each rule glob is written
@@ -431,7 +438,7 @@ func unwrapPathError(err error) error {
 
 func (c *Config) decode(d *decoder, root *yaml.Node) {
 	m := d.mapping(root, "the config", "study", "timezone", "storage", "rules", "templates",
-		"projects", "twilio", "smtp", "server")
+		"projects", "twilio", "smtp", "server", "quiet_hours", "caps")
 	if m == nil {
 		return
 	}
@@ -503,6 +510,40 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	if n := m.get("server"); n != nil {
 		c.Server = decodeServer(d, n)
 	}
+	if n := m.get("quiet_hours"); n != nil {
+		if qm := d.mapping(n, "quiet_hours", "from", "to"); qm != nil {
+			c.QuietHours = decodeClocks(d, n, qm, "quiet_hours")
+		}
+	}
+	if n := m.get("caps"); n != nil {
+		c.Caps = decodeCaps(d, n)
+	}
+}
+
+// decodeCaps reads caps: per_day and per_week, each a positive count.
+func decodeCaps(d *decoder, n *yaml.Node) Caps {
+	caps := Caps{Pos: d.pos(n)}
+	m := d.mapping(n, "caps", "per_day", "per_week")
+	if m == nil {
+		return caps
+	}
+	for key, dst := range map[string]*int{"per_day": &caps.PerDay, "per_week": &caps.PerWeek} {
+		v := m.get(key)
+		if v == nil {
+			continue
+		}
+		if k, ok := d.integer(v, "caps."+key); ok {
+			if k < 1 {
+				d.errorf(v, "caps.%s: %d is not a positive count of texts: write at least 1, or remove the key for no limit", key, k)
+				continue
+			}
+			*dst = k
+		}
+	}
+	if caps.PerDay > 0 && caps.PerWeek > 0 && caps.PerWeek < caps.PerDay {
+		d.errorf(n, "caps: per_week %d is less than per_day %d, so per_day can never be reached: raise per_week or lower per_day", caps.PerWeek, caps.PerDay)
+	}
+	return caps
 }
 
 // abs resolves p against the config directory.

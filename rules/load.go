@@ -574,32 +574,16 @@ func decodeRepeat(d *decoder, v *yaml.Node) Repeat {
 }
 
 func decodeWindow(d *decoder, v *yaml.Node, r *Rule) *Window {
-	m := d.mapping(v, "window", "from", "to", "timezone_field")
+	m := d.mapping(v, "window", "from", "to", "overnight", "timezone_field")
 	if m == nil {
 		return nil
 	}
-	w := &Window{Pos: d.pos(v)}
-	clock := func(key string) (int, bool) {
-		n := m.get(key)
-		if n == nil {
-			d.errorf(v, "window needs %s: a local time like \"09:00\"", key)
-			return 0, false
-		}
-		s, ok := d.str(n, "window."+key)
-		if !ok {
-			return 0, false
-		}
-		t, ok := parseClock(s)
-		if !ok {
-			d.errorf(n, "window.%s: %q is not a time of day: write HH:MM on a 24-hour clock, e.g. \"09:00\" (quoted)", key, s)
-		}
-		return t, ok
-	}
-	from, okFrom := clock("from")
-	to, okTo := clock("to")
-	w.From, w.To = from, to
-	if okFrom && okTo && from == to {
-		d.errorf(v, "window: from and to are both %s, so the window is empty: widen it or remove window", formatClock(from))
+	w := decodeClocks(d, v, m, "window")
+	// A window to 00:00 ends at midnight: it does not run into the night.
+	if w.From > w.To && w.To != 0 && !w.Overnight {
+		d.errorf(v, "window: from %s to %s would send only between %s and %s (overnight): for a day window write from %q to %q, "+
+			"to keep texts out of the night set quiet_hours in the config, or add overnight: true if night-time sending is really meant",
+			formatClock(w.From), formatClock(w.To), formatClock(w.From), formatClock(w.To), formatClock(w.To), formatClock(w.From))
 	}
 	if n := m.get("timezone_field"); n != nil {
 		r.pos["window.timezone_field"] = d.pos(n)
@@ -608,14 +592,43 @@ func decodeWindow(d *decoder, v *yaml.Node, r *Rule) *Window {
 	return w
 }
 
-// decodeZoneField reads a timezone_field: a field name (tz), or a
-// reference in brackets, "[tz]" or "[enrollment_arm_1][tz]" for a field of
-// another event.
-func decodeZoneField(d *decoder, v *yaml.Node, key string) logic.Ref {
-	if v.Kind == yaml.ScalarNode && fieldNameRE.MatchString(strings.TrimSpace(v.Value)) {
-		return logic.Ref{Field: strings.TrimSpace(v.Value)}
+// decodeClocks reads the from, to and overnight keys of a window or of the
+// quiet hours (what names it in messages). overnight: true must come with
+// a from after to.
+func decodeClocks(d *decoder, v *yaml.Node, m *mapping, what string) *Window {
+	w := &Window{Pos: d.pos(v)}
+	clock := func(key string) (int, bool) {
+		n := m.get(key)
+		if n == nil {
+			d.errorf(v, "%s needs %s: a local time like \"09:00\"", what, key)
+			return 0, false
+		}
+		s, ok := d.str(n, what+"."+key)
+		if !ok {
+			return 0, false
+		}
+		t, ok := parseClock(s)
+		if !ok {
+			d.errorf(n, "%s.%s: %q is not a time of day: write HH:MM on a 24-hour clock, e.g. \"09:00\" (quoted)", what, key, s)
+		}
+		return t, ok
 	}
-	return decodeRef(d, v, key, "[enrollment_arm_1][tz]")
+	from, okFrom := clock("from")
+	to, okTo := clock("to")
+	w.From, w.To = from, to
+	if okFrom && okTo && from == to {
+		d.errorf(v, "%s: from and to are both %s, so it is empty: widen it or remove %s", what, formatClock(from), what)
+	}
+	if n := m.get("overnight"); n != nil {
+		w.Overnight, _ = d.boolean(n, what+".overnight")
+		if w.Overnight && okFrom && okTo && from < to {
+			d.errorf(n, "%s.overnight: true, but from %s to %s does not cross midnight: remove overnight", what, formatClock(from), formatClock(to))
+		}
+	}
+	if !okFrom || !okTo {
+		w.From, w.To = 0, 24*60 // keep a broken entry from looking overnight
+	}
+	return w
 }
 
 func decodeWriteBack(d *decoder, v *yaml.Node, r *Rule) WriteBack {
@@ -848,6 +861,13 @@ func (l *loader) crossCheck() {
 		}
 	}
 	l.checkTriggerSecret()
+	for _, r := range s.Rules {
+		if q := c.QuietFor(r); q != nil && r.Window != nil && !sendableMinutes(r.Window, q) {
+			*l.errs = append(*l.errs, &Error{Pos: r.Window.Pos, Rule: r.Name,
+				Msg: fmt.Sprintf("window %s lies wholly inside the study's quiet hours %s (%s), so the rule could never text anyone: move the window into the day or narrow quiet_hours",
+					r.Window, q, q.Pos)})
+		}
+	}
 	*l.errs = append(*l.errs, s.checkEventless(s.longitudinalByFiles)...)
 	needs := map[string]bool{}
 	for _, r := range s.Rules {
@@ -889,4 +909,14 @@ func studyName(c *Config) string {
 		return c.Study
 	}
 	return "<study name>"
+}
+
+// decodeZoneField reads a timezone_field: a field name (tz), or a
+// reference in brackets, "[tz]" or "[enrollment_arm_1][tz]" for a field of
+// another event.
+func decodeZoneField(d *decoder, v *yaml.Node, key string) logic.Ref {
+	if v.Kind == yaml.ScalarNode && fieldNameRE.MatchString(strings.TrimSpace(v.Value)) {
+		return logic.Ref{Field: strings.TrimSpace(v.Value)}
+	}
+	return decodeRef(d, v, key, "[enrollment_arm_1][tz]")
 }

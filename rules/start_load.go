@@ -106,7 +106,7 @@ func decodeStart(d *decoder, v *yaml.Node, r *Rule) *Start {
 	}
 	if n := m.get("at"); n != nil {
 		r.pos["start.at"] = d.pos(n)
-		s.At = decodeClocks(d, n, "start.at", r)
+		s.At = decodeAtClocks(d, n, "start.at", r)
 	}
 	return s
 }
@@ -139,9 +139,9 @@ func decodeDays(d *decoder, n *yaml.Node) []int {
 	return days
 }
 
-// decodeClocks reads one "HH:MM" or a list of them, sorted; positions of
+// decodeAtClocks reads one "HH:MM" or a list of them, sorted; positions of
 // each item are kept as <what>.<i> for later errors.
-func decodeClocks(d *decoder, n *yaml.Node, what string, r *Rule) []int {
+func decodeAtClocks(d *decoder, n *yaml.Node, what string, r *Rule) []int {
 	items := []*yaml.Node{n}
 	if resolve(n).Kind == yaml.SequenceNode {
 		items, _ = d.list(n, what)
@@ -201,7 +201,7 @@ func decodeEvery(d *decoder, v *yaml.Node, r *Rule) *Every {
 		d.errorf(v, "every needs days: how many study days the series lasts, e.g. days: 14")
 	}
 	if n := m.get("at"); n != nil {
-		e.At = decodeClocks(d, n, "every.at", r)
+		e.At = decodeAtClocks(d, n, "every.at", r)
 	} else {
 		d.errorf(v, "every needs at: the times of day of the prompts, e.g. at: [\"09:00\", \"14:00\", \"19:00\"]")
 	}

@@ -10,9 +10,12 @@ import (
 )
 
 // Window is the local time of day messages may be sent: [From, To). A
-// window with From after To runs across midnight (e.g. 22:00–06:00).
+// window with From after To runs across midnight (e.g. 22:00–06:00); a
+// rule's window may do so only with overnight: true (the loader refuses it
+// otherwise). The study's quiet hours are a Window too.
 type Window struct {
-	From, To int // minutes after local midnight
+	From, To  int  // minutes after local midnight
+	Overnight bool // overnight: true was written
 	// TimezoneField is the field holding the participant's IANA zone, as
 	// written: bare (tz) or of another event ([enrollment_arm_1][tz]); the
 	// zero Ref = the project's timezone_field, else the study zone.
@@ -124,6 +127,10 @@ func afterGap(start, want time.Time, loc *time.Location) time.Time {
 // Before that ran (no form-event mapping known), a bare field that is blank
 // on the row's event but holds a value on another event is an error too:
 // the zone lives elsewhere, and the study zone would be a guess.
+//
+// It is the zone of everything judged per participant: the rule's window,
+// the study's quiet hours and the caps' local days, also for a rule
+// without a window.
 func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, error) {
 	ref, resolved := r.timezoneRef()
 	if ref.Field == "" {
@@ -187,4 +194,108 @@ func (r *Rule) resolveTimezone(ref logic.Ref) {
 		return
 	}
 	r.tz.ref.Store(&ref)
+}
+
+// QuietFor is the study's quiet hours as they apply to a rule's messages:
+// texts keep them, email is exempt (nil).
+func (c *Config) QuietFor(r *Rule) *Window {
+	if r == nil || r.Channel != ChannelSMS {
+		return nil
+	}
+	return c.QuietHours
+}
+
+// Allowed reports whether a message of the rule may go out at t in the
+// participant's zone loc: inside the rule's window and outside quiet.
+func (r *Rule) Allowed(t time.Time, loc *time.Location, quiet *Window) bool {
+	return r.Window.Contains(t, loc) && (quiet == nil || !quiet.Contains(t, loc))
+}
+
+// NextAllowed returns the first moment at or after t at which a message of
+// the rule may go out in loc (see Allowed), and false when there is none
+// (the rule's window lies wholly inside the quiet hours, which the loader
+// refuses).
+func (r *Rule) NextAllowed(t time.Time, loc *time.Location, quiet *Window) (time.Time, bool) {
+	for i := 0; i < 8; i++ {
+		t = r.Window.Next(t, loc)
+		if quiet == nil || !quiet.Contains(t, loc) {
+			return t, true
+		}
+		t = quiet.End(t, loc)
+	}
+	return t, false
+}
+
+// sendableMinutes reports whether some minute of the day lies inside w (nil
+// = every minute) and outside quiet.
+func sendableMinutes(w, quiet *Window) bool {
+	day := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	for m := 0; m < 24*60; m++ {
+		t := day.Add(time.Duration(m) * time.Minute)
+		if w.Contains(t, time.UTC) && (quiet == nil || !quiet.Contains(t, time.UTC)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Caps limit the texts one phone number gets, across every rule and
+// project. A day is the participant's local calendar day; a week is the
+// seven local days ending with that day. 0 = no limit.
+type Caps struct {
+	PerDay, PerWeek int
+	Pos             Pos
+}
+
+// Active reports whether any cap is set.
+func (c Caps) Active() bool { return c.PerDay > 0 || c.PerWeek > 0 }
+
+// Allows reports whether one more text at t fits the caps, given the times
+// of the other texts counted for the same number, all judged in the
+// participant's zone loc; when it does not, the reason names the cap.
+func (c Caps) Allows(t time.Time, loc *time.Location, texts []time.Time) (bool, string) {
+	if !c.Active() {
+		return true, ""
+	}
+	day := LocalDay(t, loc)
+	var today, week int
+	for _, x := range texts {
+		d := LocalDay(x, loc)
+		if d == day {
+			today++
+		}
+		if d <= day && d > day-7 {
+			week++
+		}
+	}
+	switch {
+	case c.PerDay > 0 && today >= c.PerDay:
+		return false, "cap reached: " + plural(c.PerDay, "text") + " a day"
+	case c.PerWeek > 0 && week >= c.PerWeek:
+		return false, "cap reached: " + plural(c.PerWeek, "text") + " in 7 days"
+	}
+	return true, ""
+}
+
+// NextDay is the start of the local calendar day after t's in loc (the
+// first moment of that day when midnight itself is skipped by a
+// daylight-saving change).
+func NextDay(t time.Time, loc *time.Location) time.Time {
+	y, m, d := t.In(loc).Date()
+	start := time.Date(y, m, d+1, 0, 0, 0, 0, loc)
+	return afterGap(start, time.Date(y, m, d+1, 0, 0, 0, 0, time.UTC), loc)
+}
+
+// LocalDay numbers the calendar day t falls on in loc (days since
+// 1970-01-01), so that days compare and subtract whatever their length.
+func LocalDay(t time.Time, loc *time.Location) int {
+	y, m, d := t.In(loc).Date()
+	return int(time.Date(y, m, d, 0, 0, 0, 0, time.UTC).Unix() / 86400)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }

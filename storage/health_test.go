@@ -170,6 +170,8 @@ func TestServeQueriesUseIndexes(t *testing.T) {
 		{"ParticipantsByPhone", sqlParticipantsByPhone, []any{"+1555"}, "sqlite_autoindex_participants_1"},
 		{"InboundBySID", sqlInboundBySID, []any{"SM1"}, "sqlite_autoindex_inbound_1"},
 		{"PendingTriggers", sqlPendingTriggers, []any{0, 10}, "triggers_pending"},
+		{"Texts", sqlTexts, []any{"+1555", 0}, "messages_texts"},
+		{"QueuedTexts", sqlQueuedTexts, []any{"+1555", "k"}, "messages_queued_to"},
 	}
 	for _, tt := range tests {
 		rows, err := s.db.Query("EXPLAIN QUERY PLAN "+tt.query, tt.args...)

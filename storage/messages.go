@@ -107,7 +107,7 @@ SELECT id FROM messages WHERE state IN ('planned', 'retry') AND expires_at IS NO
 // the package loads, so no statement can make a move the table forbids.
 var (
 	sqlClaim = `
-UPDATE messages SET state = 'sending', attempts = attempts + 1, updated_at = ?,
+UPDATE messages SET state = 'sending', attempts = attempts + 1, updated_at = ?, claimed_at = ?,
 	to_addr = coalesce(?, to_addr), subject = coalesce(?, subject), body = coalesce(?, body),
 	html = coalesce(?, html), segments = coalesce(?, segments), ambiguous_at = NULL, lookups = 0
 WHERE id = ? AND state IN ` + guard(StateSending, StatePlanned, StateRetry) + `
@@ -382,7 +382,7 @@ func (s *Store) Claim(ctx context.Context, id int64, now time.Time, c *Content) 
 	if c != nil {
 		to, subject, body, html, segments = c.To, c.Subject, c.Body, c.HTML, c.Segments
 	}
-	res, err := s.db.ExecContext(ctx, sqlClaim, now.UnixNano(), to, subject, body, html, segments, id, now.UnixNano())
+	res, err := s.db.ExecContext(ctx, sqlClaim, now.UnixNano(), now.UnixNano(), to, subject, body, html, segments, id, now.UnixNano())
 	if err != nil {
 		return s.explain(fmt.Errorf("storage: claim message %d: %w", id, err))
 	}

@@ -16,6 +16,7 @@ var migrations = []string{
 	migrationWriteBack,
 	migrationOncePer,
 	migrationNumberPauses,
+	migrationTexts,
 }
 
 // SchemaVersion is the schema version this nudge writes.
