@@ -435,13 +435,16 @@ func (e *Engine) smsFailed(ctx context.Context, m storage.Message, c storage.Con
 	switch pol.Action {
 	case sms.BadNumber:
 		log.Warn("sms refused: the number cannot get texts; it is flagged until REDCap holds another")
-		return st, false, e.Store.FlagBadNumber(ctx, storage.BadNumber{Phone: c.To, Code: se.Code, Reason: pol.Advice, At: now})
+		if err := e.Store.FlagBadNumber(ctx, storage.BadNumber{Phone: c.To, Code: se.Code, Reason: pol.Advice, At: now}); err != nil {
+			return st, false, err
+		}
+		return st, false, e.enqueueFallback(ctx, m, rules.FallbackInvalid)
 	case sms.OptedOut:
 		log.Warn("sms refused: the participant opted out at Twilio; recording the opt-out")
 		return st, false, e.recordOptOut(ctx, c.To, fmt.Sprintf("twilio-%d", se.Code), now)
 	}
 	log.Warn("sms refused by Twilio: " + pol.Advice)
-	return st, false, nil
+	return st, false, e.enqueueFallback(ctx, m, rules.FallbackFailed)
 }
 
 // maskedMessage is Twilio's message for an error with phone numbers masked.

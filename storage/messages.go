@@ -77,7 +77,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING`
 
 	sqlOccurrences = `
-SELECT count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
+SELECT count(DISTINCT occurrence) FILTER (WHERE state NOT IN ('canceled', 'expired')),
 	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), coalesce(max(occurrence), 0)
 FROM messages
 WHERE project = ? AND rule = ? AND record = ? AND event = ? AND instance = ? AND once_per = ?`
