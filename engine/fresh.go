@@ -189,8 +189,10 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	defer fresh.mu.Unlock()
 	if smsRule != nil {
 		// A participant who texted STOP gets no email in place of a text.
+		// (The number may be flagged as unable to get texts by now: the
+		// opt-out is looked up all the same.)
 		raw, _ := scope.Lookup(smsRule.To)
-		if number, why := pl.address(smsRule, raw); why == "" {
+		if number, err := NormalizePhone(raw, e.region()); err == nil {
 			out, err := e.Store.IsOptedOut(ctx, number)
 			if err != nil {
 				return c, "", "", err
