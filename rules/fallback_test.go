@@ -25,7 +25,7 @@ projects:
 twilio: { account_sid_env: TWILIO_ACCOUNT_SID, auth_token_env: TWILIO_AUTH_TOKEN, from: "+14155550100" }
 smtp: { host: smtp.example.edu, port: 587, from: "Study <study@example.edu>" }
 `,
-		"rules/r.yaml": "rules:\n  - name: remind\n    channel: sms\n    to: \"[mobile_phone]\"\n    template: remind\n    fallback: " + fallback + "\n",
+		"rules/r.yaml":             "rules:\n  - name: remind\n    channel: sms\n    to: \"[mobile_phone]\"\n    template: remind\n    fallback: " + fallback + "\n",
 		"templates/remind.sms.txt": "Hi [first_name], time for your survey.\n",
 	}
 	for k, v := range files {
