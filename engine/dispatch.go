@@ -768,9 +768,14 @@ func (e *Engine) settleOne(ctx context.Context, m storage.Message, now time.Time
 			}
 			log.WithField("sid", f.SID).Info("the unanswered sms was found at Twilio; it is not sent again")
 			if f.ErrorCode != 0 || storage.IsFinalStatus(f.Status) {
-				_, err := e.Store.RecordStatus(ctx, m.ID, f.Status, f.ErrorCode, now, "lookup")
+				changed, err := e.Store.RecordStatus(ctx, m.ID, f.Status, f.ErrorCode, now, "lookup")
 				if err != nil && !errors.Is(err, storage.ErrUnknownStatus) {
 					return DispatchStats{Sent: 1}, err
+				}
+				if changed {
+					if err := e.fallbackAfterStatus(ctx, m, f.Status, f.ErrorCode); err != nil {
+						return DispatchStats{Sent: 1}, err
+					}
 				}
 			}
 			return DispatchStats{Sent: 1}, nil

@@ -327,6 +327,8 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*Message) (inserted int, 
 // re-consents, or a window passes, the message can be planned again); they
 // still hold their key, so next is always past every stored occurrence.
 // Only messages planned without a once_per value count (see OccurrencesPer).
+// An occurrence counts once however many messages it has: a text and the
+// email fallback sent in its place are one occurrence.
 func (s *Store) Occurrences(ctx context.Context, project, rule, record, event string, instance int) (n int, last time.Time, next int, err error) {
 	return s.OccurrencesPer(ctx, project, rule, record, event, instance, "")
 }
