@@ -326,3 +326,33 @@ func (f *fixture) byKey(t *testing.T, key string) storage.Message {
 	}
 	return m
 }
+
+// TestSafetyFallbackCountsAsOneOccurrence: a text and the email sent in its
+// place are one occurrence of the rule's repeat schedule: the participant
+// still gets the next occurrence, and only max in all.
+func TestSafetyFallbackCountsAsOneOccurrence(t *testing.T) {
+	f := newFallbackFixture(t, "{ to: \"[email]\" }\n    repeat: { every: 1h, max: 2 }")
+	first := f.planCheckIn(t, fbMaya)[fbMaya]
+	if first.Message == nil || first.Message.Occurrence != 1 {
+		t.Fatalf("first plan: %s %q", first.Outcome, first.Reason)
+	}
+	f.sendAndTrack(t)
+	if n := len(f.emailsTo(fbMayaEmail)); n != 1 {
+		t.Fatalf("%d fallback emails after the first text, want 1", n)
+	}
+	f.clk.Advance(2 * time.Hour)
+	// The undelivered text flagged the number: the second occurrence is an
+	// email from the start.
+	second := f.planCheckIn(t, fbMaya)[fbMaya]
+	if second.Message == nil || second.Message.Occurrence != 2 {
+		t.Fatalf("second plan: %s %q, want occurrence 2 planned", second.Outcome, second.Reason)
+	}
+	f.sendAndTrack(t)
+	if n := len(f.emailsTo(fbMayaEmail)); n != 2 {
+		t.Errorf("%d emails after the second occurrence, want 2", n)
+	}
+	f.clk.Advance(2 * time.Hour)
+	if third := f.planCheckIn(t, fbMaya)[fbMaya]; third.Message != nil || third.Outcome != engine.Done {
+		t.Errorf("third plan: %s %q, want done (2 of 2)", third.Outcome, third.Reason)
+	}
+}
