@@ -459,13 +459,16 @@ func (e *Engine) smsFailed(ctx context.Context, m storage.Message, c storage.Con
 	switch pol.Action {
 	case sms.BadNumber:
 		log.Warn("sms refused: the number cannot get texts; it is flagged until REDCap holds another")
-		return st, false, e.Store.FlagBadNumber(ctx, storage.BadNumber{Phone: c.To, Code: se.Code, Reason: pol.Advice, At: now})
+		if err := e.Store.FlagBadNumber(ctx, storage.BadNumber{Phone: c.To, Code: se.Code, Reason: pol.Advice, At: now}); err != nil {
+			return st, false, err
+		}
+		return st, false, e.enqueueFallback(ctx, m, rules.FallbackInvalid)
 	case sms.OptedOut:
 		log.Warn("sms refused: the participant opted out at Twilio; recording the opt-out")
 		return st, false, e.recordOptOut(ctx, c.To, fmt.Sprintf("twilio-%d", se.Code), now)
 	}
 	log.Warn("sms refused by Twilio: " + pol.Advice)
-	return st, false, nil
+	return st, false, e.enqueueFallback(ctx, m, rules.FallbackFailed)
 }
 
 // maskedMessage is Twilio's message for an error with phone numbers masked.
@@ -848,9 +851,14 @@ func (e *Engine) settleOne(ctx context.Context, m storage.Message, now time.Time
 			}
 			log.WithField("sid", f.SID).Info("the unanswered sms was found at Twilio; it is not sent again")
 			if f.ErrorCode != 0 || storage.IsFinalStatus(f.Status) {
-				_, err := e.Store.RecordStatus(ctx, m.ID, f.Status, f.ErrorCode, now, "lookup")
+				changed, err := e.Store.RecordStatus(ctx, m.ID, f.Status, f.ErrorCode, now, "lookup")
 				if err != nil && !errors.Is(err, storage.ErrUnknownStatus) {
 					return DispatchStats{Sent: 1}, err
+				}
+				if changed {
+					if err := e.fallbackAfterStatus(ctx, m, f.Status, f.ErrorCode); err != nil {
+						return DispatchStats{Sent: 1}, err
+					}
 				}
 			}
 			return DispatchStats{Sent: 1}, nil

@@ -129,6 +129,13 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 		return storage.Content{To: m.To, Subject: m.Subject, Body: m.Body, HTML: m.HTML}, "", "", nil
 	}
 	r := e.study().Rule(m.Rule)
+	var smsRule *rules.Rule // for an email fallback: the SMS rule it stands in for
+	if r != nil && rules.IsFallbackKey(m.Key) {
+		if r.Fallback == nil || r.Channel != rules.ChannelSMS {
+			return c, "", "rule " + m.Rule + " no longer has an email fallback", nil
+		}
+		smsRule, r = r, r.FallbackRule()
+	}
 	switch {
 	case r == nil:
 		return c, "", "rule " + m.Rule + " no longer exists", nil
@@ -197,6 +204,21 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	}
 	fresh.mu.Lock()
 	defer fresh.mu.Unlock()
+	if smsRule != nil {
+		// A participant who texted STOP gets no email in place of a text.
+		// (The number may be flagged as unable to get texts by now: the
+		// opt-out is looked up all the same.)
+		raw, _ := scope.Lookup(smsRule.To)
+		if number, err := NormalizePhone(raw, e.region()); err == nil {
+			out, err := e.Store.IsOptedOut(ctx, number)
+			if err != nil {
+				return c, "", "", err
+			}
+			if out {
+				return c, "", "the participant opted out of texts (STOP): no email in their place", nil
+			}
+		}
+	}
 	to, reason := pl.address(r, d.To)
 	if reason != "" {
 		return c, "", reason, nil

@@ -367,6 +367,11 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 
 	to, reason := pl.address(r, d.To)
 	if reason != "" {
+		if r.Fallback != nil {
+			if fb, ok := pl.fallback(r, rec, d, snap, reason); ok {
+				return fb
+			}
+		}
 		out.Outcome, out.Reason = Skipped, reason
 		return out
 	}

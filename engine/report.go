@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nudge-study/nudge/engine/redcap"
+	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/rules/dict"
 	"github.com/nudge-study/nudge/storage"
 )
@@ -102,7 +103,9 @@ func (e *Engine) Report(ctx context.Context) (ReportStats, error) {
 // writeBackFor builds the REDCap fields for one message's current status.
 func (e *Engine) writeBackFor(m storage.Message) (storage.WriteBack, bool) {
 	r := e.study().Rule(m.Rule)
-	if r == nil {
+	if r == nil || rules.IsFallbackKey(m.Key) {
+		// A fallback email's outcome is not written back: the rule's fields
+		// keep its text's.
 		return storage.WriteBack{}, false
 	}
 	wb := r.WriteBack

@@ -91,8 +91,12 @@ func (e *Engine) Track(ctx context.Context) (TrackStats, error) {
 // afterStatus applies the error policy to a message that ended with an
 // error code (sms.DecideStatus): a bad number is flagged, carrier filtering
 // sets the message aside for review, an unregistered or overloaded sender
-// is paused.
+// is paused. An undelivered or failed text queues the rule's email
+// fallback (see fallbackAfterStatus).
 func (e *Engine) afterStatus(ctx context.Context, m storage.Message, status string, code int) error {
+	if err := e.fallbackAfterStatus(ctx, m, status, code); err != nil {
+		return err
+	}
 	if code == 0 || !storage.IsFinalStatus(status) {
 		return nil
 	}

@@ -43,6 +43,18 @@ func (s *Study) refs(project string) []usedRef {
 		if r.To.Field != "" {
 			out = append(out, usedRef{ref: r.To, pos: r.pos["to"], rule: r.Name, what: "to", channel: r.Channel})
 		}
+		if f := r.Fallback; f != nil {
+			if f.To.Field != "" {
+				out = append(out, usedRef{ref: f.To, pos: r.pos["fallback.to"], rule: r.Name, what: "fallback.to", channel: ChannelEmail})
+			}
+			for _, ref := range f.refs() {
+				p := r.pos["fallback.subject"]
+				if f.Template != "" || p == (Pos{}) {
+					p = findRef(f.files, ref, r.pos["fallback"])
+				}
+				out = append(out, usedRef{ref: ref, pos: p, rule: r.Name})
+			}
+		}
 		if r.OncePer.Field != "" {
 			out = append(out, usedRef{ref: r.OncePer, pos: r.pos["once_per"], rule: r.Name, what: "once_per"})
 		}
@@ -268,12 +280,12 @@ func checkRef(d *dict.Dictionary, names []string, u usedRef, project string) str
 		}
 		return fmt.Sprintf("%s: [%s] has no choice '%s': use one of its codes, %s", ref, ref.Field, ref.Code, strings.Join(codes, ", "))
 	}
-	if u.what == "to" && f.Validation != "" {
+	if (u.what == "to" || u.what == "fallback.to") && f.Validation != "" {
 		if u.channel == ChannelSMS && f.Validation == "email" {
 			return fmt.Sprintf("to: [%s] holds email addresses, but the channel is sms: name the phone number field", ref.Field)
 		}
 		if u.channel == ChannelEmail && f.Validation != "email" {
-			return fmt.Sprintf("to: [%s] is validated as %s, but the channel is email: name the email address field", ref.Field, f.Validation)
+			return fmt.Sprintf("%s: [%s] is validated as %s, but the channel is email: name the email address field", u.what, ref.Field, f.Validation)
 		}
 	}
 	if strings.HasPrefix(u.what, "start.field") {

@@ -177,7 +177,7 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 	defer func() { d.rule = "" }()
 	m := d.mapping(n, "a rule", "name", "description", "enabled", "project", "when", "event",
 		"instrument", "channel", "to", "template", "schedule", "repeat", "once_per", "window", "expires", "write_back",
-		"start", "every", "remind")
+		"start", "every", "remind", "fallback")
 	if m == nil {
 		return nil
 	}
@@ -304,6 +304,10 @@ func (l *loader) decodeRule(d *decoder, n *yaml.Node, fileProject string) *Rule 
 		r.pos["window.timezone_field"] = p.tzPos
 	}
 	l.decodeTiming(d, n, m, r)
+	if v := m.get("fallback"); v != nil {
+		r.pos["fallback"] = d.pos(v)
+		r.Fallback = l.decodeFallback(d, v, r)
+	}
 	return r
 }
 
@@ -871,6 +875,10 @@ func (l *loader) crossCheck() {
 	*l.errs = append(*l.errs, s.checkEventless(s.longitudinalByFiles)...)
 	needs := map[string]bool{}
 	for _, r := range s.Rules {
+		if r.Fallback != nil && c.SMTP == nil && !needs[ChannelEmail] {
+			needs[ChannelEmail] = true
+			*l.errs = append(*l.errs, fallbackError(r, c))
+		}
 		switch {
 		case r.Channel == ChannelSMS && c.Twilio == nil && !needs[ChannelSMS]:
 			needs[ChannelSMS] = true

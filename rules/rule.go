@@ -69,7 +69,11 @@ type Rule struct {
 	// 0 = until its allowed hours end (see ExpiresAt).
 	Expires   time.Duration
 	WriteBack WriteBack
-	Enabled   bool
+	// Fallback is an SMS rule's email fallback (nil = none): the email is
+	// sent when the number is missing or invalid, or the text did not
+	// arrive (see Fallback.On).
+	Fallback *Fallback
+	Enabled  bool
 
 	// zone is the study time zone, set by Load: conditions read 'today' and
 	// 'now' there, whatever the zone of the time Evaluate is given.
@@ -233,10 +237,11 @@ func (s *Study) Rule(name string) *Rule {
 	return nil
 }
 
-// Uses reports whether any enabled rule sends on channel.
+// Uses reports whether any enabled rule sends on channel (an SMS rule's
+// email fallback sends email).
 func (s *Study) Uses(channel string) bool {
 	for _, r := range s.Rules {
-		if r.Enabled && r.Channel == channel {
+		if r.Enabled && (r.Channel == channel || channel == ChannelEmail && r.Fallback != nil) {
 			return true
 		}
 	}

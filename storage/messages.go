@@ -84,7 +84,7 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (key) DO NOTHING`
 
 	sqlOccurrences = `
-SELECT count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
+SELECT count(DISTINCT occurrence) FILTER (WHERE state NOT IN ('canceled', 'expired')),
 	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), coalesce(max(occurrence), 0)
 FROM messages
 WHERE project = ? AND rule = ? AND record = ? AND event = ? AND instance = ? AND once_per = ?`
@@ -341,6 +341,8 @@ func (s *Store) EnqueueBatch(ctx context.Context, ms []*Message) (inserted int, 
 // re-consents, or a window passes, the message can be planned again); they
 // still hold their key, so next is always past every stored occurrence.
 // Only messages planned without a once_per value count (see OccurrencesPer).
+// An occurrence counts once however many messages it has: a text and the
+// email fallback sent in its place are one occurrence.
 func (s *Store) Occurrences(ctx context.Context, project, rule, record, event string, instance int) (n int, last time.Time, next int, err error) {
 	return s.OccurrencesPer(ctx, project, rule, record, event, instance, "")
 }

@@ -19,7 +19,7 @@ type Occurrence struct {
 const (
 	sqlAllOccurrences = `
 SELECT project, rule, record, event, instance, once_per,
-	count(*) FILTER (WHERE state NOT IN ('canceled', 'expired')),
+	count(DISTINCT occurrence) FILTER (WHERE state NOT IN ('canceled', 'expired')),
 	max(created_at) FILTER (WHERE state NOT IN ('canceled', 'expired')), max(occurrence)
 FROM messages
 GROUP BY project, rule, record, event, instance, once_per`
