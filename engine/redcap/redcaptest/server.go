@@ -50,6 +50,12 @@ type Project struct {
 	PlainRefusals bool
 	// Locked lists records locked from the start (see Server.LockRecord).
 	Locked []string
+	// Surveys names the instruments enabled as surveys: content=surveyLink
+	// answers for these only.
+	Surveys []string
+	// SurveyBase is the start of the survey links content=surveyLink answers,
+	// "" = https://redcap.example.edu/surveys/?s=
+	SurveyBase string
 	// RecordsFile, when set, is where every import is persisted: after each import the
 	// server writes all the project's records there (see LoadFiles). An import it cannot
 	// persist is undone and answered with HTTP 500.
@@ -414,6 +420,8 @@ func (s *Server) handle(p url.Values) answer {
 		return st.repeating()
 	case "exportFieldNames":
 		return st.exportFieldNames(p.Get("field"))
+	case "surveyLink":
+		return st.surveyLink(p)
 	case "version":
 		return answer{http.StatusOK, "text/html; charset=UTF-8", []byte(Version)}
 	case "":
