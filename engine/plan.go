@@ -167,7 +167,7 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
 		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
-		senders: make(map[string]rules.Sender)}
+		senders: make(map[string]rules.Sender), links: newSurveyLinks(ctx, e, linkPreview)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
@@ -209,6 +209,7 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	plan := &Plan{Decisions: make([]Decision, total)}
 	var ds []rules.Decision
+	var linked []pendingLinks
 	for _, project := range projects {
 		snap := snaps[project]
 		pass := rules.NewPass(now, snap.Missing)
@@ -222,11 +223,15 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 				ds = pass.Evaluate(r, rec, ds[:0])
 				for _, d := range ds {
 					plan.Decisions[next[i]] = pl.decide(r, rec, d, snap)
+					if plan.Decisions[next[i]].Message != nil && hasSurveyLinks(r) {
+						linked = append(linked, pendingLinks{idx: next[i], rule: r, rec: rec, row: d.Row})
+					}
 					next[i]++
 				}
 			}
 		}
 	}
+	pl.fillLinks(plan, linked)
 	return plan, nil
 }
 
@@ -243,6 +248,7 @@ type planner struct {
 	optOutTails map[string]bool
 	passes      map[string]*rules.Pass  // per project
 	senders     map[string]rules.Sender // per project, once per pass
+	links       *surveyLinks            // the participants' survey links; nil: none can be piped
 }
 
 // sender is Engine.sender with each project's SMS sender worked out once.
@@ -406,19 +412,20 @@ func (e *Engine) sender(r *rules.Rule, to string) string {
 func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storage.Content, string) {
 	c := storage.Content{To: to}
 	dict := pl.e.Dicts[r.Project]
+	src := pl.source(r, scope)
 	var err error
 	switch r.Channel {
 	case rules.ChannelSMS:
-		if c.Body, err = r.SMS.Body.Render(scope, dict); err == nil {
+		if c.Body, err = r.SMS.Body.Render(src, dict); err == nil {
 			if n := len([]rune(c.Body)); n > maxSMSLength {
 				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
 			}
 			c.Segments = templates.Count(c.Body).Count
 		}
 	case rules.ChannelEmail:
-		if c.Subject, err = r.Email.Subject.Render(scope, dict); err == nil {
-			if c.Body, err = r.Email.Text.Render(scope, dict); err == nil && r.Email.HTML != nil {
-				c.HTML, err = r.Email.HTML.Render(scope, dict)
+		if c.Subject, err = r.Email.Subject.Render(src, dict); err == nil {
+			if c.Body, err = r.Email.Text.Render(src, dict); err == nil && r.Email.HTML != nil {
+				c.HTML, err = r.Email.HTML.Render(src, dict)
 			}
 		}
 	}
