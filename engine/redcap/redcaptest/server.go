@@ -289,6 +289,13 @@ func (s *Server) Fault(f Fault) {
 	s.faults = append(s.faults, f)
 }
 
+// ClearFaults drops every queued fault: REDCap is back.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // takeFault returns the first queued fault matching content and uses up one of its times.
 func (s *Server) takeFault(content, action string) (Fault, bool) {
 	for i := range s.faults {
