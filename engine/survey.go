@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -18,6 +19,54 @@ import (
 // pipes PreviewSurveyLink.
 type SurveyLinker interface {
 	SurveyLink(ctx context.Context, p redcap.SurveyLinkParams) (string, error)
+}
+
+// SurveyChecker tells whether an instrument is enabled as a survey; the
+// REDCap client satisfies it.
+type SurveyChecker interface {
+	IsSurvey(ctx context.Context, instrument, event string) (bool, error)
+}
+
+// surveysOf asks REDCap whether each instrument the project's templates
+// link to is a survey. An instrument REDCap cannot answer for (no Survey
+// Distribution Tools right, an outage, no event it is designated for) is
+// left out: the check then goes by the config's surveys list.
+func (e *Engine) surveysOf(ctx context.Context, project string, rc REDCap, longitudinal bool, designated map[string][]string) map[string]bool {
+	sc, ok := rc.(SurveyChecker)
+	if !ok {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, r := range e.study().Rules {
+		if r.Project != project {
+			continue
+		}
+		for _, ref := range r.Surveys() {
+			if _, done := out[ref.Instrument]; done {
+				continue
+			}
+			event := ""
+			if longitudinal {
+				event = ref.Event
+				for ev, forms := range designated {
+					if event == "" && slices.Contains(forms, ref.Instrument) {
+						event = ev
+					}
+				}
+				if event == "" {
+					continue
+				}
+			}
+			is, err := sc.IsSurvey(ctx, ref.Instrument, event)
+			if err != nil {
+				e.log().WithFields(map[string]any{"project": project, "instrument": ref.Instrument}).WithError(err).
+					Warn("could not ask REDCap whether the instrument is a survey; checking against the config's surveys list")
+				continue
+			}
+			out[ref.Instrument] = is
+		}
+	}
+	return out
 }
 
 // PreviewSurveyLink stands for a survey link where no REDCap can give one
@@ -227,23 +276,7 @@ func surveyKey(project string, rec *rules.Record, row *rules.Row, ref templates.
 
 // hasSurveyLinks reports whether a rule's template pipes survey links.
 func hasSurveyLinks(r *rules.Rule) bool {
-	return len(surveyRefs(r)) > 0
-}
-
-// surveyRefs lists the survey tags of every part of a rule's template.
-func surveyRefs(r *rules.Rule) []templates.SurveyRef {
-	var out []templates.SurveyRef
-	if r.SMS != nil && r.SMS.Body != nil {
-		out = append(out, r.SMS.Body.Surveys()...)
-	}
-	if r.Email != nil {
-		for _, t := range []*templates.Text{r.Email.Subject, r.Email.Text, r.Email.HTML} {
-			if t != nil {
-				out = append(out, t.Surveys()...)
-			}
-		}
-	}
-	return out
+	return len(r.Surveys()) > 0
 }
 
 // pendingLinks is a planned message whose text pipes survey links, to be
@@ -265,7 +298,7 @@ func (pl *planner) fillLinks(plan *Plan, pending []pendingLinks) {
 	}
 	var keys []linkKey
 	for _, p := range pending {
-		for _, ref := range surveyRefs(p.rule) {
+		for _, ref := range p.rule.Surveys() {
 			if k, err := surveyKey(p.rule.Project, p.rec, p.row, ref); err == nil {
 				keys = append(keys, k)
 			}

@@ -184,3 +184,27 @@ func TestSurveyLinkToNonSurvey(t *testing.T) {
 		}
 	}
 }
+
+// Prepare (before run and serve) asks REDCap which linked instruments are
+// surveys, and refuses a link to one that is not.
+func TestPrepareRefusesLinkToNonSurvey(t *testing.T) {
+	f := newFixture(t)
+	body, err := templates.Parse("b.sms.txt", "Hi: [survey-url:enrollment]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.Study.Rule("baseline-reminder").SMS.Body = body
+	err = f.e.Prepare(f.ctx)
+	if err == nil || !strings.Contains(err.Error(), "b.sms.txt:1:5: rule \"baseline-reminder\": [survey-url:enrollment]: instrument enrollment is not a survey (REDCap refuses survey links for it)") {
+		t.Errorf("Prepare: %v", err)
+	}
+	asked := 0
+	for _, c := range f.env.REDCap.Calls() {
+		if c.Content == "participantList" {
+			asked++
+		}
+	}
+	if asked == 0 {
+		t.Error("REDCap was not asked")
+	}
+}

@@ -61,6 +61,11 @@ type Project struct {
 	SMSNumbers []string
 	ProjectID  int     // REDCap's project id (PID), 0 = not configured: Data Entry Triggers are refused
 	OptOut     *OptOut // nil = STOP and START are not written back to REDCap
+	// Surveys lists the instruments enabled as surveys in REDCap, for
+	// `nudge check` without REDCap; nil = not listed (then only a check
+	// against REDCap itself can tell).
+	Surveys    []string
+	surveysPos Pos
 	Pos        Pos
 }
 
@@ -535,7 +540,7 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 	pids := map[string]*Project{} // REDCap API endpoint + project id → first project using them
 	for _, it := range items {
 		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from",
-			"sms_service", "sms_numbers", "project_id", "opt_out")
+			"sms_service", "sms_numbers", "project_id", "opt_out", "surveys")
 		if m == nil {
 			continue
 		}
@@ -582,6 +587,17 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 		}
 		if v := m.get("opt_out"); v != nil {
 			p.OptOut = decodeOptOut(d, v, p.Name)
+		}
+		if v := m.get("surveys"); v != nil {
+			p.surveysPos = d.pos(v)
+			if items, ok := d.list(v, "surveys"); ok {
+				p.Surveys = []string{}
+				for _, it := range items {
+					if s, ok := d.str(it, "surveys"); ok {
+						p.Surveys = append(p.Surveys, s)
+					}
+				}
+			}
 		}
 		c.Projects = append(c.Projects, p)
 	}

@@ -14,13 +14,13 @@ func TestParseSurveyTags(t *testing.T) {
 		src  string
 		want SurveyRef
 	}{
-		{"[survey-url:baseline]", SurveyRef{Instrument: "baseline", Line: 1, Col: 1}},
-		{"x [survey-link:baseline]", SurveyRef{Instrument: "baseline", Link: true, Line: 1, Col: 3}},
-		{"[survey-link:baseline:Take the survey, please]", SurveyRef{Instrument: "baseline", Link: true, Text: "Take the survey, please", Line: 1, Col: 1}},
-		{"\n [visit_arm_1][survey-url:visit]", SurveyRef{Instrument: "visit", Event: "visit_arm_1", Line: 2, Col: 2}},
-		{"[survey-url:diary][2]", SurveyRef{Instrument: "diary", Instance: "2", Line: 1, Col: 1}},
-		{"[survey-url:diary][current-instance]", SurveyRef{Instrument: "diary", Instance: "current-instance", Line: 1, Col: 1}},
-		{"[v_arm_1][survey-link:diary:Go][previous-instance]", SurveyRef{Instrument: "diary", Event: "v_arm_1", Instance: "previous-instance", Text: "Go", Link: true, Line: 1, Col: 1}},
+		{"[survey-url:baseline]", SurveyRef{Instrument: "baseline", File: "t", Line: 1, Col: 1}},
+		{"x [survey-link:baseline]", SurveyRef{Instrument: "baseline", Link: true, File: "t", Line: 1, Col: 3}},
+		{"[survey-link:baseline:Take the survey, please]", SurveyRef{Instrument: "baseline", Link: true, Text: "Take the survey, please", File: "t", Line: 1, Col: 1}},
+		{"\n [visit_arm_1][survey-url:visit]", SurveyRef{Instrument: "visit", Event: "visit_arm_1", File: "t", Line: 2, Col: 2}},
+		{"[survey-url:diary][2]", SurveyRef{Instrument: "diary", Instance: "2", File: "t", Line: 1, Col: 1}},
+		{"[survey-url:diary][current-instance]", SurveyRef{Instrument: "diary", Instance: "current-instance", File: "t", Line: 1, Col: 1}},
+		{"[v_arm_1][survey-link:diary:Go][previous-instance]", SurveyRef{Instrument: "diary", Event: "v_arm_1", Instance: "previous-instance", Text: "Go", Link: true, File: "t", Line: 1, Col: 1}},
 	}
 	for _, tt := range tests {
 		text, err := Parse("t", tt.src)

@@ -100,7 +100,8 @@ type SurveyRef struct {
 	Instance   string // a number or an instance smart variable, "" = the row's instance when it is one of this instrument (or of a repeating event), else 1
 	Text       string // the link text of [survey-link:instrument:Text], "" = none
 	Link       bool   // [survey-link:…] rather than [survey-url:…]
-	Line, Col  int    // where the tag starts in its file
+	File       string // the template file
+	Line, Col  int    // where the tag starts in File
 }
 
 // String is the tag as a coordinator would write it, without link text.
@@ -399,6 +400,7 @@ func parse(file, src string, line, col int, escapeHTML bool) (*Text, error) {
 		p.flush()
 		p.text.parts = append(p.text.parts, part{tag: tg})
 		if tg.survey != nil {
+			tg.survey.File = p.file
 			tg.survey.Line, tg.survey.Col = p.pos(i)
 			p.text.surveys = append(p.text.surveys, *tg.survey)
 		} else if !p.seen[tg.ref] {

@@ -123,6 +123,7 @@ func checkStudy(path string) (*rules.Study, rules.Errors) {
 			Msg: err.Error() + ": fix the project's dictionary path, or export the data dictionary from REDCap again"})
 	}
 	problems = append(problems, study.CheckFields(dicts)...)
+	problems = append(problems, study.CheckSurveys(dicts, nil)...)
 	problems = append(problems, study.Warnings()...)
 	problems.Sort()
 	return study, problems

@@ -71,3 +71,23 @@ func surveyURLBody(body []byte) error {
 	}
 	return nil
 }
+
+// IsSurvey reports whether an instrument is enabled as a survey, by asking
+// for its participant list (content=participantList), which REDCap refuses
+// for an instrument that is not a survey. event is a unique event name the
+// instrument is designated for in a longitudinal project ("" in a classic
+// one). Like SurveyLink it needs the Survey Distribution Tools right; any
+// answer other than a list or that refusal is an error.
+func (c *Client) IsSurvey(ctx context.Context, instrument, event string) (bool, error) {
+	params := url.Values{}
+	params.Set("instrument", instrument)
+	if event != "" {
+		params.Set("event", event)
+	}
+	_, err := c.call(ctx, "participantList", params, jsonBody)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusBadRequest && notSurvey(ae.Message) {
+		return false, nil
+	}
+	return err == nil, err
+}

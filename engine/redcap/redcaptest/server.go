@@ -429,6 +429,8 @@ func (s *Server) handle(p url.Values) answer {
 		return st.exportFieldNames(p.Get("field"))
 	case "surveyLink":
 		return st.surveyLink(p)
+	case "participantList":
+		return st.participantList(p)
 	case "version":
 		return answer{http.StatusOK, "text/html; charset=UTF-8", []byte(Version)}
 	case "":
