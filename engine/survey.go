@@ -32,6 +32,9 @@ type SurveyChecker interface {
 // Distribution Tools right, an outage, no event it is designated for) is
 // left out: the check then goes by the config's surveys list.
 func (e *Engine) surveysOf(ctx context.Context, project string, rc REDCap, longitudinal bool, designated map[string][]string) map[string]bool {
+	if t, ok := rc.(timedREDCap); ok {
+		rc = t.REDCap
+	}
 	sc, ok := rc.(SurveyChecker)
 	if !ok {
 		return nil
@@ -114,17 +117,40 @@ func newSurveyLinks(ctx context.Context, e *Engine, mode linkMode) *surveyLinks 
 	return &surveyLinks{e: e, ctx: ctx, mode: mode, cache: map[linkKey]linkAnswer{}}
 }
 
-// linker is the project's REDCap when it can give survey links.
-func (l *surveyLinks) linker(project string) (SurveyLinker, bool) {
-	sl, ok := l.e.REDCap[project].(SurveyLinker)
-	return sl, ok
+// errNoLinker is why a project whose REDCap connection cannot give
+// survey links sends no message with one.
+var errNoLinker = errors.New("this project's REDCap connection cannot give survey links")
+
+// baseREDCap is the project's REDCap connection under any instrumentation.
+func (e *Engine) baseREDCap(project string) REDCap {
+	rc := e.REDCap[project]
+	if t, ok := rc.(timedREDCap); ok {
+		return t.REDCap
+	}
+	return rc
 }
 
-// get returns a link, from the cache or (linkFetch) from REDCap.
+// linker is the project's REDCap when it can give survey links. offline
+// is true for records given offline, which pipe PreviewSurveyLink.
+func (l *surveyLinks) linker(project string) (sl SurveyLinker, offline bool) {
+	rc := l.e.baseREDCap(project)
+	if _, ok := rc.(*OfflineRecords); ok {
+		return nil, true
+	}
+	sl, _ = rc.(SurveyLinker)
+	return sl, false
+}
+
+// get returns a link, from the cache or (linkFetch) from REDCap. Only
+// records given offline, and the plan's first render, get the placeholder;
+// a message about to be planned or sent gets the real link or an error.
 func (l *surveyLinks) get(k linkKey) (string, error) {
-	sl, ok := l.linker(k.project)
-	if !ok || l.mode == linkPreview {
+	sl, offline := l.linker(k.project)
+	if offline || l.mode == linkPreview {
 		return PreviewSurveyLink, nil
+	}
+	if sl == nil {
+		return "", errNoLinker
 	}
 	l.mu.Lock()
 	a, ok := l.cache[k]
@@ -186,7 +212,7 @@ func (l *surveyLinks) prefetch(keys []linkKey) {
 	var todo []linkKey
 	seen := map[linkKey]bool{}
 	for _, k := range keys {
-		if _, ok := l.linker(k.project); !ok || seen[k] {
+		if sl, _ := l.linker(k.project); sl == nil || seen[k] {
 			continue
 		}
 		seen[k] = true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nudge-study/nudge/engine"
+	"github.com/nudge-study/nudge/engine/metrics"
 	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
 	"github.com/nudge-study/nudge/templates"
@@ -28,6 +29,17 @@ func (f *fixture) link(t *testing.T, project, record, instrument, event string, 
 	return u
 }
 
+// surveyLinkCalls counts the survey links REDCap was asked for.
+func surveyLinkCalls(f *fixture) int {
+	n := 0
+	for _, c := range f.env.REDCap.Calls() {
+		if c.Content == "surveyLink" {
+			n++
+		}
+	}
+	return n
+}
+
 // TestSafetySurveyLinkIsTheParticipantsOwn: every text carries the link
 // REDCap gives its own participant — per record, and per repeat instance —
 // and never another participant's.
@@ -44,6 +56,10 @@ func TestSafetySurveyLinkIsTheParticipantsOwn(t *testing.T) {
 	}
 	r.SMS.Body = body
 	f.enqueue(t, "baseline-reminder", "diary-reminder")
+	// The plan asks REDCap once per link, not once per render.
+	if calls, planned := surveyLinkCalls(f), len(f.messages(t, "baseline-reminder"))+len(f.messages(t, "diary-reminder")); calls != planned {
+		t.Errorf("the plan asked REDCap for %d links for %d messages", calls, planned)
+	}
 	f.settle(t)
 
 	want := map[string]bool{} // every link a text must carry
@@ -206,5 +222,27 @@ func TestPrepareRefusesLinkToNonSurvey(t *testing.T) {
 	}
 	if asked == 0 {
 		t.Error("REDCap was not asked")
+	}
+}
+
+// TestSafetySurveyLinkNeverPlaceholder: with the REDCap connection wrapped
+// for metrics (as `nudge serve` runs it), texts still carry the
+// participant's real link, never the preview placeholder.
+func TestSafetySurveyLinkNeverPlaceholder(t *testing.T) {
+	f := newFixture(t)
+	want := f.link(t, "site_a", "2", "baseline", "", 1)
+	f.e.Instrument(metrics.New(nil))
+	f.clk.Set(noon)
+	f.enqueue(t, "baseline-reminder")
+	f.settle(t)
+	m := f.byRecord(t, "baseline-reminder")["2"]
+	sent := f.createsTo(m.To)
+	if len(sent) != 1 || !strings.Contains(sent[0].Body, want) {
+		t.Errorf("texts to record 2: %+v, want one with %s", sent, want)
+	}
+	for _, c := range f.env.Twilio.Creates() {
+		if strings.Contains(c.Body, engine.PreviewSurveyLink) {
+			t.Errorf("a text went out with the preview link")
+		}
 	}
 }
