@@ -321,7 +321,7 @@ func (e *Engine) progress(p Progress) {
 // rules.Errors with one FILE:LINE:COL line per problem.
 func (e *Engine) Prepare(ctx context.Context) error {
 	cd := &checkData{dicts: make(map[string]*dict.Dictionary), events: make(map[string][]string),
-		designated: make(map[string]map[string][]string), repeating: make(map[string]map[string][]string)}
+		designated: make(map[string]map[string][]string), repeating: make(map[string]map[string][]string), surveys: make(map[string]map[string]bool)}
 	infos := make(map[string]redcap.Project)
 	for _, p := range e.study().Config.Projects {
 		rc, ok := e.REDCap[p.Name]
@@ -373,6 +373,7 @@ func (e *Engine) Prepare(ctx context.Context) error {
 			}
 			cd.repeating[p.Name] = repeating
 		}
+		cd.surveys[p.Name] = e.surveysOf(ctx, p.Name, rc, info.Longitudinal, cd.designated[p.Name])
 	}
 	// Serve calls Prepare holding studyMu for reading: a reload waits for
 	// this check, or this check sees what the reload put in force.
@@ -391,6 +392,7 @@ type checkData struct {
 	events     map[string][]string            // project → unique event names; absent = not longitudinal
 	designated map[string]map[string][]string // project → event → instruments
 	repeating  map[string]map[string][]string // project → event ("" classic) → repeating instruments
+	surveys    map[string]map[string]bool     // project → instrument a template links to → REDCap says it is a survey
 }
 
 // check checks every field and event s uses, and every field it writes.
@@ -406,5 +408,6 @@ func (cd *checkData) check(s *rules.Study) rules.Errors {
 			}
 		}
 	}
+	errs = append(errs, s.CheckSurveys(cd.dicts, cd.surveys)...)
 	return append(errs, s.CheckFields(cd.dicts)...)
 }

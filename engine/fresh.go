@@ -110,7 +110,7 @@ func (f *freshness) planner(ctx context.Context) (*planner, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.pl = &planner{e: f.e, bad: bad, phones: make(map[string]phone)}
+		f.pl = &planner{e: f.e, bad: bad, phones: make(map[string]phone), links: newSurveyLinks(ctx, f.e, linkFetch)}
 	}
 	return f.pl, nil
 }
@@ -229,5 +229,10 @@ func (e *Engine) recheck(ctx context.Context, m storage.Message, rest []storage.
 	}
 	pl.now = now
 	c, reason = pl.content(r, scope, to)
+	if err := pl.links.takeOutage(); err != nil {
+		// A text is never sent without its survey link: it waits, as for
+		// any REDCap outage.
+		return c, "", "", err
+	}
 	return c, loc.String(), reason, nil
 }

@@ -171,7 +171,7 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
 		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
-		senders: make(map[string]rules.Sender), texts: make(map[string][]time.Time), planned: make(map[string][]time.Time)}
+		senders: make(map[string]rules.Sender), texts: make(map[string][]time.Time), planned: make(map[string][]time.Time), links: newSurveyLinks(ctx, e, linkPreview)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
 	}
@@ -216,6 +216,7 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	plan := &Plan{Decisions: make([]Decision, total)}
 	var ds []rules.Decision
+	var linked []pendingLinks
 	for _, project := range projects {
 		snap := snaps[project]
 		pass := rules.NewPass(now, snap.Missing)
@@ -229,11 +230,15 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 				ds = pass.Evaluate(r, rec, ds[:0])
 				for _, d := range ds {
 					plan.Decisions[next[i]] = pl.decide(r, rec, d, snap)
+					if plan.Decisions[next[i]].Message != nil && hasSurveyLinks(r) {
+						linked = append(linked, pendingLinks{idx: next[i], rule: r, rec: rec, row: d.Row, missing: snap.Missing})
+					}
 					next[i]++
 				}
 			}
 		}
 	}
+	pl.fillLinks(plan, linked)
 	return plan, pl.err
 }
 
@@ -257,6 +262,7 @@ type planner struct {
 	planned   map[string][]time.Time // number → when the texts planned in this pass go out
 	err       error                  // a store error while counting texts: the plan fails
 	ctx       context.Context
+	links     *surveyLinks // the participants' survey links; nil: none can be piped
 }
 
 // when decides when a message of rule r to the participant at to (in zone
@@ -470,19 +476,20 @@ func (e *Engine) sender(r *rules.Rule, to string) string {
 func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storage.Content, string) {
 	c := storage.Content{To: to}
 	dict := pl.e.Dicts[r.Project]
+	src := pl.source(r, scope)
 	var err error
 	switch r.Channel {
 	case rules.ChannelSMS:
-		if c.Body, err = r.SMS.Body.Render(scope, dict); err == nil {
+		if c.Body, err = r.SMS.Body.Render(src, dict); err == nil {
 			if n := len([]rune(c.Body)); n > maxSMSLength {
 				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
 			}
 			c.Segments = templates.Count(c.Body).Count
 		}
 	case rules.ChannelEmail:
-		if c.Subject, err = r.Email.Subject.Render(scope, dict); err == nil {
-			if c.Body, err = r.Email.Text.Render(scope, dict); err == nil && r.Email.HTML != nil {
-				c.HTML, err = r.Email.HTML.Render(scope, dict)
+		if c.Subject, err = r.Email.Subject.Render(src, dict); err == nil {
+			if c.Body, err = r.Email.Text.Render(src, dict); err == nil && r.Email.HTML != nil {
+				c.HTML, err = r.Email.HTML.Render(src, dict)
 			}
 		}
 	}

@@ -52,6 +52,7 @@ func (e *Engine) reload(ctx context.Context, rj *ruleJobs) error {
 			return err
 		}
 		errs = append(errs, next.CheckFields(dicts)...)
+		errs = append(errs, next.CheckSurveys(dicts, nil)...)
 	}
 	if len(errs) > 0 {
 		errs.Sort()

@@ -79,8 +79,13 @@ type Project struct {
 	// or the API's JSON), for checks offline; "" = none.
 	Events, InstrumentEvents string
 	Pos                      Pos
+	// Surveys lists the instruments enabled as surveys in REDCap, for
+	// `nudge check` without REDCap; nil = not listed (then only a check
+	// against REDCap itself can tell).
+	Surveys []string
 
-	tzPos Pos // where timezone_field is written
+	tzPos      Pos // where timezone_field is written
+	surveysPos Pos
 }
 
 // OptOut names the REDCap field nudge writes when a participant of the
@@ -589,7 +594,7 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 	for _, it := range items {
 		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from",
 			"sms_service", "sms_numbers", "project_id", "opt_out",
-			"timezone_field", "events", "instrument_events")
+			"timezone_field", "events", "instrument_events", "surveys")
 		if m == nil {
 			continue
 		}
@@ -647,6 +652,17 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 		}
 		if v := m.get("opt_out"); v != nil {
 			p.OptOut = decodeOptOut(d, v, p.Name)
+		}
+		if v := m.get("surveys"); v != nil {
+			p.surveysPos = d.pos(v)
+			if items, ok := d.list(v, "surveys"); ok {
+				p.Surveys = []string{}
+				for _, it := range items {
+					if s, ok := d.str(it, "surveys"); ok {
+						p.Surveys = append(p.Surveys, s)
+					}
+				}
+			}
 		}
 		c.Projects = append(c.Projects, p)
 	}

@@ -21,6 +21,25 @@
 //	[record-name]              a smart variable (any name with a dash), looked
 //	                           up through Source as written
 //
+// # Survey links
+//
+//	[survey-url:baseline]              the participant's own link to the
+//	                                   survey baseline, as a bare URL
+//	[survey-link:baseline]             the same link; in an email's HTML part
+//	                                   a clickable link whose text is the
+//	                                   instrument's name ("Baseline")
+//	[survey-link:baseline:Take it]     in HTML the link text is "Take it"
+//	[visit_arm_1][survey-url:visit]    the survey of another event
+//	[survey-url:diary][2]              of a repeat instance: a number,
+//	                                   current-instance, previous-instance,
+//	                                   next-instance, first-instance or
+//	                                   last-instance
+//
+// In an SMS and an email's text part both pipe the bare URL: a text shows
+// no link text, and the custom text is for HTML only. Links come from the
+// Source, when it is a Linker (the engine asks REDCap for each); a Source
+// that is not one cannot render a template with a survey link.
+//
 // REDCap's :hideunderscore modifier is accepted and ignored: nudge never pipes
 // REDCap's "______" for a blank.
 //
@@ -43,6 +62,7 @@
 package templates
 
 import (
+	"errors"
 	"fmt"
 	"html"
 	"strings"
@@ -73,6 +93,44 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("%s:%d:%d: %s", e.File, e.Line, e.Col, e.Msg)
 }
 
+// SurveyRef is one survey link a template pipes, as written.
+type SurveyRef struct {
+	Instrument string
+	Event      string // unique event name, "" = the row's event
+	Instance   string // a number or an instance smart variable, "" = the row's instance when it is one of this instrument (or of a repeating event), else 1
+	Text       string // the link text of [survey-link:instrument:Text], "" = none
+	Link       bool   // [survey-link:…] rather than [survey-url:…]
+	File       string // the template file
+	Line, Col  int    // where the tag starts in File
+}
+
+// String is the tag as a coordinator would write it, without link text.
+func (s SurveyRef) String() string {
+	kind := "survey-url"
+	if s.Link {
+		kind = "survey-link"
+	}
+	out := "[" + kind + ":" + s.Instrument + "]"
+	if s.Event != "" {
+		out = "[" + s.Event + "]" + out
+	}
+	if s.Instance != "" {
+		out += "[" + s.Instance + "]"
+	}
+	return out
+}
+
+// Linker supplies survey links: Render asks a Source that is also a Linker
+// for the link of each survey tag. An error stops the render: a message is
+// never sent without its link.
+type Linker interface {
+	SurveyLink(s SurveyRef) (string, error)
+}
+
+// ErrNoLinks is the error Render returns for a survey tag when its Source
+// is not a Linker.
+var ErrNoLinks = errors.New("survey links cannot be piped here")
+
 // MissingError reports a piped value that is blank in the record while the
 // tag has no fallback. The message must not be sent.
 type MissingError struct {
@@ -95,10 +153,11 @@ func (e *ChoiceError) Error() string {
 
 // Text is a parsed template. It is immutable and safe for concurrent use.
 type Text struct {
-	src   string
-	parts []part
-	refs  []logic.Ref
-	html  bool // escape piped values for HTML
+	src     string
+	parts   []part
+	refs    []logic.Ref
+	surveys []SurveyRef
+	html    bool // escape piped values for HTML
 }
 
 // part is literal text or one piping tag.
@@ -122,6 +181,7 @@ type tag struct {
 	mod         string
 	fallback    string
 	hasFallback bool
+	survey      *SurveyRef // a survey link tag; ref is unused
 }
 
 // Parse parses src, a template read from file (used in errors only). Errors
@@ -145,6 +205,12 @@ func (t *Text) Refs() []logic.Ref {
 	return append([]logic.Ref(nil), t.refs...)
 }
 
+// Surveys lists the survey links the template pipes, in order of
+// appearance.
+func (t *Text) Surveys() []SurveyRef {
+	return append([]SurveyRef(nil), t.surveys...)
+}
+
 // Render pipes the values of src into the template. d gives field types and
 // choice labels; with a nil d every value is piped raw and checkbox labels
 // are unavailable. A blank value without a fallback is a *MissingError, a
@@ -159,6 +225,12 @@ func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
 	for _, p := range t.parts {
 		if p.tag == nil {
 			b.WriteString(p.lit)
+			continue
+		}
+		if p.tag.survey != nil {
+			if err := t.writeLink(&b, src, *p.tag.survey); err != nil {
+				return "", err
+			}
 			continue
 		}
 		v, err := p.tag.value(src, d)
@@ -178,6 +250,47 @@ func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
 		b.WriteString(v)
 	}
 	return b.String(), nil
+}
+
+// writeLink writes a survey link: in HTML an <a> element for
+// [survey-link:…], otherwise the URL.
+func (t *Text) writeLink(b *strings.Builder, src Source, s SurveyRef) error {
+	l, ok := src.(Linker)
+	if !ok {
+		return fmt.Errorf("%s: %w", s, ErrNoLinks)
+	}
+	u, err := l.SurveyLink(s)
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(u) == "" {
+		return fmt.Errorf("%s: no survey link", s)
+	}
+	if !t.html {
+		b.WriteString(u)
+		return nil
+	}
+	if !s.Link {
+		b.WriteString(html.EscapeString(u))
+		return nil
+	}
+	text := s.Text
+	if text == "" {
+		text = LinkText(s.Instrument)
+	}
+	b.WriteString(`<a href="` + html.EscapeString(u) + `">` + html.EscapeString(text) + `</a>`)
+	return nil
+}
+
+// LinkText is the text of a [survey-link:instrument] in HTML without a
+// text of its own: the instrument's unique name with spaces for
+// underscores and a capital first letter, "baseline_survey" → "Baseline survey".
+func LinkText(instrument string) string {
+	s := strings.ReplaceAll(instrument, "_", " ")
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // value looks up what the tag pipes; "" means blank.
@@ -286,7 +399,11 @@ func parse(file, src string, line, col int, escapeHTML bool) (*Text, error) {
 		}
 		p.flush()
 		p.text.parts = append(p.text.parts, part{tag: tg})
-		if !p.seen[tg.ref] {
+		if tg.survey != nil {
+			tg.survey.File = p.file
+			tg.survey.Line, tg.survey.Col = p.pos(i)
+			p.text.surveys = append(p.text.surveys, *tg.survey)
+		} else if !p.seen[tg.ref] {
 			p.seen[tg.ref] = true
 			p.text.refs = append(p.text.refs, tg.ref)
 		}
@@ -359,10 +476,36 @@ func (p *parser) tag(i int) (*tag, int, error) {
 	if instance != nil {
 		tg.ref.Instance = instance.text
 	}
+	if survey, ok := p.surveySpec(field); ok || survey != nil {
+		if survey == nil {
+			return nil, 0, p.errAt(field.off, "[%s]: name the survey's instrument, as in [survey-url:baseline] or [survey-link:baseline:Take the survey]", field.text)
+		}
+		if strings.Contains(tg.ref.Event, "-") {
+			return nil, 0, p.errAt(event.off, "[%s][%s]: a survey link needs a unique event name such as [baseline_arm_1], not a smart variable", event.text, field.text)
+		}
+		survey.Event, survey.Instance = tg.ref.Event, tg.ref.Instance
+		tg.survey = survey
+		return tg, j, nil
+	}
 	if err := p.fieldSpec(field, tg); err != nil {
 		return nil, 0, err
 	}
 	return tg, j, nil
+}
+
+// surveySpec parses a survey tag's group: survey-link:instrument[:text]
+// or survey-url:instrument. ok is true for a survey tag; a nil SurveyRef
+// with ok true is one that names no valid instrument.
+func (p *parser) surveySpec(g group) (*SurveyRef, bool) {
+	kind, rest, _ := strings.Cut(g.text, ":")
+	if kind != "survey-link" && kind != "survey-url" {
+		return nil, false
+	}
+	instr, text, hasText := strings.Cut(rest, ":")
+	if !validName(instr, false) || hasText && (kind == "survey-url" || strings.TrimSpace(text) == "") {
+		return nil, true
+	}
+	return &SurveyRef{Instrument: instr, Text: strings.TrimSpace(text), Link: kind == "survey-link"}, true
 }
 
 // modifiers nudge accepts after a field name.
@@ -444,14 +587,20 @@ func (p *parser) fieldSpec(g group, tg *tag) error {
 
 // errAt returns an *Error at byte offset off of p.src.
 func (p *parser) errAt(off int, format string, args ...any) *Error {
+	line, col := p.pos(off)
+	return &Error{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+}
+
+// pos is the line and column in the file of byte offset off of p.src.
+func (p *parser) pos(off int) (line, col int) {
 	before := p.src[:off]
-	line := p.line + strings.Count(before, "\n")
+	line = p.line + strings.Count(before, "\n")
 	start := strings.LastIndexByte(before, '\n') + 1
-	col := utf8.RuneCountInString(before[start:]) + 1
+	col = utf8.RuneCountInString(before[start:]) + 1
 	if start == 0 {
 		col += p.col - 1
 	}
-	return &Error{File: p.file, Line: line, Col: col, Msg: fmt.Sprintf(format, args...)}
+	return line, col
 }
 
 // validName reports whether s is a field name (letters, digits and _, not

@@ -219,7 +219,6 @@ func TestRefs(t *testing.T) {
 		{Field: "bp_sys", Instance: "2"},
 		{Event: "v_arm_1", Field: "bp_sys", Instance: "last-instance"},
 		{Field: "record-name"},
-		{Field: "survey-link:consent"},
 	}
 	if got := text.Refs(); !reflect.DeepEqual(got, want) {
 		t.Errorf("Refs =\n%v\nwant\n%v", got, want)

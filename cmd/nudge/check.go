@@ -133,6 +133,7 @@ func checkStudy(path string) (*rules.Study, rules.Errors) {
 		problems = append(problems, study.CheckStructure(p.Name, dicts[p.Name], st)...)
 	}
 	problems = append(problems, study.FallbackWarnings(dicts)...)
+	problems = append(problems, study.CheckSurveys(dicts, nil)...)
 	problems = append(problems, study.Warnings()...)
 	problems.Sort()
 	return study, problems

@@ -168,6 +168,7 @@ func LoadFiles(f Files, defaultID int) (*Project, []map[string]string, error) {
 			Event string `json:"event_name"`
 			Form  string `json:"form_name"`
 		} `json:"repeating"`
+		Surveys []string `json:"surveys"` // instruments enabled as surveys
 	}
 	if err := readOptionalJSON(f.Structure, &structure, false); err != nil {
 		return nil, nil, err
@@ -181,6 +182,12 @@ func LoadFiles(f Files, defaultID int) (*Project, []map[string]string, error) {
 	for _, r := range structure.Repeating {
 		p.Repeating = append(p.Repeating, redcap.Repeating{Event: r.Event, Form: r.Form})
 	}
+	for _, form := range structure.Surveys {
+		if !slices.Contains(d.Forms(), form) {
+			return nil, nil, fmt.Errorf("%s: surveys: the dictionary has no form %q", f.Structure, form)
+		}
+	}
+	p.Surveys = structure.Surveys
 
 	var tokens TokensFile
 	if err := readOptionalJSON(f.Tokens, &tokens, true); err != nil {

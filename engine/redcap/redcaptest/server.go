@@ -50,6 +50,12 @@ type Project struct {
 	PlainRefusals bool
 	// Locked lists records locked from the start (see Server.LockRecord).
 	Locked []string
+	// Surveys names the instruments enabled as surveys: content=surveyLink
+	// answers for these only.
+	Surveys []string
+	// SurveyBase is the start of the survey links content=surveyLink answers,
+	// "" = https://redcap.example.edu/surveys/?s=
+	SurveyBase string
 	// RecordsFile, when set, is where every import is persisted: after each import the
 	// server writes all the project's records there (see LoadFiles). An import it cannot
 	// persist is undone and answered with HTTP 500.
@@ -283,6 +289,13 @@ func (s *Server) Fault(f Fault) {
 	s.faults = append(s.faults, f)
 }
 
+// ClearFaults drops every queued fault: REDCap is back.
+func (s *Server) ClearFaults() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = nil
+}
+
 // takeFault returns the first queued fault matching content and uses up one of its times.
 func (s *Server) takeFault(content, action string) (Fault, bool) {
 	for i := range s.faults {
@@ -414,6 +427,10 @@ func (s *Server) handle(p url.Values) answer {
 		return st.repeating()
 	case "exportFieldNames":
 		return st.exportFieldNames(p.Get("field"))
+	case "surveyLink":
+		return st.surveyLink(p)
+	case "participantList":
+		return st.participantList(p)
 	case "version":
 		return answer{http.StatusOK, "text/html; charset=UTF-8", []byte(Version)}
 	case "":

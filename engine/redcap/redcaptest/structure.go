@@ -118,6 +118,7 @@ func (st *state) projectInfo() answer {
 		ProjectLanguage:       "English",
 		IsLongitudinal:        b(st.p.Longitudinal()),
 		HasRepeating:          b(st.hasRepeating()),
+		SurveysEnabled:        b(len(st.p.Surveys) > 0),
 		DisplayTodayNowButton: 1,
 		MissingDataCodes:      st.p.MissingCodes,
 	})
