@@ -50,7 +50,7 @@ func newTimedFixture(t *testing.T, rule, tmpl string, ema bool) *fixture {
 			"ema_start,baseline,,text,\"EMA start\",,,date_ymd,,,,,,,,,,\n"+
 				"ema_mood,ema,,text,\"Mood\",,,integer,,,,,,,,,,\n"+
 				"ema_sms_status,ema,,text,\"Prompt status\",,,,,,,,,,,,,\n")
-		structure := `{"repeating": [{"event_name": "", "form_name": "ema"}]}`
+		structure := `{"surveys": ["consent", "baseline", "ema"], "repeating": [{"event_name": "", "form_name": "ema"}]}`
 		if err := os.WriteFile(filepath.Join(dir, "redcap", "site_a.structure.json"), []byte(structure), 0o644); err != nil {
 			t.Fatal(err)
 		}
@@ -323,5 +323,34 @@ func TestSafetyTimedQuitDateMovedEarlier(t *testing.T) {
 	}
 	if got := f.createsTo(visitPhone); len(got) != 1 {
 		t.Errorf("Twilio got %d texts, want 1", len(got))
+	}
+}
+
+// TestSafetySeriesLinksItsOwnInstance: each prompt of an EMA series pipes
+// the survey link of its own instance (occurrence k → ema instance k),
+// in the planned text and in the text sent, never another prompt's link.
+func TestSafetySeriesLinksItsOwnInstance(t *testing.T) {
+	f := newTimedFixture(t, emaRule, "Prompt [current-instance]: [survey-url:ema]\n", true)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "ema_start": "2027-01-10"})
+
+	d := f.planAt(t, "2027-01-09 19:15", "ema")
+	for _, m := range append([]*storage.Message{d.Message}, d.More...) {
+		want := f.link(t, "site_a", visitRecord, "ema", "", m.Occurrence)
+		if !strings.HasSuffix(m.Body, want) {
+			t.Errorf("planned %s: %q, want the link of instance %d (%s)", m.Key, m.Body, m.Occurrence, want)
+		}
+	}
+	f.dispatchAt(t, "2027-01-10 09:00")
+	f.dispatchAt(t, "2027-01-10 14:00")
+	var got []string
+	for _, c := range f.createsTo(visitPhone) {
+		got = append(got, c.Body)
+	}
+	want := []string{
+		"Prompt 1: " + f.link(t, "site_a", visitRecord, "ema", "", 1),
+		"Prompt 2: " + f.link(t, "site_a", visitRecord, "ema", "", 2),
+	}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("texts %q, want %q", got, want)
 	}
 }
