@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/rules"
@@ -96,8 +97,13 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		if r.SMS == nil {
 			continue
 		}
-		seg := templates.Count(r.SMS.Body.Source())
-		fmt.Fprintf(stdout, "  %s: template %s is %s, %d segment(s) before piping\n", r.Name, r.SMS.Name, seg.Encoding, seg.Count)
+		src, links := withPreviewLinks(r.SMS.Body.Source())
+		seg := templates.Count(src)
+		note := ""
+		if links > 0 {
+			note = fmt.Sprintf(" (%d survey link(s) counted at a link's usual length)", links)
+		}
+		fmt.Fprintf(stdout, "  %s: template %s is %s, %d segment(s) before piping%s\n", r.Name, r.SMS.Name, seg.Encoding, seg.Count, note)
 	}
 	if code == checkClean {
 		return nil
@@ -137,4 +143,20 @@ func checkStudy(path string) (*rules.Study, rules.Errors) {
 	problems = append(problems, study.Warnings()...)
 	problems.Sort()
 	return study, problems
+}
+
+// surveyTagRE matches a survey link in a template's source, with its event
+// prefix and instance suffix: [survey-url:x], [ev][survey-link:x:Text][2].
+var surveyTagRE = regexp.MustCompile(`(?:\[[a-z0-9_]+\])?\[survey-(?:url|link):[^\]]*\](?:\[[a-z0-9-]+\])?`)
+
+// withPreviewLinks replaces the survey links of a template's source by a
+// link as long as a real one, so that the segments check counts reflect
+// what is sent, and says how many it replaced.
+func withPreviewLinks(src string) (string, int) {
+	n := 0
+	out := surveyTagRE.ReplaceAllStringFunc(src, func(string) string {
+		n++
+		return engine.PreviewSurveyLink
+	})
+	return out, n
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/nudge-study/nudge/templates"
 )
 
 // rulesDir is where the rules package keeps its fixtures; their golden
@@ -103,5 +105,33 @@ func TestCheckJSON(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCheckCountsSurveyLinksAtTheirLength: the segments check counts a
+// survey link as long as a real one, not as the tag written in the
+// template, so a text that a link pushes over 160 characters says 2.
+func TestCheckCountsSurveyLinksAtTheirLength(t *testing.T) {
+	tests := []struct {
+		src       string
+		links     int
+		wantCount int
+	}{
+		{"Hi [first_name]", 0, 1},
+		{"Survey: [survey-url:baseline]", 1, 1},
+		{strings.Repeat("x", 120) + " [survey-url:baseline]", 1, 2},
+		{"[enrollment_arm_1][survey-link:ema:Open it][current-instance] and [survey-url:b][2]", 2, 1},
+	}
+	for _, tt := range tests {
+		got, n := withPreviewLinks(tt.src)
+		if n != tt.links {
+			t.Errorf("%q: %d links, want %d", tt.src, n, tt.links)
+		}
+		if strings.Contains(got, "survey-") {
+			t.Errorf("%q: tag left in %q", tt.src, got)
+		}
+		if c := templates.Count(got).Count; c != tt.wantCount {
+			t.Errorf("%q: %d segments, want %d", tt.src, c, tt.wantCount)
+		}
 	}
 }
