@@ -43,7 +43,14 @@ func openOffline(study *rules.Study, records map[string][]map[string]string, log
 		}
 		srcs[name] = &engine.OfflineRecords{Rows: rows}
 	}
-	for _, p := range study.Config.Projects {
+	for i := range study.Config.Projects {
+		p := &study.Config.Projects[i]
+		// The form-event mapping, when the project lists it, tells where a
+		// bare timezone field is read, as REDCap's does online; a mistake
+		// in it is check's to report.
+		if st, err := rules.ReadStructure(p); err == nil && st.Designated != nil {
+			study.ResolveTimezoneFields(p.Name, dicts[p.Name], st.Designated)
+		}
 		if srcs[p.Name] == nil {
 			srcs[p.Name] = &engine.OfflineRecords{}
 		}

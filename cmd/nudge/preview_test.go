@@ -146,3 +146,56 @@ func TestPreviewRecordsCSV(t *testing.T) {
 		t.Errorf("labels: exit %d\n%s", code, errOut)
 	}
 }
+
+// TestSafetyPreviewOfflineReadsZoneOnItsEvent: offline, a bare timezone
+// field is read on the event its instrument is designated for (from the
+// project's instrument_events file), as online: a Honolulu participant's
+// diary reminder on a day event waits for 08:00 in Honolulu, not the study
+// zone's 08:00, and is not skipped for want of a zone on the day event.
+func TestSafetyPreviewOfflineReadsZoneOnItsEvent(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(demoDir)); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "nudge.yaml")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bare := strings.Replace(string(raw), `timezone_field: "[enrollment_arm_1][tz]"`, `timezone_field: tz`, 1)
+	if bare == string(raw) {
+		t.Fatal("the demo config no longer has site_b's timezone_field")
+	}
+	if err := os.WriteFile(cfg, []byte(bare), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	recs := filepath.Join(dir, "redcap", "site_b.records.json")
+	b, err := os.ReadFile(recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &rows); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if r["participant_id"] == "B-003" && r["redcap_event_name"] == "enrollment_arm_1" {
+			r["tz"] = "Pacific/Honolulu"
+		}
+	}
+	if b, err = json.Marshal(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(recs, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := nudge(t, "preview", "--config", cfg, "--records", "site_b="+recs, "--as-of", "2026-11-23 07:00",
+		"--rule", "diary-reminder", "--log-level", "error")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, errOut)
+	}
+	want := "diary-reminder  B-003   week_1_arm_1  3         deferred  outside the allowed hours; planned for 2026-11-23 08:00 HST"
+	if !strings.Contains(out, want) {
+		t.Errorf("output lacks %q:\n%s", want, out)
+	}
+}
