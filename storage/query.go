@@ -111,7 +111,13 @@ func AuditLess(a, b AuditEvent) bool {
 	if a.MessageID != b.MessageID {
 		return a.MessageID < b.MessageID
 	}
-	return a.Record < b.Record
+	if a.Project != b.Project {
+		return a.Project < b.Project
+	}
+	if a.Record != b.Record {
+		return a.Record < b.Record
+	}
+	return a.Detail < b.Detail
 }
 
 const (
