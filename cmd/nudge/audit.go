@@ -80,7 +80,7 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !to.After(from) {
 		return &exitError{code: 2, err: fmt.Errorf("--until (%s) must come after --since (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339))}
 	}
-	st, err := storage.Open(study.db)
+	st, err := study.openStore()
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -83,6 +85,15 @@ func loadStatusStudy(config, db string, stdout io.Writer) (statusStudy, error) {
 	return s, nil
 }
 
+// openStore opens the study's database for status and audit; one that does
+// not exist is not created.
+func (s statusStudy) openStore() (*storage.Store, error) {
+	if _, err := os.Stat(s.db); errors.Is(err, fs.ErrNotExist) {
+		return nil, &exitError{code: 1, err: fmt.Errorf("no database at %s: nudge has not run with this config yet (or give --db FILE)", s.db)}
+	}
+	return storage.Open(s.db)
+}
+
 // cmdStatus shows where messages stand: one participant's (by record,
 // phone number or email address), one rule's, or the last runs.
 func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -119,7 +130,15 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	st, err := storage.Open(study.db)
+	q := participantQuery{Project: *project, Record: *record, Email: *email}
+	if *phone != "" {
+		e164, err := engine.NormalizePhone(*phone, study.region)
+		if err != nil {
+			return &exitError{code: 2, err: fmt.Errorf("--phone %s: %v", engine.Redact(*phone), err)}
+		}
+		q.Phone = e164
+	}
+	st, err := study.openStore()
 	if err != nil {
 		return err
 	}
@@ -130,14 +149,6 @@ func cmdStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case *rule != "":
 		out, err = ruleStatus(ctx, st, v, *rule, *last)
 	case *record != "" || *phone != "" || *email != "":
-		q := participantQuery{Project: *project, Record: *record, Email: *email}
-		if *phone != "" {
-			e164, perr := engine.NormalizePhone(*phone, study.region)
-			if perr != nil {
-				return &exitError{code: 2, err: fmt.Errorf("--phone %s: %v", engine.Redact(*phone), perr)}
-			}
-			q.Phone = e164
-		}
 		out, err = participantStatusOf(ctx, st, v, q)
 	default:
 		out, err = runsStatus(ctx, st, *runs)

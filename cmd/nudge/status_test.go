@@ -378,3 +378,35 @@ func TestSafetyStatusAndAuditMaskContacts(t *testing.T) {
 		t.Error("--show-contact and --show-body showed nothing: the check cannot fail")
 	}
 }
+
+// Wrong or missing flags are usage errors (exit 2) that say what to give;
+// a database that does not exist is not created.
+func TestStatusAndAuditUsage(t *testing.T) {
+	cfg := filepath.Join(demoDir, "nudge.yaml")
+	missing := filepath.Join(t.TempDir(), "none.db")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"status", "--record", "1", "--rule", "welcome-sms"}, 2, "give one of --record, --phone, --email or --rule"},
+		{[]string{"status", "--project", "site_a"}, 2, "--project goes with --record"},
+		{[]string{"status", "--phone", "555-01"}, 2, "--phone"},
+		{[]string{"audit"}, 2, "--since is required"},
+		{[]string{"audit", "--since", "2026-11-23", "--csv", "--json"}, 2, "--csv or --json"},
+		{[]string{"audit", "--since", "yesterday"}, 2, "--since"},
+		{[]string{"audit", "--since", "2026-11-23", "--until", "2026-11-01"}, 2, "must come after --since"},
+		{[]string{"status", "--runs", "3"}, 1, "no database at " + missing},
+	} {
+		_, errOut, code := nudge(t, append(tt.args, "--config", cfg, "--db", missing)...)
+		if code != tt.code || !strings.Contains(errOut, tt.want) {
+			t.Errorf("%v: exit %d, %q; want exit %d and %q", tt.args, code, errOut, tt.code, tt.want)
+		}
+		if strings.Contains(errOut, "555-01") {
+			t.Errorf("%v: the error shows the number: %q", tt.args, errOut)
+		}
+	}
+	if _, err := os.Stat(missing); err == nil {
+		t.Error("status created a database")
+	}
+}
