@@ -313,36 +313,64 @@ func (s *Store) Runs(ctx context.Context, n int) ([]Run, error) {
 }
 
 // Audit returns what the store records happened from since up to (not
-// including) until, in the order of AuditLess: runs, messages planned (or stored as skipped),
-// each status a message took, values REDCap accepted or refused, texts
-// received, opt-outs and opt-ins, numbers flagged as bad and reply pauses.
-// Events about a phone number name every record the number belongs to
-// (one event per record), or no record when none is known.
+// including) until, in the order of AuditLess (see AuditEach).
+func (s *Store) Audit(ctx context.Context, since, until time.Time) ([]AuditEvent, error) {
+	var out []AuditEvent
+	err := s.AuditEach(ctx, since, until, func(e AuditEvent) error {
+		out = append(out, e)
+		return nil
+	})
+	return out, err
+}
+
+// auditWindow is how much of the trail AuditEach reads and sorts at a time:
+// memory stays bounded by one window's events, whatever the range.
+const auditWindow = time.Hour
+
+// AuditEach hands fn, in the order of AuditLess, what the store records
+// happened from since up to (not including) until: runs, messages planned
+// (or stored as skipped), each status a message took, values REDCap
+// accepted or refused, texts received, opt-outs and opt-ins, numbers
+// flagged as bad and reply pauses. Events about a phone number name every
+// record the number belongs to (one event per record), or no record when
+// none is known. An error from fn stops it and is returned.
 //
 // The store keeps each write-back target's and each number's latest state
 // only: an older write-back of the same field, or an opt-out undone by a
 // later opt-in, no longer appears here (the inbound STOP and START texts
 // that caused them do).
-func (s *Store) Audit(ctx context.Context, since, until time.Time) ([]AuditEvent, error) {
-	a := auditor{s: s, ctx: ctx, from: since.UnixNano(), to: until.UnixNano(), owners: make(map[string][]Participant)}
-	for _, step := range []func() error{a.runs, a.created, a.history, a.writeBacks, a.inbound, a.optOuts, a.badNumbers, a.pauses} {
-		if err := step(); err != nil {
-			return nil, err
+func (s *Store) AuditEach(ctx context.Context, since, until time.Time, fn func(AuditEvent) error) error {
+	a := auditor{s: s, ctx: ctx, owners: make(map[string][]Participant)}
+	for from := since; from.Before(until); from = from.Add(auditWindow) {
+		to := from.Add(auditWindow)
+		if to.After(until) {
+			to = until
+		}
+		a.from, a.to, a.out = from.UnixNano(), to.UnixNano(), a.out[:0]
+		for _, step := range []func() error{a.runs, a.created, a.history, a.writeBacks, a.inbound, a.optOuts, a.badNumbers, a.pauses} {
+			if err := step(); err != nil {
+				return err
+			}
+		}
+		slices.SortStableFunc(a.out, func(x, y AuditEvent) int {
+			switch {
+			case AuditLess(x, y):
+				return -1
+			case AuditLess(y, x):
+				return 1
+			}
+			return 0
+		})
+		for _, e := range a.out {
+			if err := fn(e); err != nil {
+				return err
+			}
 		}
 	}
-	slices.SortStableFunc(a.out, func(x, y AuditEvent) int {
-		switch {
-		case AuditLess(x, y):
-			return -1
-		case AuditLess(y, x):
-			return 1
-		}
-		return 0
-	})
-	return a.out, nil
+	return nil
 }
 
-// auditor collects audit events over one time range.
+// auditor collects the audit events of one window.
 type auditor struct {
 	s        *Store
 	ctx      context.Context

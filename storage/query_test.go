@@ -142,6 +142,20 @@ func TestAudit(t *testing.T) {
 	if got[4].Contact != "+14155550101" || got[4].Project != "main" {
 		t.Errorf("opt-out event = %+v, want the number and its record", got[4])
 	}
+
+	// A range over several windows gives every event once, in order.
+	all, err := s.Audit(ctx, at(-150), at(150))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(want)+1 || all[len(all)-1].Record != "13" || all[len(all)-1].Kind != AuditPlanned {
+		t.Fatalf("over several windows: %+v", all)
+	}
+	for i := 1; i < len(all); i++ {
+		if AuditLess(all[i], all[i-1]) {
+			t.Errorf("event %d (%v) comes before event %d (%v)", i, all[i].At, i-1, all[i-1].At)
+		}
+	}
 }
 
 // A number's state: its latest opt-out choice, Twilio's verdict and the

@@ -85,34 +85,68 @@ func cmdAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer st.Close()
-	events, err := st.Audit(ctx, from, to)
-	if err != nil {
-		return err
-	}
 	v := viewer{loc: study.loc, showContact: *showContact}
-	rows := auditRows(v, events)
+	var (
+		emit   func(auditRow) error
+		finish func(n int) error
+	)
 	switch {
 	case *asJSON:
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"since": from.UTC(), "until": to.UTC(), "events": rows})
+		head, _ := json.Marshal(map[string]any{"since": from.UTC(), "until": to.UTC()})
+		fmt.Fprintf(stdout, "%s,\n\"events\": [", head[:len(head)-1])
+		sep := "\n"
+		emit = func(r auditRow) error {
+			b, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintf(stdout, "%s  %s", sep, b)
+			sep = ",\n"
+			return err
+		}
+		finish = func(int) error {
+			_, err := fmt.Fprintln(stdout, "\n]}")
+			return err
+		}
 	case *asCSV:
 		cw := csv.NewWriter(stdout)
 		cw.Write(auditColumns)
-		for _, r := range rows {
-			cw.Write(r.csv())
+		emit = func(r auditRow) error { return cw.Write(r.csv()) }
+		finish = func(int) error {
+			cw.Flush()
+			return cw.Error()
 		}
-		cw.Flush()
-		return cw.Error()
+	default:
+		fmt.Fprintf(stdout, "audit from %s to %s\n\n", v.when(from), v.when(to))
+		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TIME\tEVENT\tPROJECT\tRECORD\tRULE\tCONTACT\tDETAIL")
+		emit = func(r auditRow) error {
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.when(r.at), r.Event, dash(r.Project), dash(r.Record),
+				dash(r.Rule), dash(r.Contact), r.Detail)
+			return err
+		}
+		finish = func(n int) error {
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			_, err := fmt.Fprintf(stdout, "\n%d event(s)\n", n)
+			return err
+		}
 	}
-	fmt.Fprintf(stdout, "audit from %s to %s: %d event(s)\n\n", v.when(from), v.when(to), len(rows))
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tEVENT\tPROJECT\tRECORD\tRULE\tCONTACT\tDETAIL")
-	for _, r := range rows {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.when(r.at), r.Event, dash(r.Project), dash(r.Record), dash(r.Rule),
-			dash(r.Contact), r.Detail)
+	n := 0
+	err = st.AuditEach(ctx, from, to, func(e storage.AuditEvent) error {
+		for _, r := range auditRows(v, e) {
+			n++
+			if err := emit(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	return tw.Flush()
+	return finish(n)
 }
 
 // isDate reports whether a --until value is a date without a time.
@@ -121,29 +155,25 @@ func isDate(s string) bool {
 	return err == nil
 }
 
-// auditRows turns the store's events into rows, each run followed by its
-// rules' counts.
-func auditRows(v viewer, events []storage.AuditEvent) []auditRow {
-	rows := []auditRow{}
-	for _, e := range events {
-		detail := oneLine(e.Detail)
-		if e.Kind == storage.AuditRun {
-			detail = fmt.Sprintf("run %d %s", e.RunID, detail)
-		}
-		rows = append(rows, v.auditRow(e, detail))
-		if e.Kind != storage.AuditRun || len(e.Summary) == 0 {
-			continue
-		}
-		var s runSummary
-		if json.Unmarshal(e.Summary, &s) != nil {
-			continue
-		}
-		for _, r := range s.Rules {
-			rr := v.auditRow(storage.AuditEvent{At: e.At, Kind: auditRunRule, Rule: r.Name},
-				fmt.Sprintf("run %d channel=%s selected=%d planned=%d deferred=%d skipped=%d already_sent=%d excluded=%d",
-					e.RunID, r.Channel, r.Selected, r.Planned, r.Deferred, r.Skipped, r.Done, r.Excluded))
-			rows = append(rows, rr)
-		}
+// auditRows turns one of the store's events into rows: a run is followed
+// by its rules' counts.
+func auditRows(v viewer, e storage.AuditEvent) []auditRow {
+	detail := oneLine(e.Detail)
+	if e.Kind == storage.AuditRun {
+		detail = fmt.Sprintf("run %d %s", e.RunID, detail)
+	}
+	rows := []auditRow{v.auditRow(e, detail)}
+	if e.Kind != storage.AuditRun || len(e.Summary) == 0 {
+		return rows
+	}
+	var s runSummary
+	if json.Unmarshal(e.Summary, &s) != nil {
+		return rows
+	}
+	for _, r := range s.Rules {
+		rows = append(rows, v.auditRow(storage.AuditEvent{At: e.At, Kind: auditRunRule, Rule: r.Name},
+			fmt.Sprintf("run %d channel=%s selected=%d planned=%d deferred=%d skipped=%d already_sent=%d excluded=%d",
+				e.RunID, r.Channel, r.Selected, r.Planned, r.Deferred, r.Skipped, r.Done, r.Excluded)))
 	}
 	return rows
 }
