@@ -36,6 +36,11 @@ Usage:
                                               the kill switch: send nothing (of that rule or project) until resumed
   nudge resume  [--config nudge.yaml] [--rule NAME | --project NAME]
                                               lift the kill switch (no flag: everything, paused senders too)
+  nudge status  [--config nudge.yaml] [--record ID [--project NAME] | --phone NUMBER | --email ADDR | --rule NAME [--last N] | --runs N]
+                [--json] [--show-contact] [--show-body]
+                                              a participant's messages, statuses, replies and opt-out; a rule's counts and failures; the last runs
+  nudge audit   [--config nudge.yaml] --since DATE [--until DATE] [--csv | --json] [--show-contact]
+                                              every decision and event in a period, one row each (for an IRB)
   nudge logic   --dictionary DICT.csv [--record REC.json] [--as-of TIME] 'EXPR' | --all
                                               check REDCap logic against a dictionary, explain it on a record, or parse all of the dictionary's
   nudge sim     all|redcap|twilio|smtp ...     nudge's simulators as their own processes (nudge sim help)
@@ -80,6 +85,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprint(stderr, "nudge test: say what to test: nudge test rules FILE...\n")
 		return errUsage
+	case "status":
+		return cmdStatus(ctx, rest, stdout, stderr)
+	case "audit":
+		return cmdAudit(ctx, rest, stdout, stderr)
 	case "pause":
 		return cmdPause(ctx, rest, stdout, stderr)
 	case "resume":
