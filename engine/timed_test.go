@@ -28,9 +28,7 @@ func laTime(s string) time.Time {
 func newTimedFixture(t *testing.T, rule, tmpl string, ema bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	appendFile := func(name, text string) {
 		t.Helper()
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_APPEND|os.O_WRONLY, 0o644)
