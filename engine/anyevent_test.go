@@ -19,9 +19,7 @@ import (
 // event, in one pass or the next.
 func TestSafetyAnyEventRuleMessagesOnce(t *testing.T) {
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	ruleFile := filepath.Join(dir, "rules", "site_b.yaml")
 	data, err := os.ReadFile(ruleFile)
 	if err != nil {

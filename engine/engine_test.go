@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,6 +27,35 @@ type fixture struct {
 }
 
 func (f *fixture) dbPath() string { return f.db }
+
+// copyDemo copies the demo study into dir without its study-wide
+// quiet_hours and caps, so that a test built on it meets only the limits
+// it sets itself.
+func copyDemo(t testing.TB, dir string) {
+	t.Helper()
+	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "nudge.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(withoutLimits(string(data))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// withoutLimits drops the top-level quiet_hours and caps of a config.
+func withoutLimits(config string) string {
+	var keep []string
+	for _, l := range strings.Split(config, "\n") {
+		if !strings.HasPrefix(l, "quiet_hours:") && !strings.HasPrefix(l, "caps:") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
 
 func newFixture(t testing.TB) *fixture { return newFixtureWith(t, demo.Options{}) }
 

@@ -29,12 +29,13 @@ func (pl *planner) fallback(r *rules.Rule, rec *rules.Record, d rules.Decision, 
 	raw, _ := pl.passes[r.Project].Scope(rec, d.Row, pl.now).Lookup(r.Fallback.To)
 	d.To = raw
 	out := pl.decide(fr, rec, d, snap)
+	if (out.Outcome == Send || out.Outcome == Deferred) && !rules.IsFallbackKey(out.Message.Key) {
+		out.Message.Key += rules.FallbackKeySuffix // a timed rule's keys have it already
+	}
 	switch out.Outcome {
 	case Send:
-		out.Message.Key += rules.FallbackKeySuffix
 		out.Reason = smsWhy + "; email fallback " + out.Reason
 	case Deferred:
-		out.Message.Key += rules.FallbackKeySuffix
 		out.Reason = smsWhy + "; email fallback to " + redact(out.Message.To) + ", " + out.Reason
 	case Skipped:
 		out.Reason = smsWhy + "; no email fallback: " + out.Reason

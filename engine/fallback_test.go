@@ -35,9 +35,7 @@ const (
 func newFallbackFixture(t *testing.T, fallback string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	rule := `
   - name: check-in
     when: "[consent_given] = '1'"

@@ -25,9 +25,7 @@ var demoPool = []string{"+14155550190", "+14155550191", "+18885550192"}
 func newServiceFixture(t *testing.T) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	path := filepath.Join(dir, "nudge.yaml")
 	cfg, err := os.ReadFile(path)
 	if err != nil {

@@ -25,9 +25,7 @@ const (
 func newVisitFixture(t *testing.T, extra string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	rule := `
   - name: visit-reminder
     when: "[consent_given] = '1'"

@@ -35,7 +35,7 @@ func capStudy(t testing.TB, extra, rules string, records []map[string]string) st
 		}
 		switch rel {
 		case "nudge.yaml":
-			data = append(data, extra...)
+			data = append([]byte(withoutLimits(string(data))), extra...)
 		case filepath.Join("rules", "site_b.yaml"):
 			return nil
 		case filepath.Join("rules", "site_a.yaml"):

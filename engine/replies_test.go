@@ -23,9 +23,7 @@ const (
 func newReplyFixture(t *testing.T, replies, dictRows string) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	ruleFile := filepath.Join(dir, "rules", "site_b.yaml")
 	data, err := os.ReadFile(ruleFile)
 	if err != nil {

@@ -127,10 +127,21 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		promptMissed     bool // the prompt considered last was missed
 	)
 	horizon := pl.now.Add(PlanHorizon)
+	// r is an SMS rule's email fallback (see planner.fallback): each of its
+	// occurrences is keyed as the text's plus FallbackKeySuffix, and an
+	// occurrence whose text is stored is not emailed.
+	orig := pl.e.study().Rule(r.Name)
+	isFallback := r.Channel == rules.ChannelEmail && orig != nil && orig.Channel == rules.ChannelSMS
 	consider := func(i int, reminder bool) (stop bool) {
 		s := slot(r, occs, i, reminder, loc)
 		key := timedKey(r, rec, row, s.occ.N, reminder)
 		k, stored := pl.timedKeys[key]
+		if isFallback {
+			if !stored {
+				k, stored = pl.timedKeys[key+rules.FallbackKeySuffix]
+			}
+			key += rules.FallbackKeySuffix
+		}
 		switch {
 		case stored && !k.State.Queued():
 			done++

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/demo"
+	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -27,9 +28,7 @@ func laTime(s string) time.Time {
 func newTimedFixture(t *testing.T, rule, tmpl string, ema bool) *fixture {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	appendFile := func(name, text string) {
 		t.Helper()
 		f, err := os.OpenFile(filepath.Join(dir, name), os.O_APPEND|os.O_WRONLY, 0o644)
@@ -352,5 +351,46 @@ func TestSafetySeriesLinksItsOwnInstance(t *testing.T) {
 	}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("texts %q, want %q", got, want)
+	}
+}
+
+// TestSafetyTimedFallbackPlannedOnce: the email fallback of a timed rule
+// (a participant without a valid number) is planned once per occurrence, every
+// occurrence under the text's key plus /email; a later pass finds it
+// queued, then sent, and plans nothing again.
+func TestSafetyTimedFallbackPlannedOnce(t *testing.T) {
+	const rule = `
+  - name: quit-support
+    when: "[consent_given] = '1'"
+    channel: sms
+    to: "[mobile_phone]"
+    template: timed
+    start: { field: "[baseline_date]", days: 7, at: ["10:00", "18:00"] }
+    fallback: { to: "[email]", subject: "Keep going" }
+`
+	f := newTimedFixture(t, rule, "Keep going!\n", false)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-03-03", "mobile_phone": "call my sister"})
+
+	d := f.planAt(t, "2027-03-10 09:00", "quit-support")
+	wantReason(t, "first pass", d, engine.Deferred, "email fallback")
+	planned := append([]*storage.Message{d.Message}, d.More...)
+	if len(planned) != 2 {
+		t.Fatalf("planned %d messages, want the emails of occurrences 1 and 2", len(planned))
+	}
+	for _, m := range planned {
+		if m.Channel != storage.ChannelEmail || !rules.IsFallbackKey(m.Key) {
+			t.Errorf("planned %s on %s, want an email under a fallback key", m.Key, m.Channel)
+		}
+	}
+	d = f.planAt(t, "2027-03-10 09:05", "quit-support")
+	wantReason(t, "second pass", d, engine.Done, "is queued")
+	f.dispatchAt(t, "2027-03-10 10:00")
+	d = f.planAt(t, "2027-03-10 10:05", "quit-support")
+	wantReason(t, "after the first email", d, engine.Done, "is queued")
+	if n := len(f.messages(t, "quit-support")); n != 2 {
+		t.Errorf("%d messages stored, want 2", n)
+	}
+	if n := len(f.env.SMTP.Messages()); n != 1 {
+		t.Errorf("the SMTP server got %d emails, want 1", n)
 	}
 }

@@ -24,9 +24,7 @@ import (
 func zoneStudy(t *testing.T, window, config string, edit func(st map[string]any)) string {
 	t.Helper()
 	dir := t.TempDir()
-	if err := os.CopyFS(dir, os.DirFS(filepath.Join("..", "testdata", "demo"))); err != nil {
-		t.Fatal(err)
-	}
+	copyDemo(t, dir)
 	replace := func(rel, old, new string) {
 		t.Helper()
 		p := filepath.Join(dir, rel)

@@ -94,7 +94,11 @@ func printDemo(w io.Writer, s *demo.Summary) {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", r.Name, r.Channel, r.Selected, r.Sent, r.Delivered, r.Undelivered, r.Failed, r.Review, r.Skipped, r.Deferred)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nemails: %d sent, %d received by the SMTP server\n", s.Emails.Sent, s.Emails.ReceivedBySMTP)
+	fallback := ""
+	if s.Emails.Fallback > 0 {
+		fallback = fmt.Sprintf(" (%d instead of a text, by a rule's fallback)", s.Emails.Fallback)
+	}
+	fmt.Fprintf(w, "\nemails: %d sent%s, %d received by the SMTP server\n", s.Emails.Sent, fallback, s.Emails.ReceivedBySMTP)
 	fmt.Fprintf(w, "statuses written back to REDCap: %d; duplicates: %d\n", s.WrittenBack, s.Duplicates)
 	for _, p := range s.Pacing {
 		fmt.Fprintf(w, "pacing %s: %d sends, %.2f messages/s, shortest gap %.3f s\n", p.From, p.Sends, p.RatePerSecond, p.MinIntervalS)

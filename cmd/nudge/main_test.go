@@ -98,7 +98,7 @@ func TestCheckDemoStudy(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, out, errOut)
 	}
-	for _, want := range []string{"SUCCESS: 5 rule(s) in 2 file(s)", "checked against 2 of 2 data dictionaries",
+	for _, want := range []string{"SUCCESS: 7 rule(s) in 2 file(s)", "checked against 2 of 2 data dictionaries",
 		"welcome-sms: template welcome is GSM-7, 1 segment(s)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)

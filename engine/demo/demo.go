@@ -92,11 +92,15 @@ type RuleResult struct {
 	Review      int    `json:"review"` // sent, then set aside for a person (carrier filtering)
 	Skipped     int    `json:"skipped"`
 	Deferred    int    `json:"deferred"`
+	// FallbackEmails are the emails an SMS rule sent instead of a text
+	// that could not go (fallback); they are not in Sent.
+	FallbackEmails int `json:"fallback_emails"`
 }
 
 // EmailResult compares what nudge sent with what the SMTP server received.
 type EmailResult struct {
 	Sent           int `json:"sent"`
+	Fallback       int `json:"fallback"` // of Sent, emails sent as an SMS rule's fallback
 	ReceivedBySMTP int `json:"received_by_smtp"`
 }
 
@@ -326,22 +330,29 @@ func (env *Env) summarize(ctx context.Context, res *engine.RunResult) (*Summary,
 	if err != nil {
 		return nil, err
 	}
+	// A rule's own channel fills its row; the emails an SMS rule sent as
+	// its fallback are counted apart.
 	byRule := make(map[string]map[string]int)
 	for _, c := range counts {
-		if byRule[c.Rule] == nil {
-			byRule[c.Rule] = make(map[string]int)
+		key := c.Rule + "\x00" + c.Channel
+		if byRule[key] == nil {
+			byRule[key] = make(map[string]int)
 		}
 		for state, n := range c.States {
-			byRule[c.Rule][string(state)] += n
+			byRule[key][string(state)] += n
 		}
 	}
 	for _, s := range res.Plan.Summaries(e) {
-		st := byRule[s.Name]
+		st := byRule[s.Name+"\x00"+s.Channel]
 		r := RuleResult{Name: s.Name, Channel: s.Channel, Selected: s.Selected, Skipped: s.Skipped, Deferred: s.Deferred,
 			Delivered: st["delivered"], Undelivered: st["undelivered"], Failed: st["failed"], Review: st["review"]}
 		r.Sent = r.Delivered + r.Undelivered + r.Failed + r.Review + st["sent"] + st["unknown"]
 		if s.Channel == "email" {
 			sum.Emails.Sent += st["sent"]
+		} else {
+			r.FallbackEmails = byRule[s.Name+"\x00email"]["sent"]
+			sum.Emails.Sent += r.FallbackEmails
+			sum.Emails.Fallback += r.FallbackEmails
 		}
 		sum.Rules = append(sum.Rules, r)
 	}
