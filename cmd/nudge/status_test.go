@@ -197,7 +197,13 @@ func TestStatusAndAuditJSON(t *testing.T) {
 			if len(p.Records) != 1 || p.Records[0] != (recordRef{"site_b", "B-003"}) || p.Query.Phone != "+1••••••••52" {
 				t.Errorf("records = %+v, query %+v", p.Records, p.Query)
 			}
-			if len(p.Messages) != 1 || p.Messages[0].Event != "week_1_arm_1" || p.Messages[0].Instance != 3 {
+			var diary []messageView
+			for _, m := range p.Messages {
+				if m.Rule == "diary-reminder" {
+					diary = append(diary, m)
+				}
+			}
+			if len(diary) != 1 || diary[0].Event != "week_1_arm_1" || diary[0].Instance != 3 {
 				t.Errorf("messages = %+v", p.Messages)
 			}
 			if len(p.Numbers) != 1 || len(p.Numbers[0].Replies) != 1 || p.Numbers[0].Replies[0].ReplyRule != "visit-confirm" ||
@@ -244,7 +250,7 @@ func TestStatusAndAuditJSON(t *testing.T) {
 			} `json:"runs"`
 		}
 		run(t, &r, "status", "--runs", "5")
-		if len(r.Runs) != 1 || r.Runs[0].Outcome != "ok" || r.Runs[0].Summary.Enqueued != 43 || len(r.Runs[0].Summary.Rules) != 5 {
+		if len(r.Runs) != 1 || r.Runs[0].Outcome != "ok" || r.Runs[0].Summary.Enqueued != 58 || len(r.Runs[0].Summary.Rules) != 7 {
 			t.Errorf("runs = %+v", r.Runs)
 		}
 	})
@@ -261,7 +267,7 @@ func TestStatusAndAuditJSON(t *testing.T) {
 				skips = e.Detail
 			}
 		}
-		want := map[string]int{"run": 1, "run rule": 5, "planned": 43, "sent": 39, "failed": 2, "review": 1,
+		want := map[string]int{"run": 1, "run rule": 7, "planned": 58, "sent": 45, "failed": 2, "review": 1,
 			"reply received": 2, "opted out": 2, "bad number": 4}
 		for k, n := range want {
 			if kinds[k] != n {
