@@ -292,6 +292,22 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 	if r.Channel != rules.ChannelSMS || !cfg.Caps.Active() {
 		return notBefore, expires, reason
 	}
+	texts := append(pl.capTexts(to, key), pl.planned[to]...)
+	for notBefore.Before(expires) {
+		ok, why := cfg.Caps.Allows(notBefore, loc, texts)
+		if ok {
+			return notBefore, expires, reason
+		}
+		reason = why
+		notBefore, _ = r.NextAllowed(rules.NextDay(notBefore, loc), loc, quiet)
+	}
+	return notBefore, expires, reason
+}
+
+// capTexts is the texts stored for number to that count for the caps,
+// read once per pass (key: the message being planned, not counted); the
+// slice may be appended to.
+func (pl *planner) capTexts(to, key string) []time.Time {
 	texts, ok := pl.texts[to]
 	if !ok {
 		var err error
@@ -302,16 +318,7 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 		}
 		pl.texts[to] = texts
 	}
-	texts = append(texts[:len(texts):len(texts)], pl.planned[to]...)
-	for notBefore.Before(expires) {
-		ok, why := cfg.Caps.Allows(notBefore, loc, texts)
-		if ok {
-			return notBefore, expires, reason
-		}
-		reason = why
-		notBefore, _ = r.NextAllowed(rules.NextDay(notBefore, loc), loc, quiet)
-	}
-	return notBefore, expires, reason
+	return texts[:len(texts):len(texts)]
 }
 
 // sender is Engine.sender with each project's SMS sender worked out once.

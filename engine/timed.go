@@ -123,6 +123,7 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		queued, next     string
 		missed, lastDone time.Time
 		missedWhy        string
+		heldWhy          string // why a new occurrence cannot go before it expires (caps, quiet hours, a pause)
 		done             int
 		promptMissed     bool // the prompt considered last was missed
 	)
@@ -163,6 +164,14 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 				return false // done already (or unreadable): no reminder
 			}
 		}
+		notBefore, why := pl.timedWhen(r, loc, to, key, s)
+		if !notBefore.Before(s.expiresAt) {
+			// Tried again at the next pass; missed once it expires.
+			if heldWhy == "" {
+				heldWhy = fmt.Sprintf("%s: %s; the first time it may go out is after it would expire", s.describe(loc), why)
+			}
+			return false
+		}
 		c, reason := pl.content(r, oscope, to)
 		if reason != "" {
 			out.Outcome, out.Reason = Skipped, reason
@@ -172,16 +181,19 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 			Key: key, Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 			Instrument: orow.RepeatInstrument, Instance: orow.Instance, Occurrence: s.occ.N,
 			Channel: r.Channel, To: c.To, From: pl.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
-			Segments: c.Segments, State: storage.StatePlanned, NotBefore: s.notBefore, ExpiresAt: s.expiresAt,
+			Segments: c.Segments, State: storage.StatePlanned, NotBefore: notBefore, ExpiresAt: s.expiresAt,
 			Zone: loc.String(), CreatedAt: pl.now, Retime: true,
 		}
 		planned = append(planned, m)
 		if r.Channel == rules.ChannelSMS {
 			// Counted for the caps of the rules planned after this one.
-			pl.planned[to] = append(pl.planned[to], s.notBefore)
+			pl.planned[to] = append(pl.planned[to], notBefore)
 		}
 		if firstPlanned == "" {
 			firstPlanned = s.describe(loc)
+			if why != "" {
+				firstPlanned += fmt.Sprintf(" (%s; planned for %s)", why, notBefore.In(loc).Format("2006-01-02 15:04 MST"))
+			}
 			if stored {
 				firstPlanned += " (re-timed: the start date changed)"
 			}
@@ -211,6 +223,8 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 			out.Reason += fmt.Sprintf(" (and %d more within %s)", len(planned)-1, PlanHorizon)
 		}
 		out.Reason += "; to " + redact(to)
+	case heldWhy != "":
+		out.Outcome, out.Reason = Skipped, joinReasons(heldWhy, queued, next)
 	case !missed.IsZero() && missed.After(lastDone):
 		out.Outcome, out.Reason = Skipped, joinReasons(missedWhy, queued, next)
 	case queued != "" || next != "":
@@ -219,6 +233,43 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		out.Outcome, out.Reason = Done, fmt.Sprintf("all %d occurrences are past (%d sent or settled)", len(occs), done)
 	}
 	return out
+}
+
+// timedWhen is when a timed rule's slot may go out: its due time, for a
+// text moved past a pause the participant asked for, out of the study's
+// quiet hours and within the caps, as the dispatcher will check again
+// right before the send. A time at or past s.expiresAt means it cannot go
+// in time; why says what moved it.
+func (pl *planner) timedWhen(r *rules.Rule, loc *time.Location, to, key string, s timedSlot) (time.Time, string) {
+	t := s.notBefore
+	if r.Channel != rules.ChannelSMS {
+		return t, ""
+	}
+	cfg := pl.e.study().Config
+	quiet := cfg.QuietFor(r)
+	why := ""
+	if until := pl.paused[to]; until.After(t) {
+		t, why = until, "the participant paused their texts"
+	}
+	if next, _ := r.NextAllowed(t, loc, quiet); next.After(t) {
+		t = next
+		if why == "" {
+			why = "in the study's quiet hours " + quiet.String()
+		}
+	}
+	if !cfg.Caps.Active() {
+		return t, why
+	}
+	texts := append(pl.capTexts(to, key), pl.planned[to]...)
+	for t.Before(s.expiresAt) {
+		ok, capWhy := cfg.Caps.Allows(t, loc, texts)
+		if ok {
+			break
+		}
+		why = capWhy
+		t, _ = r.NextAllowed(rules.NextDay(t, loc), loc, quiet)
+	}
+	return t, why
 }
 
 func joinReasons(parts ...string) string {
