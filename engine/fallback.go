@@ -29,12 +29,14 @@ func (pl *planner) fallback(r *rules.Rule, rec *rules.Record, d rules.Decision, 
 	raw, _ := pl.passes[r.Project].Scope(rec, d.Row, pl.now).Lookup(r.Fallback.To)
 	d.To = raw
 	out := pl.decide(fr, rec, d, snap)
+	if !fr.Timed() && out.Message != nil {
+		// A timed rule's keys carry the suffix already (timedKey).
+		out.Message.Key += rules.FallbackKeySuffix
+	}
 	switch out.Outcome {
 	case Send:
-		out.Message.Key += rules.FallbackKeySuffix
 		out.Reason = smsWhy + "; email fallback " + out.Reason
 	case Deferred:
-		out.Message.Key += rules.FallbackKeySuffix
 		out.Reason = smsWhy + "; email fallback to " + redact(out.Message.To) + ", " + out.Reason
 	case Skipped:
 		out.Reason = smsWhy + "; no email fallback: " + out.Reason

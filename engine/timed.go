@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nudge-study/nudge/rules"
@@ -77,6 +78,11 @@ func timedKey(r *rules.Rule, rec *rules.Record, row *rules.Row, n int, reminder 
 	k := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, "", n)
 	if reminder {
 		k += "/r"
+	}
+	if r.IsFallback {
+		// The email that stands in for the text has the text's key plus
+		// the suffix, for each occurrence and reminder alike.
+		k += rules.FallbackKeySuffix
 	}
 	return k
 }
@@ -304,7 +310,7 @@ func (e *Engine) recheckTimed(ctx context.Context, r *rules.Rule, m storage.Mess
 	if i < 0 || i >= len(occs) {
 		return nil, fmt.Sprintf("the rule's schedule no longer has occurrence %d", m.Occurrence), nil
 	}
-	reminder := storage.IsReminderKey(m.Key)
+	reminder := storage.IsReminderKey(strings.TrimSuffix(m.Key, rules.FallbackKeySuffix))
 	if reminder && r.Remind == nil {
 		return nil, "the rule no longer sends reminders", nil
 	}

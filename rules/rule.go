@@ -29,6 +29,9 @@ type Rule struct {
 	Description string
 	Project     string
 	Pos         Pos // the rule's entry in its file
+	// IsFallback marks the email rule FallbackRule derives from an SMS
+	// rule: its messages' keys end in FallbackKeySuffix.
+	IsFallback bool
 
 	When       *logic.Expr // nil = every candidate row is selected
 	Event      string      // unique event name, "" = any event (a classic project, or AnyEvent)
