@@ -258,11 +258,14 @@ type planner struct {
 	// timedKeys holds every stored message of the timed rules that run,
 	// by key (see loadTimed).
 	timedKeys map[string]storage.KeyState
-	texts     map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
-	planned   map[string][]time.Time // number → when the texts planned in this pass go out
-	err       error                  // a store error while counting texts: the plan fails
-	ctx       context.Context
-	links     *surveyLinks // the participants' survey links; nil: none can be piped
+	// timedOther lists the stored keys of timed rules that hold a once_per
+	// part, by the key without it (see splitOncePer).
+	timedOther map[string][]string
+	texts      map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
+	planned    map[string][]time.Time // number → when the texts planned in this pass go out
+	err        error                  // a store error while counting texts: the plan fails
+	ctx        context.Context
+	links      *surveyLinks // the participants' survey links; nil: none can be piped
 }
 
 // when decides when a message of rule r to the participant at to (in zone

@@ -35,7 +35,53 @@ func (pl *planner) loadTimed(ctx context.Context, active []*rules.Rule) error {
 	}
 	keys, err := pl.e.Store.KeysOfRules(ctx, byProject)
 	pl.timedKeys = keys
+	pl.timedOther = map[string][]string{}
+	for k := range keys {
+		if base, _ := splitOncePer(k); base != k {
+			pl.timedOther[base] = append(pl.timedOther[base], k)
+		}
+	}
 	return err
+}
+
+// splitOncePer splits a timed message key into the key without its
+// once_per part and the once_per digest ("" when it has none). Keys are
+// project/rule/record/event/instance[/v<digest>]/occurrence[/r][/email],
+// each part path-escaped, so the sixth part is the digest when it starts
+// with v.
+func splitOncePer(key string) (base, digest string) {
+	parts := strings.Split(key, "/")
+	if len(parts) < 7 || !strings.HasPrefix(parts[5], "v") {
+		return key, ""
+	}
+	return strings.Join(append(parts[:5:5], parts[6:]...), "/"), strings.TrimPrefix(parts[5], "v")
+}
+
+// wentOut reports whether a stored message was, or may have been, sent.
+func wentOut(s storage.State) bool {
+	return !s.Queued() && s != storage.StateCanceled && s != storage.StateExpired && s != storage.StateSkipped
+}
+
+// storedOtherValue finds a stored message of the same occurrence under
+// another once_per part of its key (value: the digest now; "" = the rule
+// has no once_per). With once_per, a message sent before the rule had it
+// counts for every value (nudge cannot know which it was for); one for
+// another value does not (a moved visit gets its own reminder). Without
+// once_per, a message of any value counts: removing once_per never sends
+// an occurrence again. A queued one stays queued and follows the rule as
+// it is now when it goes.
+func (pl *planner) storedOtherValue(key, value string) (storage.KeyState, bool) {
+	base, _ := splitOncePer(key)
+	if value != "" {
+		k, ok := pl.timedKeys[base]
+		return k, ok && wentOut(k.State)
+	}
+	for _, other := range pl.timedOther[base] {
+		if k := pl.timedKeys[other]; wentOut(k.State) || k.State.Queued() {
+			return k, true
+		}
+	}
+	return storage.KeyState{}, false
 }
 
 // timedSlot is when one message of a timed rule may go out and until when:
@@ -73,9 +119,10 @@ func (s timedSlot) describe(loc *time.Location) string {
 }
 
 // timedKey is the outbox key of occurrence n of a timed rule for a row:
-// the ordinary key with n as its occurrence part; a reminder's ends in /r.
-func timedKey(r *rules.Rule, rec *rules.Record, row *rules.Row, n int, reminder bool) string {
-	k := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, "", n)
+// the ordinary key with n as its occurrence part (and value, the digest
+// of the once_per field, when the rule has one); a reminder's ends in /r.
+func timedKey(r *rules.Rule, rec *rules.Record, row *rules.Row, value string, n int, reminder bool) string {
+	k := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, n)
 	if reminder {
 		k += "/r"
 	}
@@ -123,6 +170,13 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		out.Outcome, out.Reason = Skipped, err.Error()
 		return out
 	}
+	// With once_per, each value of the field (each visit date) has its own
+	// messages: a value already messaged is never messaged again.
+	value, reason := r.OncePerDigest(rules.NewScope(rec, row, pl.now, snap.Missing))
+	if reason != "" {
+		out.Outcome, out.Reason = Skipped, reason
+		return out
+	}
 	var (
 		planned          []*storage.Message
 		firstPlanned     string
@@ -136,9 +190,21 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 	horizon := pl.now.Add(PlanHorizon)
 	consider := func(i int, reminder bool) (stop bool) {
 		s := slot(r, occs, i, reminder, loc)
-		key := timedKey(r, rec, row, s.occ.N, reminder)
+		key := timedKey(r, rec, row, value, s.occ.N, reminder)
 		k, stored := pl.timedKeys[key]
+		other := false
+		if !stored {
+			k, stored = pl.storedOtherValue(key, value)
+			other = stored
+		}
 		switch {
+		case other && k.State.Queued():
+			// Queued under the rule's former once_per: checked against the
+			// rule as it is now right before it goes.
+			if queued == "" {
+				queued = s.describe(loc) + ", is queued"
+			}
+			return false
 		case stored && !k.State.Queued():
 			done++
 			lastDone = s.notBefore
@@ -185,7 +251,7 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		}
 		m := &storage.Message{
 			Key: key, Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
-			Instrument: orow.RepeatInstrument, Instance: orow.Instance, Occurrence: s.occ.N,
+			Instrument: orow.RepeatInstrument, Instance: orow.Instance, Occurrence: s.occ.N, OncePer: value,
 			Channel: r.Channel, To: c.To, From: pl.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
 			Segments: c.Segments, State: storage.StatePlanned, NotBefore: notBefore, ExpiresAt: s.expiresAt,
 			Zone: loc.String(), CreatedAt: pl.now, Retime: true,

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/demo"
+	"github.com/nudge-study/nudge/rules/logic"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -352,5 +354,76 @@ func TestSafetySeriesLinksItsOwnInstance(t *testing.T) {
 	}
 	if strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("texts %q, want %q", got, want)
+	}
+}
+
+const visitEveRule = `
+  - name: visit-eve
+    when: "[consent_given] = '1'"
+    channel: sms
+    to: "[mobile_phone]"
+    template: timed
+    start: { field: "[baseline_date]", days: -1, at: "18:00" }
+    once_per: "[baseline_date]"
+`
+
+// TestSafetyTimedOncePerRescheduledVisit: a reminder the evening before
+// the visit, once per visit date. A visit rescheduled after its reminder
+// went out gets a reminder for the new date; a reminder queued for a date
+// that changed is canceled, never sent with the old date, and the new
+// date gets its own; a date already reminded of is never reminded again.
+func TestSafetyTimedOncePerRescheduledVisit(t *testing.T) {
+	f := newTimedFixture(t, visitEveRule, "See you tomorrow, [baseline_date]!\n", false)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-15"})
+	f.planAt(t, "2027-04-14 12:00", "visit-eve")
+	f.dispatchAt(t, "2027-04-14 18:00")
+
+	// Rescheduled after the reminder went out: the new date gets one.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-20"})
+	d := f.planAt(t, "2027-04-19 12:00", "visit-eve")
+	wantReason(t, "rescheduled", d, engine.Deferred, "occurrence 1 of 1, due 2027-04-19 18:00 PDT")
+	// Moved again while that one is queued: it is canceled at its time.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-22"})
+	f.dispatchAt(t, "2027-04-19 18:00")
+	f.planAt(t, "2027-04-21 12:00", "visit-eve")
+	f.dispatchAt(t, "2027-04-21 18:00")
+	want := []string{"2027-04-14 18:00 PDT", "2027-04-21 18:00 PDT"}
+	if got := f.textTimes(t, "visit-eve"); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("texts sent at %v, want %v", got, want)
+	}
+	if got := f.createsTo(visitPhone); len(got) != 2 || !strings.Contains(got[1].Body, "2027-04-22") {
+		t.Errorf("Twilio got %+v, want the reminders of the 15th and the 22nd", got)
+	}
+	// Back to the 15th, already reminded of: nothing new.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-15"})
+	d = f.planAt(t, "2027-04-14 12:00", "visit-eve")
+	wantReason(t, "back to the first date", d, engine.Done, "")
+}
+
+// TestSafetyTimedOncePerAddedOrRemoved: adding once_per to a timed rule
+// that already sent, or removing it, changes its messages' keys; the
+// occurrence already sent is never sent again either way.
+func TestSafetyTimedOncePerAddedOrRemoved(t *testing.T) {
+	for _, add := range []bool{true, false} {
+		f := newTimedFixture(t, visitEveRule, "See you tomorrow!\n", false)
+		r := f.e.Study.Rule("visit-eve")
+		oncePer := r.OncePer
+		if add {
+			r.OncePer = logic.Ref{}
+		}
+		f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-15"})
+		f.planAt(t, "2027-04-14 12:00", "visit-eve")
+		f.dispatchAt(t, "2027-04-14 18:00")
+		if add {
+			r.OncePer = oncePer
+		} else {
+			r.OncePer = logic.Ref{}
+		}
+		d := f.planAt(t, "2027-04-14 18:05", "visit-eve")
+		wantReason(t, fmt.Sprintf("once_per added %v", add), d, engine.Done, "all 1 occurrences are past")
+		f.dispatchAt(t, "2027-04-14 18:10")
+		if got := f.createsTo(visitPhone); len(got) != 1 {
+			t.Errorf("once_per added %v: Twilio got %d texts, want 1", add, len(got))
+		}
 	}
 }

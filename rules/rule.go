@@ -241,11 +241,18 @@ func (s *Study) Rule(name string) *Rule {
 }
 
 // Uses reports whether any enabled rule sends on channel (an SMS rule's
-// email fallback sends email).
+// email fallback sends email, and so does a reply that notifies staff).
 func (s *Study) Uses(channel string) bool {
 	for _, r := range s.Rules {
 		if r.Enabled && (r.Channel == channel || channel == ChannelEmail && r.Fallback != nil) {
 			return true
+		}
+	}
+	if channel == ChannelEmail {
+		for _, r := range s.Replies {
+			if r.Notify != "" {
+				return true
+			}
 		}
 	}
 	return false
