@@ -248,7 +248,16 @@ func (e *Engine) prepare(ctx context.Context, m storage.Message, rest []storage.
 	if reason != "" {
 		log.WithField("reason", reason).Info("canceled: it no longer applies")
 		p.stats.Canceled, p.done = 1, true
-		return p, e.Store.Cancel(ctx, m.ID, reason, now)
+		if err := e.Store.Cancel(ctx, m.ID, reason, now); err != nil {
+			return p, err
+		}
+		if why := addressFallback(reason); why != "" && m.Channel == storage.ChannelSMS {
+			// The number was removed or spoiled since the text was
+			// planned: the rule's email fallback stands in, as it would
+			// have at plan time.
+			return p, e.enqueueFallback(ctx, m, why)
+		}
+		return p, nil
 	}
 	if c.To != m.To {
 		log.WithField("new_to", redact(c.To)).Info("the participant's address changed; sending to the new one")

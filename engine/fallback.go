@@ -29,8 +29,9 @@ func (pl *planner) fallback(r *rules.Rule, rec *rules.Record, d rules.Decision, 
 	raw, _ := pl.passes[r.Project].Scope(rec, d.Row, pl.now).Lookup(r.Fallback.To)
 	d.To = raw
 	out := pl.decide(fr, rec, d, snap)
-	if (out.Outcome == Send || out.Outcome == Deferred) && !rules.IsFallbackKey(out.Message.Key) {
-		out.Message.Key += rules.FallbackKeySuffix // a timed rule's keys have it already
+	if !fr.Timed() && out.Message != nil {
+		// A timed rule's keys carry the suffix already (timedKey).
+		out.Message.Key += rules.FallbackKeySuffix
 	}
 	switch out.Outcome {
 	case Send:
@@ -124,4 +125,26 @@ func (e *Engine) enqueueFallback(ctx context.Context, m storage.Message, why str
 		log.Info("the text did not arrive; email fallback queued")
 	}
 	return nil
+}
+
+// How the reasons of a text without a usable number begin (see
+// planner.address), so that a text canceled for one right before it was
+// sent falls back to email like one planned without a number.
+const (
+	reasonNoPhone      = "no phone number in "
+	reasonBadPhone     = "invalid phone number in "
+	reasonFlaggedPhone = "Twilio reported the number in "
+)
+
+// addressFallback is the fallback reason (rules.FallbackMissing or
+// rules.FallbackInvalid) of a cancel reason saying the text has no usable
+// number, or "".
+func addressFallback(reason string) string {
+	switch {
+	case strings.HasPrefix(reason, reasonNoPhone):
+		return rules.FallbackMissing
+	case strings.HasPrefix(reason, reasonBadPhone), strings.HasPrefix(reason, reasonFlaggedPhone):
+		return rules.FallbackInvalid
+	}
+	return ""
 }

@@ -258,11 +258,14 @@ type planner struct {
 	// timedKeys holds every stored message of the timed rules that run,
 	// by key (see loadTimed).
 	timedKeys map[string]storage.KeyState
-	texts     map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
-	planned   map[string][]time.Time // number → when the texts planned in this pass go out
-	err       error                  // a store error while counting texts: the plan fails
-	ctx       context.Context
-	links     *surveyLinks // the participants' survey links; nil: none can be piped
+	// timedOther lists the stored keys of timed rules that hold a once_per
+	// part, by the key without it (see splitOncePer).
+	timedOther map[string][]string
+	texts      map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
+	planned    map[string][]time.Time // number → when the texts planned in this pass go out
+	err        error                  // a store error while counting texts: the plan fails
+	ctx        context.Context
+	links      *surveyLinks // the participants' survey links; nil: none can be piped
 }
 
 // when decides when a message of rule r to the participant at to (in zone
@@ -292,6 +295,22 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 	if r.Channel != rules.ChannelSMS || !cfg.Caps.Active() {
 		return notBefore, expires, reason
 	}
+	texts := append(pl.capTexts(to, key), pl.planned[to]...)
+	for notBefore.Before(expires) {
+		ok, why := cfg.Caps.Allows(notBefore, loc, texts)
+		if ok {
+			return notBefore, expires, reason
+		}
+		reason = why
+		notBefore, _ = r.NextAllowed(rules.NextDay(notBefore, loc), loc, quiet)
+	}
+	return notBefore, expires, reason
+}
+
+// capTexts is the texts stored for number to that count for the caps,
+// read once per pass (key: the message being planned, not counted); the
+// slice may be appended to.
+func (pl *planner) capTexts(to, key string) []time.Time {
 	texts, ok := pl.texts[to]
 	if !ok {
 		var err error
@@ -302,16 +321,7 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 		}
 		pl.texts[to] = texts
 	}
-	texts = append(texts[:len(texts):len(texts)], pl.planned[to]...)
-	for notBefore.Before(expires) {
-		ok, why := cfg.Caps.Allows(notBefore, loc, texts)
-		if ok {
-			return notBefore, expires, reason
-		}
-		reason = why
-		notBefore, _ = r.NextAllowed(rules.NextDay(notBefore, loc), loc, quiet)
-	}
-	return notBefore, expires, reason
+	return texts[:len(texts):len(texts)]
 }
 
 // sender is Engine.sender with each project's SMS sender worked out once.
@@ -506,7 +516,7 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	field := r.To.String
 	if raw == "" {
 		if r.Channel == "sms" {
-			return "", "no phone number in " + field()
+			return "", reasonNoPhone + field()
 		}
 		return "", "no email address in " + field()
 	}
@@ -523,10 +533,10 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		pl.phones[raw] = p
 	}
 	if p.err != nil {
-		return "", fmt.Sprintf("invalid phone number in %s (%s): %v", field(), redact(raw), p.err)
+		return "", fmt.Sprintf(reasonBadPhone+"%s (%s): %v", field(), redact(raw), p.err)
 	}
 	if b, ok := pl.bad[p.e164]; ok {
-		return "", fmt.Sprintf("Twilio reported the number in %s (%s) cannot get texts (error %d); correct it in REDCap", field(), redact(raw), b.Code)
+		return "", fmt.Sprintf(reasonFlaggedPhone+"%s (%s) cannot get texts (error %d); correct it in REDCap", field(), redact(raw), b.Code)
 	}
 	return p.e164, ""
 }

@@ -360,7 +360,12 @@ func (pl *planner) fillLinks(plan *Plan, pending []pendingLinks) {
 		d := &plan.Decisions[p.idx]
 		for _, m := range p.messages(d) {
 			scope, _ := pl.pendingScope(p, m)
-			c, reason := pl.content(p.rule, scope, m.To)
+			r := p.rule
+			if rules.IsFallbackKey(m.Key) {
+				// The email that stands in for the text: its own template.
+				r = r.FallbackRule()
+			}
+			c, reason := pl.content(r, scope, m.To)
 			pl.links.takeOutage()
 			if reason != "" {
 				d.Outcome, d.Reason, d.Message, d.More = Skipped, reason, nil, nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nudge-study/nudge/rules"
@@ -34,7 +35,53 @@ func (pl *planner) loadTimed(ctx context.Context, active []*rules.Rule) error {
 	}
 	keys, err := pl.e.Store.KeysOfRules(ctx, byProject)
 	pl.timedKeys = keys
+	pl.timedOther = map[string][]string{}
+	for k := range keys {
+		if base, _ := splitOncePer(k); base != k {
+			pl.timedOther[base] = append(pl.timedOther[base], k)
+		}
+	}
 	return err
+}
+
+// splitOncePer splits a timed message key into the key without its
+// once_per part and the once_per digest ("" when it has none). Keys are
+// project/rule/record/event/instance[/v<digest>]/occurrence[/r][/email],
+// each part path-escaped, so the sixth part is the digest when it starts
+// with v.
+func splitOncePer(key string) (base, digest string) {
+	parts := strings.Split(key, "/")
+	if len(parts) < 7 || !strings.HasPrefix(parts[5], "v") {
+		return key, ""
+	}
+	return strings.Join(append(parts[:5:5], parts[6:]...), "/"), strings.TrimPrefix(parts[5], "v")
+}
+
+// wentOut reports whether a stored message was, or may have been, sent.
+func wentOut(s storage.State) bool {
+	return !s.Queued() && s != storage.StateCanceled && s != storage.StateExpired && s != storage.StateSkipped
+}
+
+// storedOtherValue finds a stored message of the same occurrence under
+// another once_per part of its key (value: the digest now; "" = the rule
+// has no once_per). With once_per, a message sent before the rule had it
+// counts for every value (nudge cannot know which it was for); one for
+// another value does not (a moved visit gets its own reminder). Without
+// once_per, a message of any value counts: removing once_per never sends
+// an occurrence again. A queued one stays queued and follows the rule as
+// it is now when it goes.
+func (pl *planner) storedOtherValue(key, value string) (storage.KeyState, bool) {
+	base, _ := splitOncePer(key)
+	if value != "" {
+		k, ok := pl.timedKeys[base]
+		return k, ok && wentOut(k.State)
+	}
+	for _, other := range pl.timedOther[base] {
+		if k := pl.timedKeys[other]; wentOut(k.State) || k.State.Queued() {
+			return k, true
+		}
+	}
+	return storage.KeyState{}, false
 }
 
 // timedSlot is when one message of a timed rule may go out and until when:
@@ -72,11 +119,17 @@ func (s timedSlot) describe(loc *time.Location) string {
 }
 
 // timedKey is the outbox key of occurrence n of a timed rule for a row:
-// the ordinary key with n as its occurrence part; a reminder's ends in /r.
-func timedKey(r *rules.Rule, rec *rules.Record, row *rules.Row, n int, reminder bool) string {
-	k := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, "", n)
+// the ordinary key with n as its occurrence part (and value, the digest
+// of the once_per field, when the rule has one); a reminder's ends in /r.
+func timedKey(r *rules.Rule, rec *rules.Record, row *rules.Row, value string, n int, reminder bool) string {
+	k := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, n)
 	if reminder {
 		k += "/r"
+	}
+	if r.IsFallback {
+		// The email that stands in for the text has the text's key plus
+		// the suffix, for each occurrence and reminder alike.
+		k += rules.FallbackKeySuffix
 	}
 	return k
 }
@@ -117,32 +170,45 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		out.Outcome, out.Reason = Skipped, err.Error()
 		return out
 	}
+	// With once_per, each value of the field (each visit date) has its own
+	// messages: a value already messaged is never messaged again.
+	value, reason := r.OncePerDigest(rules.NewScope(rec, row, pl.now, snap.Missing))
+	if reason != "" {
+		out.Outcome, out.Reason = Skipped, reason
+		return out
+	}
 	var (
 		planned          []*storage.Message
 		firstPlanned     string
 		queued, next     string
 		missed, lastDone time.Time
 		missedWhy        string
+		heldWhy          string // why a new occurrence cannot go before it expires (caps, quiet hours, a pause)
 		done             int
 		promptMissed     bool // the prompt considered last was missed
 	)
 	horizon := pl.now.Add(PlanHorizon)
-	// r is an SMS rule's email fallback (see planner.fallback): each of its
-	// occurrences is keyed as the text's plus FallbackKeySuffix, and an
-	// occurrence whose text is stored is not emailed.
-	orig := pl.e.study().Rule(r.Name)
-	isFallback := r.Channel == rules.ChannelEmail && orig != nil && orig.Channel == rules.ChannelSMS
 	consider := func(i int, reminder bool) (stop bool) {
 		s := slot(r, occs, i, reminder, loc)
-		key := timedKey(r, rec, row, s.occ.N, reminder)
+		key := timedKey(r, rec, row, value, s.occ.N, reminder)
 		k, stored := pl.timedKeys[key]
-		if isFallback {
-			if !stored {
-				k, stored = pl.timedKeys[key+rules.FallbackKeySuffix]
-			}
-			key += rules.FallbackKeySuffix
+		if !stored && r.IsFallback {
+			// An occurrence whose text is stored is not emailed as well.
+			k, stored = pl.timedKeys[strings.TrimSuffix(key, rules.FallbackKeySuffix)]
+		}
+		other := false
+		if !stored {
+			k, stored = pl.storedOtherValue(key, value)
+			other = stored
 		}
 		switch {
+		case other && k.State.Queued():
+			// Queued under the rule's former once_per: checked against the
+			// rule as it is now right before it goes.
+			if queued == "" {
+				queued = s.describe(loc) + ", is queued"
+			}
+			return false
 		case stored && !k.State.Queued():
 			done++
 			lastDone = s.notBefore
@@ -174,6 +240,14 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 				return false // done already (or unreadable): no reminder
 			}
 		}
+		notBefore, why := pl.timedWhen(r, loc, to, key, s)
+		if !notBefore.Before(s.expiresAt) {
+			// Tried again at the next pass; missed once it expires.
+			if heldWhy == "" {
+				heldWhy = fmt.Sprintf("%s: %s; the first time it may go out is after it would expire", s.describe(loc), why)
+			}
+			return false
+		}
 		c, reason := pl.content(r, oscope, to)
 		if reason != "" {
 			out.Outcome, out.Reason = Skipped, reason
@@ -181,18 +255,21 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		}
 		m := &storage.Message{
 			Key: key, Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
-			Instrument: orow.RepeatInstrument, Instance: orow.Instance, Occurrence: s.occ.N,
+			Instrument: orow.RepeatInstrument, Instance: orow.Instance, Occurrence: s.occ.N, OncePer: value,
 			Channel: r.Channel, To: c.To, From: pl.sender(r, c.To), Subject: c.Subject, Body: c.Body, HTML: c.HTML,
-			Segments: c.Segments, State: storage.StatePlanned, NotBefore: s.notBefore, ExpiresAt: s.expiresAt,
+			Segments: c.Segments, State: storage.StatePlanned, NotBefore: notBefore, ExpiresAt: s.expiresAt,
 			Zone: loc.String(), CreatedAt: pl.now, Retime: true,
 		}
 		planned = append(planned, m)
 		if r.Channel == rules.ChannelSMS {
 			// Counted for the caps of the rules planned after this one.
-			pl.planned[to] = append(pl.planned[to], s.notBefore)
+			pl.planned[to] = append(pl.planned[to], notBefore)
 		}
 		if firstPlanned == "" {
 			firstPlanned = s.describe(loc)
+			if why != "" {
+				firstPlanned += fmt.Sprintf(" (%s; planned for %s)", why, notBefore.In(loc).Format("2006-01-02 15:04 MST"))
+			}
 			if stored {
 				firstPlanned += " (re-timed: the start date changed)"
 			}
@@ -222,6 +299,8 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 			out.Reason += fmt.Sprintf(" (and %d more within %s)", len(planned)-1, PlanHorizon)
 		}
 		out.Reason += "; to " + redact(to)
+	case heldWhy != "":
+		out.Outcome, out.Reason = Skipped, joinReasons(heldWhy, queued, next)
 	case !missed.IsZero() && missed.After(lastDone):
 		out.Outcome, out.Reason = Skipped, joinReasons(missedWhy, queued, next)
 	case queued != "" || next != "":
@@ -230,6 +309,43 @@ func (pl *planner) decideTimed(r *rules.Rule, rec *rules.Record, d rules.Decisio
 		out.Outcome, out.Reason = Done, fmt.Sprintf("all %d occurrences are past (%d sent or settled)", len(occs), done)
 	}
 	return out
+}
+
+// timedWhen is when a timed rule's slot may go out: its due time, for a
+// text moved past a pause the participant asked for, out of the study's
+// quiet hours and within the caps, as the dispatcher will check again
+// right before the send. A time at or past s.expiresAt means it cannot go
+// in time; why says what moved it.
+func (pl *planner) timedWhen(r *rules.Rule, loc *time.Location, to, key string, s timedSlot) (time.Time, string) {
+	t := s.notBefore
+	if r.Channel != rules.ChannelSMS {
+		return t, ""
+	}
+	cfg := pl.e.study().Config
+	quiet := cfg.QuietFor(r)
+	why := ""
+	if until := pl.paused[to]; until.After(t) {
+		t, why = until, "the participant paused their texts"
+	}
+	if next, _ := r.NextAllowed(t, loc, quiet); next.After(t) {
+		t = next
+		if why == "" {
+			why = "in the study's quiet hours " + quiet.String()
+		}
+	}
+	if !cfg.Caps.Active() {
+		return t, why
+	}
+	texts := append(pl.capTexts(to, key), pl.planned[to]...)
+	for t.Before(s.expiresAt) {
+		ok, capWhy := cfg.Caps.Allows(t, loc, texts)
+		if ok {
+			break
+		}
+		why = capWhy
+		t, _ = r.NextAllowed(rules.NextDay(t, loc), loc, quiet)
+	}
+	return t, why
 }
 
 func joinReasons(parts ...string) string {
@@ -264,7 +380,7 @@ func (e *Engine) recheckTimed(ctx context.Context, r *rules.Rule, m storage.Mess
 	if i < 0 || i >= len(occs) {
 		return nil, fmt.Sprintf("the rule's schedule no longer has occurrence %d", m.Occurrence), nil
 	}
-	reminder := storage.IsReminderKey(m.Key)
+	reminder := storage.IsReminderKey(strings.TrimSuffix(m.Key, rules.FallbackKeySuffix))
 	if reminder && r.Remind == nil {
 		return nil, "the rule no longer sends reminders", nil
 	}

@@ -1,6 +1,7 @@
 package engine_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/demo"
 	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/rules/logic"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -392,5 +394,118 @@ func TestSafetyTimedFallbackPlannedOnce(t *testing.T) {
 	}
 	if n := len(f.env.SMTP.Messages()); n != 1 {
 		t.Errorf("the SMTP server got %d emails, want 1", n)
+	}
+}
+
+const visitEveRule = `
+  - name: visit-eve
+    when: "[consent_given] = '1'"
+    channel: sms
+    to: "[mobile_phone]"
+    template: timed
+    start: { field: "[baseline_date]", days: -1, at: "18:00" }
+    once_per: "[baseline_date]"
+`
+
+// TestSafetyTimedOncePerRescheduledVisit: a reminder the evening before
+// the visit, once per visit date. A visit rescheduled after its reminder
+// went out gets a reminder for the new date; a reminder queued for a date
+// that changed is canceled, never sent with the old date, and the new
+// date gets its own; a date already reminded of is never reminded again.
+func TestSafetyTimedOncePerRescheduledVisit(t *testing.T) {
+	f := newTimedFixture(t, visitEveRule, "See you tomorrow, [baseline_date]!\n", false)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-15"})
+	f.planAt(t, "2027-04-14 12:00", "visit-eve")
+	f.dispatchAt(t, "2027-04-14 18:00")
+
+	// Rescheduled after the reminder went out: the new date gets one.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-20"})
+	d := f.planAt(t, "2027-04-19 12:00", "visit-eve")
+	wantReason(t, "rescheduled", d, engine.Deferred, "occurrence 1 of 1, due 2027-04-19 18:00 PDT")
+	// Moved again while that one is queued: it is canceled at its time.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-22"})
+	f.dispatchAt(t, "2027-04-19 18:00")
+	f.planAt(t, "2027-04-21 12:00", "visit-eve")
+	f.dispatchAt(t, "2027-04-21 18:00")
+	want := []string{"2027-04-14 18:00 PDT", "2027-04-21 18:00 PDT"}
+	if got := f.textTimes(t, "visit-eve"); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("texts sent at %v, want %v", got, want)
+	}
+	if got := f.createsTo(visitPhone); len(got) != 2 || !strings.Contains(got[1].Body, "2027-04-22") {
+		t.Errorf("Twilio got %+v, want the reminders of the 15th and the 22nd", got)
+	}
+	// Back to the 15th, already reminded of: nothing new.
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-15"})
+	d = f.planAt(t, "2027-04-14 12:00", "visit-eve")
+	wantReason(t, "back to the first date", d, engine.Done, "")
+}
+
+// TestSafetyTimedOncePerAddedOrRemoved: adding once_per to a timed rule
+// that already sent, or removing it, changes its messages' keys; the
+// occurrence already sent is never sent again either way.
+func TestSafetyTimedOncePerAddedOrRemoved(t *testing.T) {
+	for _, add := range []bool{true, false} {
+		f := newTimedFixture(t, visitEveRule, "See you tomorrow!\n", false)
+		r := f.e.Study.Rule("visit-eve")
+		oncePer := r.OncePer
+		if add {
+			r.OncePer = logic.Ref{}
+		}
+		f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-04-15"})
+		f.planAt(t, "2027-04-14 12:00", "visit-eve")
+		f.dispatchAt(t, "2027-04-14 18:00")
+		if add {
+			r.OncePer = oncePer
+		} else {
+			r.OncePer = logic.Ref{}
+		}
+		d := f.planAt(t, "2027-04-14 18:05", "visit-eve")
+		wantReason(t, fmt.Sprintf("once_per added %v", add), d, engine.Done, "all 1 occurrences are past")
+		f.dispatchAt(t, "2027-04-14 18:10")
+		if got := f.createsTo(visitPhone); len(got) != 1 {
+			t.Errorf("once_per added %v: Twilio got %d texts, want 1", add, len(got))
+		}
+	}
+}
+
+// TestSafetyTimedFallbackNeverDoublesAText: an occurrence already texted
+// is not emailed as well when the number turns invalid before that
+// occurrence expires; only the later occurrences fall back to email, also
+// one whose text was queued before the number was spoiled (canceled right
+// before it would go, and emailed instead).
+func TestSafetyTimedFallbackNeverDoublesAText(t *testing.T) {
+	const rule = `
+  - name: quit-support
+    when: "[consent_given] = '1'"
+    channel: sms
+    to: "[mobile_phone]"
+    template: timed
+    start: { field: "[baseline_date]", days: 7, at: ["10:00", "18:00"] }
+    fallback: { to: "[email]", subject: "Keep going" }
+`
+	f := newTimedFixture(t, rule, "Keep going!\n", false)
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "baseline_date": "2027-03-03"})
+	f.planAt(t, "2027-03-10 09:00", "quit-support")
+	f.dispatchAt(t, "2027-03-10 10:00")
+	if n := len(f.createsTo(visitPhone)); n != 1 {
+		t.Fatalf("Twilio got %d texts, want occurrence 1", n)
+	}
+	f.load(t, "site_a", map[string]string{"record_id": visitRecord, "mobile_phone": "call my sister"})
+	f.planAt(t, "2027-03-10 10:35", "quit-support")
+	f.dispatchAt(t, "2027-03-10 10:40")
+	for _, m := range f.messages(t, "quit-support") {
+		if m.Channel == storage.ChannelEmail && m.Occurrence == 1 {
+			t.Errorf("occurrence 1 was texted, yet an email %s is stored (%s)", m.Key, m.State)
+		}
+	}
+	if n := len(f.env.SMTP.Messages()); n != 0 {
+		t.Errorf("the SMTP server got %d emails, want none before occurrence 2", n)
+	}
+	// At 18:00 the queued text of occurrence 2 finds the number spoiled:
+	// canceled, and its email fallback queued and sent instead.
+	f.dispatchAt(t, "2027-03-10 18:00")
+	f.dispatchAt(t, "2027-03-10 18:01")
+	if n := len(f.env.SMTP.Messages()); n != 1 {
+		t.Errorf("the SMTP server got %d emails, want occurrence 2's", n)
 	}
 }

@@ -89,6 +89,7 @@ func (r *Rule) FallbackRule() *Rule {
 	f.tmplFiles = r.Fallback.files
 	f.WriteBack = WriteBack{}
 	f.Fallback = nil
+	f.IsFallback = true
 	return &f
 }
 

@@ -29,6 +29,9 @@ type Rule struct {
 	Description string
 	Project     string
 	Pos         Pos // the rule's entry in its file
+	// IsFallback marks the email rule FallbackRule derives from an SMS
+	// rule: its messages' keys end in FallbackKeySuffix.
+	IsFallback bool
 
 	When       *logic.Expr // nil = every candidate row is selected
 	Event      string      // unique event name, "" = any event (a classic project, or AnyEvent)
@@ -238,11 +241,18 @@ func (s *Study) Rule(name string) *Rule {
 }
 
 // Uses reports whether any enabled rule sends on channel (an SMS rule's
-// email fallback sends email).
+// email fallback sends email, and so does a reply that notifies staff).
 func (s *Study) Uses(channel string) bool {
 	for _, r := range s.Rules {
 		if r.Enabled && (r.Channel == channel || channel == ChannelEmail && r.Fallback != nil) {
 			return true
+		}
+	}
+	if channel == ChannelEmail {
+		for _, r := range s.Replies {
+			if r.Notify != "" {
+				return true
+			}
 		}
 	}
 	return false

@@ -43,8 +43,8 @@ func (l *loader) decodeTiming(d *decoder, n *yaml.Node, m *mapping, r *Rule) {
 	if v := m.get("repeat"); v != nil {
 		d.errorf(v, "repeat: a timed rule (start) repeats by start.days or every: remove repeat")
 	}
-	if v := m.get("once_per"); v != nil {
-		d.errorf(v, "once_per: a timed rule follows its start field (a moved date re-times its messages): remove once_per")
+	if v := m.get("once_per"); v != nil && m.get("every") != nil {
+		d.errorf(v, "once_per: a series (every) follows its start field (a moved date re-times its prompts): remove once_per")
 	}
 	if r.Every != nil {
 		if len(r.Start.Days) > 1 {

@@ -173,6 +173,11 @@ func TestTimedDecode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A reminder once per visit date: a moved date gets its own reminder.
+	v, _, err := loadTimed(t, "    start: { field: \"[visit_date]\", days: -1, at: \"18:00\" }\n    once_per: \"[visit_date]\"")
+	if err != nil || v.Rule("quit").OncePer != (logic.Ref{Field: "visit_date"}) {
+		t.Errorf("start with once_per: %v %+v", err, v)
+	}
 	if e := s.Rule("quit").Every; e.Days != 14 || len(e.At) != 3 || e.At[0] != 540 || e.Instrument != "ema" {
 		t.Errorf("every = %+v; times sorted", e)
 	}
@@ -190,6 +195,7 @@ func TestTimedErrors(t *testing.T) {
 		{`    every: { days: 14, at: "09:00" }`, `:7:12: rule "quit": every needs start`},
 		{"    start: { field: \"[s]\" }\n    every: { days: 14 }", `:8:12: rule "quit": every needs at`},
 		{"    start: { field: \"[s]\", days: 7, at: \"10:00\" }\n    repeat: { every: 1d, max: 3 }", `:8:13: rule "quit": repeat: a timed rule (start) repeats by start.days or every`},
+		{"    start: { field: \"[s]\" }\n    every: { days: 14, at: \"09:00\" }\n    once_per: \"[s]\"", `:9:15: rule "quit": once_per: a series (every) follows its start field`},
 		{"    start: { field: \"[s]\" }\n    remind: { after: soon }", `:8:22: rule "quit": remind.after: "soon" is not a duration`},
 	} {
 		_, file, err := loadTimed(t, c.extra)

@@ -177,7 +177,10 @@ func parseTestFile(path string) (*ruleTestFile, error) {
 	m := p.mapping(root, "the test file", keysFile)
 	f := &ruleTestFile{path: path}
 	if n := m["config"]; n != nil {
-		f.config = filepath.Join(p.dir, p.scalar(n, "config"))
+		f.config = p.scalar(n, "config")
+		if !filepath.IsAbs(f.config) {
+			f.config = filepath.Join(p.dir, f.config)
+		}
 	} else {
 		p.fail(root, "config: is missing: name the study's nudge.yaml, relative to this file")
 	}
