@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"runtime/debug"
 	"text/tabwriter"
 	"time"
 
@@ -41,7 +40,9 @@ Usage:
   nudge sim     all|redcap|twilio|smtp ...     nudge's simulators as their own processes (nudge sim help)
   nudge demo    [--json] [--db FILE] [--serve ADDR]
                                               the bundled demo study against built-in simulators
-  nudge version
+  nudge backup  [--config nudge.yaml | --db FILE] BACKUP-FILE
+                                              a consistent copy of the database (0600), safe while nudge serve runs
+  nudge version                                version, VCS revision and Go version of this binary
 
 Secrets (REDCap tokens, Twilio and SMTP credentials) come from the environment
 variables the config names. Exit status: 0 fine, 1 problems found (or the
@@ -58,8 +59,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "version", "--version":
-		fmt.Fprintln(stdout, "nudge", version())
+		printVersion(stdout)
 		return nil
+	case "backup":
+		return cmdBackup(ctx, rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
 	case "preview":
@@ -90,13 +93,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "nudge: unknown command %q\n\n%s", cmd, usage)
 	return errUsage
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 type common struct {

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nudge-study/nudge/storage"
+)
+
+var t0cmd = time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
+
+func TestVersionStamp(t *testing.T) {
+	old := buildVersion
+	defer func() { buildVersion = old }()
+	buildVersion = "v9.8.7"
+	for _, arg := range []string{"version", "--version"} {
+		out, _, code := nudge(t, arg)
+		if code != 0 || !strings.HasPrefix(out, "nudge v9.8.7\n") || !strings.Contains(out, "go:") {
+			t.Errorf("%s: %q, exit %d", arg, out, code)
+		}
+	}
+}
+
+func TestBackupCommand(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "nudge.db")
+	s, err := storage.Open(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.OptOut(ctx, "+14155550123", "test", t0cmd); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(dir, "backup.db")
+	out, errOut, code := nudge(t, "backup", "--db", db, dest)
+	if code != 0 {
+		t.Fatalf("exit %d: %s%s", code, out, errOut)
+	}
+	b, err := storage.Open(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if ok, err := b.IsOptedOut(ctx, "+14155550123"); !ok || err != nil {
+		t.Errorf("backup lost the opt-out: %v, %v", ok, err)
+	}
+	if _, _, code := nudge(t, "backup", "--db", db); code != 2 {
+		t.Errorf("backup without FILE: exit %d, want 2", code)
+	}
+	// From the config: the demo study's storage path.
+	cfg := copyStudy(t, nil)
+	_, errOut, code = nudge(t, "backup", "--config", filepath.Join(cfg, "nudge.yaml"), filepath.Join(dir, "b2.db"))
+	if code != 1 || !strings.Contains(errOut, "no database at") || !strings.Contains(errOut, "demo.db") {
+		t.Errorf("backup of a study without a database: exit %d, %q; want 1 naming the database", code, errOut)
+	}
+}
+
+// TestSystemdUnits checks the unit files with systemd-analyze verify when
+// it is installed.
+func TestSystemdUnits(t *testing.T) {
+	sa, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed")
+	}
+	dir := t.TempDir()
+	// verify wants ExecStart's binary to exist: point it at a stand-in.
+	bin := filepath.Join(dir, "nudge")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"nudge.service", "nudge@.service", "nudge-backup.service", "nudge-backup.timer"} {
+		b, err := os.ReadFile(filepath.Join("deploy", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		unit := strings.ReplaceAll(string(b), "/usr/local/bin/nudge", bin)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(unit), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, unit := range []string{"nudge.service", "nudge@site-a.service", "nudge-backup.service", "nudge-backup.timer"} {
+		cmd := exec.Command(sa, "verify", "--man=no", filepath.Join(dir, unit))
+		cmd.Env = append(os.Environ(), "SYSTEMD_LOG_LEVEL=warning")
+		out, err := cmd.CombinedOutput()
+		if err != nil || len(strings.TrimSpace(string(out))) > 0 {
+			t.Errorf("systemd-analyze verify %s: %v\n%s", unit, err, out)
+		}
+	}
+}
