@@ -94,3 +94,21 @@ func TestSystemdUnits(t *testing.T) {
 		}
 	}
 }
+
+// TestSafetyAllMissingSecretsAtOnce names every missing secret in one
+// error, not only the first.
+func TestSafetyAllMissingSecretsAtOnce(t *testing.T) {
+	for _, v := range []string{"NUDGE_DEMO_TOKEN_SITE_A", "NUDGE_DEMO_TOKEN_SITE_B", "NUDGE_DEMO_TWILIO_SID", "NUDGE_DEMO_TWILIO_TOKEN", "NUDGE_DEMO_SMTP_USER", "NUDGE_DEMO_SMTP_PASSWORD"} {
+		t.Setenv(v, "")
+	}
+	cfg := filepath.Join(copyStudy(t, nil), "nudge.yaml")
+	_, errOut, code := nudge(t, "run", "--config", cfg)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, errOut)
+	}
+	for _, want := range []string{"NUDGE_DEMO_TOKEN_SITE_A", "NUDGE_DEMO_TOKEN_SITE_B", "twilio.auth_token", "smtp.password", "6 secrets"} {
+		if !strings.Contains(errOut, want) {
+			t.Errorf("stderr lacks %s:\n%s", want, errOut)
+		}
+	}
+}
