@@ -17,6 +17,7 @@ var migrations = []string{
 	migrationOncePer,
 	migrationNumberPauses,
 	migrationTexts,
+	migrationSkipWarnings,
 }
 
 // SchemaVersion is the schema version this nudge writes.

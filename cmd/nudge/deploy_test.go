@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nudge-study/nudge/engine/demo"
+	"github.com/nudge-study/nudge/engine/sms"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -109,6 +112,71 @@ func TestSafetyAllMissingSecretsAtOnce(t *testing.T) {
 	for _, want := range []string{"NUDGE_DEMO_TOKEN_SITE_A", "NUDGE_DEMO_TOKEN_SITE_B", "twilio.auth_token", "smtp.password", "6 secrets"} {
 		if !strings.Contains(errOut, want) {
 			t.Errorf("stderr lacks %s:\n%s", want, errOut)
+		}
+	}
+}
+
+// TestSafetyRunQuietForCron: nudge run from cron (stdout not a terminal)
+// prints nothing on success, so cron mails only problems; -v prints the
+// table and summary; a second pass does not warn again about the same
+// skipped participants.
+func TestSafetyRunQuietForCron(t *testing.T) {
+	env, err := demo.Start(demo.Options{Dir: demoDir, Clock: sms.NewFakeClock(demo.StudyTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	host, port := env.SMTP.Addr()
+	cfg := demoConfig(t, env, [2]string{"  rate_per_second: 0.95", "  rate_per_second: 0.95\n  api_base_url: " + env.TwilioURL},
+		[2]string{"  host: smtp.example.edu\n  port: 587\n  username_env: NUDGE_DEMO_SMTP_USER\n  password_env: NUDGE_DEMO_SMTP_PASSWORD\n",
+			fmt.Sprintf("  host: %s\n  port: %d\n", host, port)},
+		[2]string{"  tls: mandatory", "  tls: none"})
+	if err := os.Chmod(filepath.Dir(cfg), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := nudge(t, "run", "--config", cfg)
+	if code != 0 || out != "" {
+		t.Fatalf("first pass: exit %d, stdout %q (want none)\n%s", code, out, errOut)
+	}
+	if strings.Contains(errOut, "level=info") {
+		t.Errorf("info logs on a quiet pass:\n%s", errOut)
+	}
+	out, errOut, code = nudge(t, "run", "--config", cfg, "-v")
+	if code != 0 || !strings.Contains(out, "RULE") || !strings.Contains(out, "enqueued ") {
+		t.Errorf("-v: exit %d, stdout %q", code, out)
+	}
+	out, errOut2, code := nudge(t, "run", "--config", cfg)
+	if code != 0 || out != "" || strings.Contains(errOut2, "participant skipped") {
+		t.Errorf("third pass: exit %d, stdout %q, stderr:\n%s\n(-v pass stderr:\n%s)", code, out, errOut2, errOut)
+	}
+}
+
+// TestRunBusyExit: while another process holds the pass lease, nudge run
+// exits 5 at once, or after --wait.
+func TestRunBusyExit(t *testing.T) {
+	env, err := demo.Start(demo.Options{Dir: demoDir, Clock: sms.NewFakeClock(demo.StudyTime)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	cfg := demoConfig(t, env, [2]string{"  rate_per_second: 0.95", "  rate_per_second: 0.95\n  api_base_url: " + env.TwilioURL})
+	t.Setenv("NUDGE_DEMO_SMTP_USER", "study")
+	t.Setenv("NUDGE_DEMO_SMTP_PASSWORD", "unused")
+	s, err := storage.Open(filepath.Join(filepath.Dir(cfg), "demo.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if ok, err := s.TryLock(context.Background(), "pass", storage.NewOwner(), time.Hour, time.Now()); !ok || err != nil {
+		t.Fatalf("TryLock: %v, %v", ok, err)
+	}
+	old := busyPoll
+	busyPoll = time.Millisecond
+	defer func() { busyPoll = old }()
+	for _, args := range [][]string{nil, {"--wait", "20ms"}} {
+		_, errOut, code := nudge(t, append([]string{"run", "--config", cfg}, args...)...)
+		if code != exitBusy || !strings.Contains(errOut, "another nudge process is making a pass") {
+			t.Errorf("run %v with the lease held: exit %d, want %d\n%s", args, code, exitBusy, errOut)
 		}
 	}
 }
