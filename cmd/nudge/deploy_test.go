@@ -18,12 +18,12 @@ import (
 var t0cmd = time.Date(2026, 11, 23, 15, 4, 5, 0, time.UTC)
 
 func TestVersionStamp(t *testing.T) {
-	old := buildVersion
-	defer func() { buildVersion = old }()
-	buildVersion = "v9.8.7"
+	oldV, oldR := buildVersion, buildRevision
+	defer func() { buildVersion, buildRevision = oldV, oldR }()
+	buildVersion, buildRevision = "v9.8.7", "0123abcd"
 	for _, arg := range []string{"version", "--version"} {
 		out, _, code := nudge(t, arg)
-		if code != 0 || !strings.HasPrefix(out, "nudge v9.8.7\n") || !strings.Contains(out, "go:") {
+		if code != 0 || !strings.HasPrefix(out, "nudge v9.8.7\n") || !strings.Contains(out, "go:") || !strings.Contains(out, "revision:") {
 			t.Errorf("%s: %q, exit %d", arg, out, code)
 		}
 	}

@@ -14,6 +14,11 @@ import (
 // (see cmd/nudge/deploy/Makefile). Empty in a plain go build.
 var buildVersion string
 
+// buildRevision is the commit, stamped by the release build for builds
+// where Go cannot read it from the checkout (a git worktree, a container
+// build without .git): -X main.buildRevision=$(git rev-parse HEAD).
+var buildRevision string
+
 // buildInfo is what nudge version prints about the binary.
 type buildInfo struct {
 	Version   string // the stamp, else the module version, else "(devel)"
@@ -41,6 +46,9 @@ func readBuildInfo() buildInfo {
 				b.Modified = s.Value
 			}
 		}
+	}
+	if b.Revision == "" {
+		b.Revision = buildRevision
 	}
 	switch {
 	case buildVersion != "":
