@@ -245,7 +245,7 @@ func (e *Engine) inboundWriter() *storage.InboundWriter {
 // msgLog is the logger for one outbox message: its id, rule and record,
 // and the recipient masked.
 func (e *Engine) msgLog(m storage.Message) logrus.FieldLogger {
-	return e.log().WithFields(map[string]any{"message": m.ID, "rule": m.Rule, "record": m.Record, "to": redact(m.To)})
+	return e.log().WithFields(map[string]any{"message_id": m.ID, "rule": m.Rule, "record": m.Record, "to": redact(m.To)})
 }
 
 // recordOptOut records an opt-out nudge learned of other than by an

@@ -105,20 +105,21 @@ func restartOnly(old, next *rules.Config) []string {
 	diff("server.listen", old.Server.Listen, next.Server.Listen)
 	diff("server.public_url", old.Server.PublicURL, next.Server.PublicURL)
 	diff("server.trigger_secret_env", old.Server.TriggerSecretEnv, next.Server.TriggerSecretEnv)
+	diff("server.trigger_secret_file", old.Server.TriggerSecretFile, next.Server.TriggerSecretFile)
 	diff("server.poll_every", old.Server.PollEvery, next.Server.PollEvery)
 	diff("server.writeback_every", old.Server.WritebackEvery, next.Server.WritebackEvery)
 	type conn struct {
-		Name, RedcapURL, TokenEnv, SMSFrom, SMSService string
-		SMSNumbers                                     []string
+		Name, RedcapURL, TokenEnv, TokenFile, SMSFrom, SMSService string
+		SMSNumbers                                                []string
 	}
 	conns := func(c *rules.Config) []conn {
 		var out []conn
 		for _, p := range c.Projects {
-			out = append(out, conn{p.Name, p.RedcapURL, p.TokenEnv, p.SMSFrom, p.SMSService, p.SMSNumbers})
+			out = append(out, conn{p.Name, p.RedcapURL, p.TokenEnv, p.TokenFile, p.SMSFrom, p.SMSService, p.SMSNumbers})
 		}
 		return out
 	}
-	diff("projects (names, redcap_url, token_env or sending numbers)", conns(old), conns(next))
+	diff("projects (names, redcap_url, token_env, token_file or sending numbers)", conns(old), conns(next))
 	tw := func(c *rules.Config) *rules.Twilio {
 		if c.Twilio == nil {
 			return nil

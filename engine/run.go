@@ -2,9 +2,12 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 )
 
 // RuleSummary counts one rule's decisions in a pass.
@@ -124,7 +127,7 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 	if res.Enqueued, err = e.Store.EnqueueBatch(ctx, msgs); err != nil {
 		return fmt.Errorf("enqueue: %w", err)
 	}
-	e.logPlan(plan, res.Enqueued)
+	e.logPlan(ctx, plan, res.Enqueued)
 	if res.Dispatch, err = e.Dispatch(ctx); err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
@@ -143,19 +146,62 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 	return nil
 }
 
-func (e *Engine) logPlan(p *Plan, enqueued int) {
+func (e *Engine) logPlan(ctx context.Context, p *Plan, enqueued int) {
 	for _, s := range p.Summaries(e) {
 		e.log().WithFields(map[string]any{"rule": s.Name, "channel": s.Channel, "selected": s.Selected,
 			"planned": s.Planned, "deferred": s.Deferred, "skipped": s.Skipped, "already_sent": s.Done,
 			"excluded": s.Excluded}).Info("planned")
 	}
+	e.logSkips(ctx, p)
+	e.log().WithField("messages", enqueued).Info("enqueued")
+}
+
+// logSkips warns about each skipped participant once while the skip lasts
+// (the store remembers which were warned, see storage.FirstSkips); a skip
+// warned about on an earlier pass is logged at debug, so that a pass run
+// from cron every 15 minutes does not mail the same warning each time.
+// When the store cannot tell, every skip is warned about.
+func (e *Engine) logSkips(ctx context.Context, p *Plan) {
+	var skips []Decision
+	var digests []string
 	for _, d := range p.Decisions {
 		if d.Outcome == Skipped {
-			e.log().WithFields(map[string]any{"rule": d.Rule, "project": d.Project, "record": d.Record,
-				"event": d.Event, "instance": d.Instance, "reason": d.Reason}).Warn("participant skipped")
+			skips = append(skips, d)
+			digests = append(digests, skipDigest(d))
 		}
 	}
-	e.log().WithField("messages", enqueued).Info("enqueued")
+	if len(skips) == 0 {
+		return
+	}
+	fresh, err := e.Store.FirstSkips(ctx, digests, e.now())
+	if err != nil {
+		e.log().WithError(err).Debug("could not tell which skips were warned about before; warning about all")
+	}
+	known := 0
+	for i, d := range skips {
+		log := e.log().WithFields(map[string]any{"rule": d.Rule, "project": d.Project, "record": d.Record,
+			"event": d.Event, "instance": d.Instance, "reason": d.Reason})
+		if err == nil && !fresh[digests[i]] {
+			known++
+			log.Debug("participant skipped (warned about before)")
+			continue
+		}
+		log.Warn("participant skipped")
+	}
+	if known > 0 {
+		e.log().WithField("participants", known).Info("participants still skipped for the reasons warned about before (nudge preview lists them)")
+	}
+}
+
+// skipDigest names one skip: the rule, the record's occurrence and the
+// reason. A new reason for the same participant is a new skip.
+func skipDigest(d Decision) string {
+	h := sha256.New()
+	for _, s := range []string{d.Rule, d.Project, d.Record, d.Event, strconv.Itoa(d.Instance), d.Reason} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 func (r *RunResult) summary(e *Engine) map[string]any {

@@ -27,7 +27,8 @@ type Options struct {
 }
 
 // New connects a loaded study: a REDCap client per project (tokens from the
-// environment variables the config names), Twilio and SMTP when a rule
+// environment variables or files the config names; every secret that cannot
+// be read is reported at once, see ReadSecrets), Twilio and SMTP when a rule
 // uses them, and the SQLite store. Close releases them.
 func New(study *rules.Study, opt Options) (*Engine, error) {
 	cfg := study.Config
@@ -38,27 +39,19 @@ func New(study *rules.Study, opt Options) (*Engine, error) {
 	if e.Clock == nil {
 		e.Clock = sms.RealClock{}
 	}
+	sec := ReadSecrets(study, opt.NoSend, nil)
+	if err := sec.Problems.Err(); err != nil {
+		return nil, err
+	}
 	for _, p := range cfg.Projects {
-		token, err := cfg.Secret(p.TokenEnv)
-		if err != nil {
-			return nil, fmt.Errorf("project %s: %w", p.Name, err)
-		}
-		c, err := redcap.New(p.RedcapURL, token, redcap.WithLogger(e.log().WithField("project", p.Name)))
+		c, err := redcap.New(p.RedcapURL, sec.Tokens[p.Name], redcap.WithLogger(e.log().WithField("project", p.Name)))
 		if err != nil {
 			return nil, fmt.Errorf("project %s: %w", p.Name, err)
 		}
 		e.REDCap[p.Name] = c
 	}
 	if !opt.NoSend && study.Uses("sms") {
-		sid, err := cfg.Secret(cfg.Twilio.AccountSIDEnv)
-		if err != nil {
-			return nil, fmt.Errorf("twilio: %w", err)
-		}
-		token, err := cfg.Secret(cfg.Twilio.AuthTokenEnv)
-		if err != nil {
-			return nil, fmt.Errorf("twilio: %w", err)
-		}
-		c, err := sms.NewClient(sms.Config{AccountSID: sid, AuthToken: token, BaseURL: cfg.Twilio.APIBaseURL,
+		c, err := sms.NewClient(sms.Config{AccountSID: sec.AccountSID, AuthToken: sec.AuthToken, BaseURL: cfg.Twilio.APIBaseURL,
 			StatusCallback: cfg.Twilio.StatusCallback, Timeout: opt.Timeout, Services: cfg.Services()})
 		if err != nil {
 			return nil, fmt.Errorf("twilio: %w", err)
@@ -69,17 +62,7 @@ func New(study *rules.Study, opt Options) (*Engine, error) {
 		}
 	}
 	if !opt.NoSend && study.Uses("email") {
-		user, pass := "", ""
-		if cfg.SMTP.UsernameEnv != "" {
-			var err error
-			if user, err = cfg.Secret(cfg.SMTP.UsernameEnv); err != nil {
-				return nil, fmt.Errorf("smtp: %w", err)
-			}
-			if pass, err = cfg.Secret(cfg.SMTP.PasswordEnv); err != nil {
-				return nil, fmt.Errorf("smtp: %w", err)
-			}
-		}
-		s, err := email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: user, Password: pass,
+		s, err := email.New(email.Config{Host: cfg.SMTP.Host, Port: cfg.SMTP.Port, Username: sec.SMTPUser, Password: sec.SMTPPassword,
 			From: cfg.SMTP.From, TLS: cfg.SMTP.TLS, Timeout: opt.Timeout}, e.log())
 		if err != nil {
 			return nil, fmt.Errorf("smtp: %w", err)
@@ -96,6 +79,36 @@ func New(study *rules.Study, opt Options) (*Engine, error) {
 	}
 	e.Store = st
 	return e, nil
+}
+
+// Secrets are the credentials a study needs, read from the environment
+// variables and files its config names.
+type Secrets struct {
+	Tokens                 map[string]string // REDCap API token by project name
+	AccountSID, AuthToken  string            // Twilio, when a rule sends SMS
+	SMTPUser, SMTPPassword string            // when a rule sends email and the server wants a login
+	Problems               rules.SecretProblems
+}
+
+// ReadSecrets reads every secret the study needs (noSend: the REDCap tokens
+// only) and records each one that cannot be read in Problems, after those
+// already in prior, so that a coordinator fixes them all at once.
+func ReadSecrets(study *rules.Study, noSend bool, prior rules.SecretProblems) Secrets {
+	cfg := study.Config
+	s := Secrets{Tokens: make(map[string]string), Problems: prior}
+	p := &s.Problems
+	for _, pr := range cfg.Projects {
+		s.Tokens[pr.Name] = p.Read(cfg, "project "+pr.Name+": token", pr.TokenEnv, pr.TokenFile)
+	}
+	if !noSend && study.Uses("sms") {
+		s.AccountSID = p.Read(cfg, "twilio.account_sid", cfg.Twilio.AccountSIDEnv, cfg.Twilio.AccountSIDFile)
+		s.AuthToken = p.Read(cfg, "twilio.auth_token", cfg.Twilio.AuthTokenEnv, cfg.Twilio.AuthTokenFile)
+	}
+	if !noSend && study.Uses("email") && (cfg.SMTP.UsernameEnv != "" || cfg.SMTP.UsernameFile != "") {
+		s.SMTPUser = p.Read(cfg, "smtp.username", cfg.SMTP.UsernameEnv, cfg.SMTP.UsernameFile)
+		s.SMTPPassword = p.Read(cfg, "smtp.password", cfg.SMTP.PasswordEnv, cfg.SMTP.PasswordFile)
+	}
+	return s
 }
 
 // newPacer paces every configured sending number at its own rate (a long

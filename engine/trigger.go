@@ -128,7 +128,7 @@ func (e *Engine) planSaved(ctx context.Context, project string, ts []storage.Tri
 	if err != nil {
 		return 0, err
 	}
-	e.logPlan(plan, 0)
+	e.logPlan(ctx, plan, 0)
 	return e.Store.EnqueueBatch(ctx, plan.Messages())
 }
 

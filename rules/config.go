@@ -62,6 +62,7 @@ type Project struct {
 	Name       string
 	RedcapURL  string
 	TokenEnv   string // name of the environment variable holding the API token
+	TokenFile  string // or the file holding it (token_file), see ReadSecretFile
 	Dictionary string // absolute path of a data dictionary CSV, "" if none
 	SMSFrom    string // the project's own sending number, "" = twilio's sender
 	// SMSService is the project's own Messaging Service (MG…) and
@@ -106,6 +107,8 @@ type OptOut struct {
 type Twilio struct {
 	AccountSIDEnv       string
 	AuthTokenEnv        string
+	AccountSIDFile      string   // account_sid_file, instead of AccountSIDEnv
+	AuthTokenFile       string   // auth_token_file, instead of AuthTokenEnv
 	From                string   // sending number (E.164 or a short code), "" when a Messaging Service sends
 	MessagingServiceSID string   // MG…, "" when From sends
 	Numbers             []string // the Messaging Service's numbers
@@ -136,13 +139,15 @@ const (
 
 // SMTP configures email sending. Credentials are environment variable names.
 type SMTP struct {
-	Host        string
-	Port        int
-	UsernameEnv string // "" = no authentication
-	PasswordEnv string
-	From        string // RFC 5322 address, e.g. "Study Team <study@example.edu>"
-	TLS         string // mandatory, opportunistic or none
-	Pos         Pos
+	Host         string
+	Port         int
+	UsernameEnv  string // "" (and UsernameFile "") = no authentication
+	PasswordEnv  string
+	UsernameFile string // username_file, instead of UsernameEnv
+	PasswordFile string // password_file, instead of PasswordEnv
+	From         string // RFC 5322 address, e.g. "Study Team <study@example.edu>"
+	TLS          string // mandatory, opportunistic or none
+	Pos          Pos
 }
 
 // Storage says where nudge keeps its state.
@@ -162,6 +167,9 @@ type Server struct {
 	// REDCap's Data Entry Trigger URL carries (?secret=…); "" = triggers
 	// are refused.
 	TriggerSecretEnv string
+	// TriggerSecretFile is the file holding it instead
+	// (trigger_secret_file).
+	TriggerSecretFile string
 
 	RunEvery       time.Duration // how often rules without a schedule are evaluated, 0 = never
 	PollEvery      time.Duration // how often delivery statuses are polled
@@ -396,7 +404,7 @@ func (c *Config) ProjectNames() []string {
 // error names the variable but never a value.
 func (c *Config) Secret(envName string) (string, error) {
 	if envName == "" {
-		return "", fmt.Errorf("no environment variable configured for this secret: set the *_env key in %s", c.Path)
+		return "", fmt.Errorf("no environment variable or file configured for this secret: set the *_env or *_file key in %s", c.Path)
 	}
 	v, ok := os.LookupEnv(envName)
 	if !ok || v == "" {
@@ -509,11 +517,11 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	}
 	c.checkPools(d)
 	if n := m.get("smtp"); n != nil {
-		c.SMTP = decodeSMTP(d, n)
+		c.SMTP = c.decodeSMTP(d, n)
 	}
 	c.Server = defaultServer(d.pos(root))
 	if n := m.get("server"); n != nil {
-		c.Server = decodeServer(d, n)
+		c.Server = c.decodeServer(d, n)
 	}
 	if n := m.get("quiet_hours"); n != nil {
 		if qm := d.mapping(n, "quiet_hours", "from", "to"); qm != nil {
@@ -592,7 +600,7 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 	seen := map[string]Pos{}
 	pids := map[string]*Project{} // REDCap API endpoint + project id → first project using them
 	for _, it := range items {
-		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "dictionary", "sms_from",
+		m := d.mapping(it, "a project", "name", "redcap_url", "token_env", "token_file", "dictionary", "sms_from",
 			"sms_service", "sms_numbers", "project_id", "opt_out",
 			"timezone_field", "events", "instrument_events", "surveys")
 		if m == nil {
@@ -624,10 +632,9 @@ func (c *Config) decodeProjects(d *decoder, n *yaml.Node) {
 		} else {
 			d.errorf(it, "project %q needs redcap_url (the REDCap API URL, e.g. https://redcap.example.edu/api/)", p.Name)
 		}
-		if v := m.get("token_env"); v != nil {
-			p.TokenEnv = envName(d, v, "token_env")
-		} else if m.missing("token_env") {
-			d.errorf(it, "project %q needs token_env: the name of the environment variable holding its API token", p.Name)
+		var given bool
+		if p.TokenEnv, p.TokenFile, given = c.decodeSecret(d, m, "token", "token"); !given {
+			d.errorf(it, "project %q needs token_env (the name of the environment variable holding its API token) or token_file (the file holding it)", p.Name)
 		}
 		if v := m.get("dictionary"); v != nil {
 			if s, ok := d.str(v, "dictionary"); ok {
@@ -823,22 +830,19 @@ func checkURL(s string) error {
 }
 
 func (c *Config) decodeTwilio(d *decoder, n *yaml.Node) {
-	m := d.mapping(n, "twilio", "account_sid_env", "auth_token_env", "from", "messaging_service_sid", "numbers",
+	m := d.mapping(n, "twilio", "account_sid_env", "auth_token_env", "account_sid_file", "auth_token_file", "from", "messaging_service_sid", "numbers",
 		"region", "rate_per_second", "rates", "api_base_url", "status_callback", "unanswered_lookup_after",
 		"unanswered_resend_after")
 	if m == nil {
 		return
 	}
 	t := &Twilio{RatePerSecond: DefaultRatePerSecond, LookupAfter: DefaultLookupAfter, ResendAfter: DefaultResendAfter, Pos: d.pos(n)}
-	if v := m.get("account_sid_env"); v != nil {
-		t.AccountSIDEnv = envName(d, v, "twilio.account_sid_env")
-	} else if m.missing("account_sid_env") {
-		d.errorf(n, "twilio needs account_sid_env: the environment variable holding the Account SID")
+	var given bool
+	if t.AccountSIDEnv, t.AccountSIDFile, given = c.decodeSecret(d, m, "account_sid", "twilio.account_sid"); !given {
+		d.errorf(n, "twilio needs account_sid_env (the environment variable holding the Account SID) or account_sid_file (the file holding it)")
 	}
-	if v := m.get("auth_token_env"); v != nil {
-		t.AuthTokenEnv = envName(d, v, "twilio.auth_token_env")
-	} else if m.missing("auth_token_env") {
-		d.errorf(n, "twilio needs auth_token_env: the environment variable holding the Auth Token")
+	if t.AuthTokenEnv, t.AuthTokenFile, given = c.decodeSecret(d, m, "auth_token", "twilio.auth_token"); !given {
+		d.errorf(n, "twilio needs auth_token_env (the environment variable holding the Auth Token) or auth_token_file (the file holding it)")
 	}
 	t.From, t.MessagingServiceSID, t.Numbers = c.decodeSender(d, n, m, senderKeys{prefix: "twilio.",
 		from: "from", service: "messaging_service_sid", numbers: "numbers", required: true})
@@ -1052,8 +1056,8 @@ func defaultRate(k SenderKind) float64 {
 	return DefaultRatePerSecond
 }
 
-func decodeSMTP(d *decoder, n *yaml.Node) *SMTP {
-	m := d.mapping(n, "smtp", "host", "port", "username_env", "password_env", "from", "tls")
+func (c *Config) decodeSMTP(d *decoder, n *yaml.Node) *SMTP {
+	m := d.mapping(n, "smtp", "host", "port", "username_env", "password_env", "username_file", "password_file", "from", "tls")
 	if m == nil {
 		return nil
 	}
@@ -1071,14 +1075,11 @@ func decodeSMTP(d *decoder, n *yaml.Node) *SMTP {
 			s.Port = p
 		}
 	}
-	if v := m.get("username_env"); v != nil {
-		s.UsernameEnv = envName(d, v, "smtp.username_env")
-	}
-	if v := m.get("password_env"); v != nil {
-		s.PasswordEnv = envName(d, v, "smtp.password_env")
-	}
-	if (s.UsernameEnv == "") != (s.PasswordEnv == "") && !m.secrets["password_env"] {
-		d.errorf(n, "smtp: set both username_env and password_env, or neither for a server without authentication")
+	var user, pass bool
+	s.UsernameEnv, s.UsernameFile, user = c.decodeSecret(d, m, "username", "smtp.username")
+	s.PasswordEnv, s.PasswordFile, pass = c.decodeSecret(d, m, "password", "smtp.password")
+	if user != pass {
+		d.errorf(n, "smtp: set both a username (username_env or username_file) and a password (password_env or password_file), or neither for a server without authentication")
 	}
 	if v := m.get("from"); v != nil {
 		if f, ok := d.str(v, "smtp.from"); ok {
@@ -1110,9 +1111,9 @@ func defaultServer(pos Pos) Server {
 		WritebackEvery: DefaultWritebackEvery, Pos: pos}
 }
 
-func decodeServer(d *decoder, n *yaml.Node) Server {
+func (c *Config) decodeServer(d *decoder, n *yaml.Node) Server {
 	s := defaultServer(d.pos(n))
-	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "run_every", "poll_every", "writeback_every")
+	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "trigger_secret_file", "run_every", "poll_every", "writeback_every")
 	if m == nil {
 		return s
 	}
@@ -1132,9 +1133,7 @@ func decodeServer(d *decoder, n *yaml.Node) Server {
 			s.PublicURL = u
 		}
 	}
-	if v := m.get("trigger_secret_env"); v != nil {
-		s.TriggerSecretEnv = envName(d, v, "server.trigger_secret_env")
-	}
+	s.TriggerSecretEnv, s.TriggerSecretFile, _ = c.decodeSecret(d, m, "trigger_secret", "server.trigger_secret")
 	if v := m.get("help_text"); v != nil {
 		if t, ok := d.str(v, "server.help_text"); ok {
 			switch n := len([]rune(t)); {

@@ -897,7 +897,7 @@ func (l *loader) crossCheck() {
 // so the rule would never run.
 func (l *loader) checkTriggerSecret() {
 	s, c := l.study, l.study.Config
-	if c.Server.TriggerSecretEnv != "" {
+	if c.Server.TriggerSecretEnv != "" || c.Server.TriggerSecretFile != "" {
 		return
 	}
 	for _, r := range s.Rules {

@@ -56,7 +56,7 @@ func (c *Config) applySimulators(d *decoder) {
 			// The simulator speaks plain SMTP without AUTH: no credentials
 			// are needed (or sent) to try a study.
 			c.SMTP.Host, c.SMTP.Port, c.SMTP.TLS = host, n, "none"
-			c.SMTP.UsernameEnv, c.SMTP.PasswordEnv = "", ""
+			c.SMTP.UsernameEnv, c.SMTP.PasswordEnv, c.SMTP.UsernameFile, c.SMTP.PasswordFile = "", "", "", ""
 			c.Simulators = append(c.Simulators, "SMTP at "+v)
 		}
 	}

@@ -18,6 +18,7 @@ var migrations = []string{
 	migrationNumberPauses,
 	migrationTexts,
 	migrationQueryIndexes,
+	migrationSkipWarnings,
 }
 
 // SchemaVersion is the schema version this nudge writes.

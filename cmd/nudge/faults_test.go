@@ -647,7 +647,7 @@ func (st *faultStudy) runWatch(t *testing.T, f func(*runTracker) bool) runResult
 
 func (st *faultStudy) startRun(t *testing.T) *faultProc {
 	st.runs++
-	return startFaultProc(t, st.bin, st.nudgeEnv(), "run", "--config", filepath.Join(st.dir, "nudge.yaml"), "--log-json")
+	return startFaultProc(t, st.bin, st.nudgeEnv(), "run", "--config", filepath.Join(st.dir, "nudge.yaml"), "--log-json", "--log-level", "info")
 }
 
 func (st *faultStudy) startServe(t *testing.T) *faultProc {

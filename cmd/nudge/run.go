@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/url"
-	"runtime/debug"
 	"text/tabwriter"
 	"time"
 
@@ -29,7 +28,8 @@ Usage:
   nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME] [--records [PROJECT=]FILE] [--json]
                                               who would get which message (rendered), who is excluded and why; --records: no REDCap needed
   nudge test rules FILE...                     rule tests: records, moments, expected messages (testdata/demo/tests/README.md)
-  nudge run     [--config nudge.yaml]          one full pass (for cron)
+  nudge run     [--config nudge.yaml] [-v] [--wait DURATION]
+                                              one full pass (for cron: quiet on success unless -v or a terminal)
   nudge serve   [--config nudge.yaml] [--listen ADDR]
                                               the daemon: webhooks, schedules, status poller, write-back
   nudge pause   [--config nudge.yaml] [--rule NAME | --project NAME] [--reason TEXT]
@@ -46,12 +46,16 @@ Usage:
   nudge sim     all|redcap|twilio|smtp ...     nudge's simulators as their own processes (nudge sim help)
   nudge demo    [--json] [--db FILE] [--serve ADDR]
                                               the bundled demo study against built-in simulators
-  nudge version
+  nudge backup  [--config nudge.yaml | --db FILE] BACKUP-FILE
+                                              a consistent copy of the database (0600), safe while nudge serve runs
+  nudge version                                version, VCS revision and Go version of this binary
 
 Secrets (REDCap tokens, Twilio and SMTP credentials) come from the environment
-variables the config names. Exit status: 0 fine, 1 problems found (or the
-pass failed), 2 usage, 4 sending was held back (a paused sender or kill
-switch, Twilio or REDCap out of reach; the log says why; the queue is kept).
+variables (*_env) or files (*_file) the config names. Exit status: 0 fine,
+1 problems found (or the pass failed), 2 usage, 4 sending was held back (a
+paused sender or kill switch, Twilio or REDCap out of reach; the log says
+why; the queue is kept), 5 another nudge is making a pass (nudge run did
+nothing; --wait waits for it).
 `
 
 // run is the whole command line; main only turns signals into ctx.
@@ -63,8 +67,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "version", "--version":
-		fmt.Fprintln(stdout, "nudge", version())
+		printVersion(stdout)
 		return nil
+	case "backup":
+		return cmdBackup(ctx, rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
 	case "preview":
@@ -99,13 +105,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "nudge: unknown command %q\n\n%s", cmd, usage)
 	return errUsage
-}
-
-func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 type common struct {
@@ -216,11 +215,20 @@ func open(ctx context.Context, c *common, stdout, stderr io.Writer, noSend bool)
 	return e, nil
 }
 
-// cmdRun makes one full pass, for cron.
+// cmdRun makes one full pass, for cron. When stdout is not a terminal and
+// -v is not given, it is quiet on success: logs below warning are dropped
+// (unless --log-level says otherwise) and no summary is printed, so cron
+// mails only what needs a person.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs, c := newFlags("run", stderr)
+	verbose := fs.Bool("v", false, "print the per-rule table and a one-line summary (the default on a terminal)")
+	wait := fs.Duration("wait", 0, "when another nudge is making a pass, wait up to this long for it (e.g. 5m) instead of exiting 5")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	talk := *verbose || isTerminal(stdout)
+	if !talk && !flagSet(fs, "log-level") {
+		c.logLevel = "warn"
 	}
 	e, err := open(ctx, c, stdout, stderr, false)
 	if err != nil && unreachable(err) {
@@ -230,11 +238,11 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer e.Close()
-	res, err := e.RunLocked(ctx, owner(), engine.PlanOptions{})
+	res, err := runWaiting(ctx, e, *wait)
 	if errors.Is(err, engine.ErrBusy) {
-		return &exitError{code: 1, err: fmt.Errorf("%w; try again later", err)}
+		return &exitError{code: exitBusy, err: fmt.Errorf("%w; try again later (or give --wait)", err)}
 	}
-	if res != nil && res.Plan != nil {
+	if res != nil && res.Plan != nil && talk {
 		printSummaries(stdout, res.Plan.Summaries(e))
 		d := res.Dispatch
 		fmt.Fprintf(stdout, "enqueued %d, sent %d, retried %d, failed %d, canceled %d, expired %d, held %d, unsettled %d, for review %d; polled %d (%d final); written back %d (%d refused)\n",
@@ -255,11 +263,45 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return err
 }
 
-// exitHeld is the exit status of a pass that could not send all it should
-// have because a sender or the kill switch is paused, Twilio or REDCap
-// could not be reached, the database was locked by another program, or the
-// pass lost its lease. Nothing queued is lost.
-const exitHeld = 4
+// busyPoll is how often runWaiting tries the pass lease again.
+var busyPoll = 5 * time.Second
+
+// runWaiting makes a pass under the pass lease; while another process
+// holds it, it tries again every busyPoll for up to wait (0: not at all).
+func runWaiting(ctx context.Context, e *engine.Engine, wait time.Duration) (*engine.RunResult, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		res, err := e.RunLocked(ctx, owner(), engine.PlanOptions{})
+		left := time.Until(deadline)
+		if !errors.Is(err, engine.ErrBusy) || left <= 0 {
+			if errors.Is(err, engine.ErrBusy) && wait > 0 {
+				err = fmt.Errorf("%w (waited %v)", err, wait)
+			}
+			return res, err
+		}
+		t := time.NewTimer(min(busyPoll, left))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Exit statuses of nudge run besides 0 (done), 1 (the pass failed, or
+// the study has problems) and 2 (usage).
+const (
+	// exitHeld: the pass could not send all it should have because a
+	// sender or the kill switch is paused, Twilio or REDCap could not be
+	// reached, the database was locked by another program, or the pass
+	// lost its lease. Nothing queued is lost.
+	exitHeld = 4
+	// exitBusy: another nudge process (nudge serve, an earlier nudge run)
+	// is making a pass on this database; this run did nothing. Harmless
+	// now and then; every time means two schedulers run passes.
+	exitBusy = 5
+)
 
 // unreachable reports whether a pass failed because REDCap could not be
 // reached (a network failure or a server error), not because of the study.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/nudge-study/nudge/engine"
 	"github.com/nudge-study/nudge/engine/metrics"
+	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -46,16 +47,22 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Server.PublicURL == "" {
 		return &exitError{code: 1, err: fmt.Errorf("%s: server.public_url is not set: Twilio signs its webhooks for the URL it calls, so nudge must know it", cfg.Path)}
 	}
-	var token, secret string
-	if cfg.Twilio != nil {
-		if token, err = cfg.Secret(cfg.Twilio.AuthTokenEnv); err != nil {
-			return err
-		}
+	// Every secret serve needs, reported at once when some are missing.
+	var prior rules.SecretProblems
+	secret := ""
+	if cfg.Server.TriggerSecretEnv != "" || cfg.Server.TriggerSecretFile != "" {
+		secret = prior.Read(cfg, "server.trigger_secret", cfg.Server.TriggerSecretEnv, cfg.Server.TriggerSecretFile)
 	}
-	if cfg.Server.TriggerSecretEnv != "" {
-		if secret, err = cfg.Secret(cfg.Server.TriggerSecretEnv); err != nil {
-			return fmt.Errorf("server.trigger_secret_env: %w", err)
-		}
+	token := ""
+	if cfg.Twilio != nil && !study.Uses("sms") {
+		token = prior.Read(cfg, "twilio.auth_token", cfg.Twilio.AuthTokenEnv, cfg.Twilio.AuthTokenFile)
+	}
+	sec := engine.ReadSecrets(study, false, prior)
+	if err := sec.Problems.Err(); err != nil {
+		return &exitError{code: 1, err: err}
+	}
+	if cfg.Twilio != nil && study.Uses("sms") {
+		token = sec.AuthToken
 	}
 	e, err := engine.New(study, engine.Options{Log: log, Timeout: 30 * time.Second})
 	if err != nil {

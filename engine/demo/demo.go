@@ -236,7 +236,7 @@ func Start(opt Options) (*Env, error) {
 	}
 	if cfg.SMTP != nil { // … or texts only
 		cfg.SMTP.Host, cfg.SMTP.Port, cfg.SMTP.TLS = host, port, "none"
-		cfg.SMTP.UsernameEnv, cfg.SMTP.PasswordEnv = "", ""
+		cfg.SMTP.UsernameEnv, cfg.SMTP.PasswordEnv, cfg.SMTP.UsernameFile, cfg.SMTP.PasswordFile = "", "", "", ""
 	}
 
 	db := opt.DBPath
