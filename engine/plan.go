@@ -243,13 +243,16 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 }
 
 type planner struct {
-	e        *Engine
-	now      time.Time
-	optedOut map[string]bool
-	sent     map[string]storage.Occurrence
-	bad      map[string]storage.BadNumber // numbers Twilio said cannot get texts
-	paused   map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
-	phones   map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
+	e         *Engine
+	now       time.Time
+	optedOut  map[string]bool
+	sent      map[string]storage.Occurrence
+	bad       map[string]storage.BadNumber // numbers Twilio said cannot get texts
+	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
+	phones    map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
+	emails    map[string]phone             // raw value → the address parsed (in e164), once per pass
+	toReasons map[string]string            // address → toReason's reason
+	block     []storage.Message            // the messages message has yet to hand out
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
@@ -438,10 +441,12 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		out.Outcome, out.Reason = Skipped, reason
 		return out
 	}
-	if r.Channel == rules.ChannelSMS {
+	if r.Channel == rules.ChannelSMS && pl.e.study().Config.Caps.Active() {
+		// Counted for the caps only.
 		pl.planned[to] = append(pl.planned[to], notBefore)
 	}
-	m := &storage.Message{
+	m := pl.message()
+	*m = storage.Message{
 		Key:     key,
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next, OncePer: value,
@@ -450,10 +455,35 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		NotBefore: notBefore, ExpiresAt: expires, Zone: loc.String(), CreatedAt: pl.now,
 	}
 	if out.Outcome == Send {
-		out.Reason = "to " + redact(to)
+		out.Reason = pl.toReason(to)
 	}
 	out.Message = m
 	return out
+}
+
+// message returns a new zero message. Messages are allocated in blocks: a
+// pass plans many, and all live until it ends.
+func (pl *planner) message() *storage.Message {
+	if len(pl.block) == 0 {
+		pl.block = make([]storage.Message, 256)
+	}
+	m := &pl.block[0]
+	pl.block = pl.block[1:]
+	return m
+}
+
+// toReason is the reason of a message sent now to the address to ("to"
+// and the address redacted), built once per address and pass.
+func (pl *planner) toReason(to string) string {
+	why, ok := pl.toReasons[to]
+	if !ok {
+		why = "to " + redact(to)
+		if pl.toReasons == nil {
+			pl.toReasons = make(map[string]string)
+		}
+		pl.toReasons[to] = why
+	}
+	return why
 }
 
 // sender is the address a rule's message to the recipient to goes out
@@ -511,11 +541,22 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		return "", "no email address in " + field()
 	}
 	if r.Channel == "email" {
-		a, err := mail.ParseAddress(raw)
-		if err != nil {
+		a, ok := pl.emails[raw]
+		if !ok {
+			if pl.emails == nil {
+				pl.emails = make(map[string]phone)
+			}
+			if addr, err := mail.ParseAddress(raw); err == nil {
+				a.e164 = addr.Address
+			} else {
+				a.err = err
+			}
+			pl.emails[raw] = a
+		}
+		if a.err != nil {
 			return "", fmt.Sprintf("invalid email address in %s", field())
 		}
-		return a.Address, ""
+		return a.e164, ""
 	}
 	p, ok := pl.phones[raw]
 	if !ok {
@@ -554,16 +595,49 @@ func NormalizePhone(raw, region string) (string, error) {
 // (…/instance/v<digest>/occurrence); each part is escaped so a record id
 // holding a slash cannot collide with another key.
 func messageKey(project, rule, record, event string, instance int, oncePer string, occurrence int) string {
-	return occurrenceKey(project, rule, record, event, instance, oncePer) + "/" + strconv.Itoa(occurrence)
+	b := appendOccurrenceKey(make([]byte, 0, 64), project, rule, record, event, instance, oncePer)
+	b = append(b, '/')
+	return string(strconv.AppendInt(b, int64(occurrence), 10))
 }
 
 func occurrenceKey(project, rule, record, event string, instance int, oncePer string) string {
-	k := strings.Join([]string{url.PathEscape(project), url.PathEscape(rule), url.PathEscape(record),
-		url.PathEscape(event), strconv.Itoa(instance)}, "/")
+	return string(appendOccurrenceKey(make([]byte, 0, 64), project, rule, record, event, instance, oncePer))
+}
+
+// appendOccurrenceKey appends occurrenceKey's key to b.
+func appendOccurrenceKey(b []byte, project, rule, record, event string, instance int, oncePer string) []byte {
+	b = appendEscaped(b, project)
+	b = append(b, '/')
+	b = appendEscaped(b, rule)
+	b = append(b, '/')
+	b = appendEscaped(b, record)
+	b = append(b, '/')
+	b = appendEscaped(b, event)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(instance), 10)
 	if oncePer != "" {
-		k += "/v" + url.PathEscape(oncePer)
+		b = append(b, "/v"...)
+		b = appendEscaped(b, oncePer)
 	}
-	return k
+	return b
+}
+
+// appendEscaped appends url.PathEscape(s) to b, without building a string
+// when s holds only letters, digits and the marks PathEscape leaves as
+// they are.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !pathSafe(s[i]) {
+			return append(b, url.PathEscape(s)...)
+		}
+	}
+	return append(b, s...)
+}
+
+// pathSafe reports whether url.PathEscape leaves c as it is (a subset: the
+// other bytes it keeps go through PathEscape itself).
+func pathSafe(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'
 }
 
 // occurrences is how often a rule has messaged a participant row (for one
@@ -572,6 +646,9 @@ func occurrenceKey(project, rule, record, event string, instance int, oncePer st
 // so they count for every value, and nobody already messaged is messaged
 // again because once_per was added.
 func (pl *planner) occurrences(project, rule, record, event string, instance int, oncePer string) storage.Occurrence {
+	if len(pl.sent) == 0 {
+		return storage.Occurrence{} // nothing was ever sent: no key to build
+	}
 	occ := pl.sent[occurrenceKey(project, rule, record, event, instance, oncePer)]
 	if oncePer != "" {
 		if legacy, ok := pl.sent[occurrenceKey(project, rule, record, event, instance, "")]; ok {

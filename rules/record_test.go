@@ -70,7 +70,7 @@ func TestGroupRows(t *testing.T) {
 			t.Errorf("row %d = %+v, want %+v", i, shape{r.Event, r.RepeatInstrument, r.Instance}, w)
 		}
 	}
-	if got := recs[1].Rows[0].Values["consent"]; got != "0" {
+	if got, _ := recs[1].Rows[0].Value("consent"); got != "0" {
 		t.Errorf("record 2 consent = %q", got)
 	}
 }
