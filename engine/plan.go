@@ -58,6 +58,9 @@ type Decision struct {
 // Plan is the outcome of select and plan for one pass.
 type Plan struct {
 	Decisions []Decision
+	// counted holds, per rule, the decisions a pass counted but did not
+	// keep (see RunResult.Plan).
+	counted map[string]*RuleSummary
 }
 
 // Messages returns the messages the plan wants enqueued.
@@ -130,14 +133,43 @@ type PlanOptions struct {
 // Plan evaluates every enabled rule over every exported record row and
 // decides, for each row the rule selects, whether a message goes out now,
 // later (quiet hours), not at all (with the reason) or not again.
+// The decisions come rule by rule, in file order.
 func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions) (*Plan, error) {
-	optedOut, err := e.Store.OptedOut(ctx)
+	plan := &Plan{}
+	err := e.plan(ctx, snaps, now, opt, func(total int) { plan.Decisions = make([]Decision, total) },
+		func(slot int, d *Decision) error {
+			plan.Decisions[slot] = *d
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
+	return plan, nil
+}
+
+// PlanEach decides as Plan does, but hands each decision to emit as soon
+// as it is made instead of keeping them: a pass over many records holds no
+// more than the decisions emit keeps. The decisions come record by record,
+// each record's in rule order; those whose messages pipe survey links come
+// last, once the links are fetched. An error from emit stops planning and
+// is returned, as is a store error, after which nothing more is emitted.
+// emit must not keep d itself; it may keep a copy, and d's messages.
+func (e *Engine) PlanEach(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions, emit func(d *Decision) error) error {
+	return e.plan(ctx, snaps, now, opt, nil, func(_ int, d *Decision) error { return emit(d) })
+}
+
+// plan is Plan and PlanEach. When sized is not nil, it is first told how
+// many decisions there will be, and each decision's slot is its place in
+// Plan's order (rule by rule); otherwise slots mean nothing.
+func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions,
+	sized func(total int), emit func(slot int, d *Decision) error) error {
+	optedOut, err := e.Store.OptedOut(ctx)
+	if err != nil {
+		return err
+	}
 	occs, err := e.Store.AllOccurrences(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sent := make(map[string]storage.Occurrence, len(occs))
 	for _, o := range occs {
@@ -162,11 +194,11 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	bad, err := e.Store.BadNumbers(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	paused, err := e.Store.PausedNumbers(ctx, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
@@ -193,30 +225,33 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		active = append(active, r)
 	}
 	if err := pl.loadTimed(ctx, active); err != nil {
-		return nil, err
+		return err
 	}
-	// The decisions come rule by rule: each rule has one per candidate row.
-	// They are worked out record by record, so that a record's values are
-	// read for every rule while the processor still holds them, and each
-	// lands in its rule's place.
+	// Plan's decisions come rule by rule: each rule has one per candidate
+	// row. They are worked out record by record, so that a record's values
+	// are read for every rule while the processor still holds them, and
+	// each lands in its rule's place (its slot).
 	next := make([]int, len(active))
-	total := 0
-	for i, r := range active {
-		next[i] = total
-		for _, rec := range snaps[r.Project].Records {
-			if opt.Records != nil && !opt.Records[rec.ID] {
-				continue
-			}
-			for _, row := range rec.Rows {
-				if r.Candidate(row) {
-					total++
+	if sized != nil {
+		total := 0
+		for i, r := range active {
+			next[i] = total
+			for _, rec := range snaps[r.Project].Records {
+				if opt.Records != nil && !opt.Records[rec.ID] {
+					continue
+				}
+				for _, row := range rec.Rows {
+					if r.Candidate(row) {
+						total++
+					}
 				}
 			}
 		}
+		sized(total)
 	}
-	plan := &Plan{Decisions: make([]Decision, total)}
 	var ds []rules.Decision
 	var linked []pendingLinks
+	dec := new(Decision) // reused: emit keeps no decision
 	for _, project := range projects {
 		snap := snaps[project]
 		pass := rules.NewPass(now, snap.Missing)
@@ -229,17 +264,30 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 				r := active[i]
 				ds = pass.Evaluate(r, rec, ds[:0])
 				for _, d := range ds {
-					plan.Decisions[next[i]] = pl.decide(r, rec, d, snap)
-					if plan.Decisions[next[i]].Message != nil && hasSurveyLinks(r) {
-						linked = append(linked, pendingLinks{idx: next[i], rule: r, rec: rec, row: d.Row, missing: snap.Missing})
+					*dec = pl.decide(r, rec, d, snap)
+					if pl.err != nil {
+						return pl.err // the caps could not be counted: this decision may be wrong
 					}
+					slot := next[i]
 					next[i]++
+					if dec.Message != nil && hasSurveyLinks(r) {
+						linked = append(linked, pendingLinks{slot: slot, d: *dec, rule: r, rec: rec, row: d.Row, missing: snap.Missing})
+						continue
+					}
+					if err := emit(slot, dec); err != nil {
+						return err
+					}
 				}
 			}
 		}
 	}
-	pl.fillLinks(plan, linked)
-	return plan, pl.err
+	pl.fillLinks(linked)
+	for i := range linked {
+		if err := emit(linked[i].slot, &linked[i].d); err != nil {
+			return err
+		}
+	}
+	return pl.err
 }
 
 type planner struct {

@@ -67,6 +67,28 @@ func (r *Row) Columns() []string {
 	return names
 }
 
+// plainColumn is the place in cols of the column a reference reads on
+// the row being evaluated, when the reference is a plain one (the row's
+// own event and instance, no modifier, not a smart variable) and cols
+// has its column; otherwise -1: its value then comes from Scope.Lookup.
+func plainColumn(cols *columns, r logic.Ref) int {
+	if cols == nil || r.Event != "" || r.Instance != "" || r.Modifier != "" {
+		return -1
+	}
+	switch r.Field {
+	case smartRecordName, smartEventName, smartCurrentInstance, smartPreviousInstance, smartLastInstance, smartFirstInstance:
+		return -1
+	}
+	col := r.Field
+	if r.Code != "" {
+		col = dict.CheckboxColumn(r.Field, r.Code)
+	}
+	if i, ok := cols.index[col]; ok {
+		return i
+	}
+	return -1
+}
+
 // sameColumns reports whether values has exactly the columns of cols.
 func sameColumns(cols *columns, values map[string]string) bool {
 	if cols == nil || len(cols.names) != len(values) {
