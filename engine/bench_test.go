@@ -68,7 +68,7 @@ func benchEngine(b *testing.B) (*Engine, map[string]*Snapshot) {
 
 // benchEngineFor connects a bench study to its dictionaries and a fresh
 // store, checking its fields first.
-func benchEngineFor(b *testing.B, study *rules.Study) *Engine {
+func benchEngineFor(b testing.TB, study *rules.Study) *Engine {
 	b.Helper()
 	dicts, err := LoadDictionaries(study.Config)
 	if err != nil {
