@@ -278,3 +278,38 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 		b.Fatal("the benchmark study planned nothing")
 	}
 }
+
+// BenchmarkExportSelectPreview is BenchmarkExportSelectPlan as `nudge
+// preview` and `nudge test rules` plan: every decision kept (Engine.Plan).
+func BenchmarkExportSelectPreview(b *testing.B) {
+	const n = 100000
+	e := benchEngineFor(b, benchStudy20(b))
+	body := benchExportBody(b, n)
+	runtime.GC()
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	var planned int
+	for b.Loop() {
+		rows, err := redcap.DecodeRows(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		flat := make([]map[string]string, len(rows))
+		for i, r := range rows {
+			flat[i] = r
+		}
+		recs := rules.GroupRows("record_id", flat)
+		plan, err := e.Plan(ctx, map[string]*Snapshot{"main": {Project: "main", Records: recs}}, now, PlanOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		planned = len(plan.Messages())
+	}
+	b.ReportMetric(float64(planned), "messages/op")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB") // Linux reports kilobytes
+	}
+}
