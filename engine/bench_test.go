@@ -24,8 +24,16 @@ import (
 // states, phone formats, dates, checkboxes.
 func benchRecords(n int) []*rules.Record {
 	recs := make([]*rules.Record, n)
-	names := []string{"Ana", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro"}
 	for i := range recs {
+		recs[i] = benchRecord(i)
+	}
+	return recs
+}
+
+// benchRecord is benchRecords' record i.
+func benchRecord(i int) *rules.Record {
+	names := []string{"Ana", "Ben", "Chloe", "Dev", "Elena", "Farid", "Grace", "Hiro"}
+	{
 		v := map[string]string{
 			"record_id":           fmt.Sprint(i + 1),
 			"first_name":          names[i%len(names)],
@@ -44,9 +52,8 @@ func benchRecords(n int) []*rules.Record {
 		if i%10 == 3 {
 			v["phone"] = "(312) 555-01" + fmt.Sprint(10+i%90)
 		}
-		recs[i] = &rules.Record{ID: v["record_id"], Rows: []*rules.Row{{Values: v}}}
+		return &rules.Record{ID: v["record_id"], Rows: []*rules.Row{{Values: v}}}
 	}
-	return recs
 }
 
 func benchEngine(b *testing.B) (*Engine, map[string]*Snapshot) {
@@ -61,7 +68,7 @@ func benchEngine(b *testing.B) (*Engine, map[string]*Snapshot) {
 
 // benchEngineFor connects a bench study to its dictionaries and a fresh
 // store, checking its fields first.
-func benchEngineFor(b *testing.B, study *rules.Study) *Engine {
+func benchEngineFor(b testing.TB, study *rules.Study) *Engine {
 	b.Helper()
 	dicts, err := LoadDictionaries(study.Config)
 	if err != nil {
@@ -197,7 +204,8 @@ func benchExportBody(b *testing.B, n int) []byte {
 		"visit_date", "visits_done___1", "visits_done___2", "visits_done___3", "visits_complete"}
 	var buf bytes.Buffer
 	buf.WriteByte('[')
-	for i, rec := range benchRecords(n) {
+	for i := range n {
+		rec := benchRecord(i)
 		if i > 0 {
 			buf.WriteByte(',')
 		}
@@ -221,7 +229,8 @@ func benchExportBody(b *testing.B, n int) []byte {
 // BenchmarkExportSelectPlan is one pass's work after the HTTP read: it
 // decodes a REDCap JSON export of 100,000 records, groups the rows into
 // records and plans 20 rules (the bench study's five, four times over)
-// over them. Besides time and allocations it reports the process's peak
+// over them, streaming the decisions as a pass does (the messages are not
+// enqueued). Besides time and allocations it reports the process's peak
 // resident set size (MB), which includes the benchmark's own setup.
 func BenchmarkExportSelectPlan(b *testing.B) {
 	const n = 100000
@@ -244,7 +253,55 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 		}
 		recs := rules.GroupRows("record_id", flat)
 		snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
-		plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
+		// As a pass does (see Engine.pass), minus the store: the decisions
+		// are counted and the messages handed on as they come.
+		plan := &Plan{}
+		planned = 0
+		err = e.PlanEach(ctx, snaps, now, PlanOptions{}, func(d *Decision) error {
+			plan.keep(e, d)
+			if d.Message != nil {
+				planned++
+			}
+			planned += len(d.More)
+			return nil
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(planned), "messages/op")
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB") // Linux reports kilobytes
+	}
+	if planned == 0 {
+		b.Fatal("the benchmark study planned nothing")
+	}
+}
+
+// BenchmarkExportSelectPreview is BenchmarkExportSelectPlan as `nudge
+// preview` and `nudge test rules` plan: every decision kept (Engine.Plan).
+func BenchmarkExportSelectPreview(b *testing.B) {
+	const n = 100000
+	e := benchEngineFor(b, benchStudy20(b))
+	body := benchExportBody(b, n)
+	runtime.GC()
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	var planned int
+	for b.Loop() {
+		rows, err := redcap.DecodeRows(body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		flat := make([]map[string]string, len(rows))
+		for i, r := range rows {
+			flat[i] = r
+		}
+		recs := rules.GroupRows("record_id", flat)
+		plan, err := e.Plan(ctx, map[string]*Snapshot{"main": {Project: "main", Records: recs}}, now, PlanOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -254,8 +311,5 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB") // Linux reports kilobytes
-	}
-	if planned == 0 {
-		b.Fatal("the benchmark study planned nothing")
 	}
 }

@@ -194,7 +194,7 @@ func (e *Engine) cachedValue(project, record, event, field string) (string, bool
 		if row.Instance != 0 || (event != "" && row.Event != event) {
 			continue
 		}
-		if v, ok := row.Values[field]; ok {
+		if v, ok := row.Value(field); ok {
 			return v, true
 		}
 	}

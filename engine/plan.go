@@ -58,6 +58,9 @@ type Decision struct {
 // Plan is the outcome of select and plan for one pass.
 type Plan struct {
 	Decisions []Decision
+	// counted holds, per rule, the decisions a pass counted but did not
+	// keep (see RunResult.Plan).
+	counted map[string]*RuleSummary
 }
 
 // Messages returns the messages the plan wants enqueued.
@@ -130,14 +133,43 @@ type PlanOptions struct {
 // Plan evaluates every enabled rule over every exported record row and
 // decides, for each row the rule selects, whether a message goes out now,
 // later (quiet hours), not at all (with the reason) or not again.
+// The decisions come rule by rule, in file order.
 func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions) (*Plan, error) {
-	optedOut, err := e.Store.OptedOut(ctx)
+	plan := &Plan{}
+	err := e.plan(ctx, snaps, now, opt, func(total int) { plan.Decisions = make([]Decision, total) },
+		func(slot int, d *Decision) error {
+			plan.Decisions[slot] = *d
+			return nil
+		})
 	if err != nil {
 		return nil, err
 	}
+	return plan, nil
+}
+
+// PlanEach decides as Plan does, but hands each decision to emit as soon
+// as it is made instead of keeping them: a pass over many records holds no
+// more than the decisions emit keeps. The decisions come record by record,
+// each record's in rule order; those whose messages pipe survey links come
+// last, once the links are fetched. An error from emit stops planning and
+// is returned, as is a store error, after which nothing more is emitted.
+// emit must not keep d itself; it may keep a copy, and d's messages.
+func (e *Engine) PlanEach(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions, emit func(d *Decision) error) error {
+	return e.plan(ctx, snaps, now, opt, nil, func(_ int, d *Decision) error { return emit(d) })
+}
+
+// plan is Plan and PlanEach. When sized is not nil, it is first told how
+// many decisions there will be, and each decision's slot is its place in
+// Plan's order (rule by rule); otherwise slots mean nothing.
+func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions,
+	sized func(total int), emit func(slot int, d *Decision) error) error {
+	optedOut, err := e.Store.OptedOut(ctx)
+	if err != nil {
+		return err
+	}
 	occs, err := e.Store.AllOccurrences(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	sent := make(map[string]storage.Occurrence, len(occs))
 	for _, o := range occs {
@@ -162,11 +194,11 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	bad, err := e.Store.BadNumbers(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	paused, err := e.Store.PausedNumbers(ctx, now)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
@@ -193,30 +225,33 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		active = append(active, r)
 	}
 	if err := pl.loadTimed(ctx, active); err != nil {
-		return nil, err
+		return err
 	}
-	// The decisions come rule by rule: each rule has one per candidate row.
-	// They are worked out record by record, so that a record's values are
-	// read for every rule while the processor still holds them, and each
-	// lands in its rule's place.
+	// Plan's decisions come rule by rule: each rule has one per candidate
+	// row. They are worked out record by record, so that a record's values
+	// are read for every rule while the processor still holds them, and
+	// each lands in its rule's place (its slot).
 	next := make([]int, len(active))
-	total := 0
-	for i, r := range active {
-		next[i] = total
-		for _, rec := range snaps[r.Project].Records {
-			if opt.Records != nil && !opt.Records[rec.ID] {
-				continue
-			}
-			for _, row := range rec.Rows {
-				if r.Candidate(row) {
-					total++
+	if sized != nil {
+		total := 0
+		for i, r := range active {
+			next[i] = total
+			for _, rec := range snaps[r.Project].Records {
+				if opt.Records != nil && !opt.Records[rec.ID] {
+					continue
+				}
+				for _, row := range rec.Rows {
+					if r.Candidate(row) {
+						total++
+					}
 				}
 			}
 		}
+		sized(total)
 	}
-	plan := &Plan{Decisions: make([]Decision, total)}
 	var ds []rules.Decision
 	var linked []pendingLinks
+	dec := new(Decision) // reused: emit keeps no decision
 	for _, project := range projects {
 		snap := snaps[project]
 		pass := rules.NewPass(now, snap.Missing)
@@ -229,27 +264,43 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 				r := active[i]
 				ds = pass.Evaluate(r, rec, ds[:0])
 				for _, d := range ds {
-					plan.Decisions[next[i]] = pl.decide(r, rec, d, snap)
-					if plan.Decisions[next[i]].Message != nil && hasSurveyLinks(r) {
-						linked = append(linked, pendingLinks{idx: next[i], rule: r, rec: rec, row: d.Row, missing: snap.Missing})
+					*dec = pl.decide(r, rec, d, snap)
+					if pl.err != nil {
+						return pl.err // the caps could not be counted: this decision may be wrong
 					}
+					slot := next[i]
 					next[i]++
+					if dec.Message != nil && hasSurveyLinks(r) {
+						linked = append(linked, pendingLinks{slot: slot, d: *dec, rule: r, rec: rec, row: d.Row, missing: snap.Missing})
+						continue
+					}
+					if err := emit(slot, dec); err != nil {
+						return err
+					}
 				}
 			}
 		}
 	}
-	pl.fillLinks(plan, linked)
-	return plan, pl.err
+	pl.fillLinks(linked)
+	for i := range linked {
+		if err := emit(linked[i].slot, &linked[i].d); err != nil {
+			return err
+		}
+	}
+	return pl.err
 }
 
 type planner struct {
-	e        *Engine
-	now      time.Time
-	optedOut map[string]bool
-	sent     map[string]storage.Occurrence
-	bad      map[string]storage.BadNumber // numbers Twilio said cannot get texts
-	paused   map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
-	phones   map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
+	e         *Engine
+	now       time.Time
+	optedOut  map[string]bool
+	sent      map[string]storage.Occurrence
+	bad       map[string]storage.BadNumber // numbers Twilio said cannot get texts
+	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
+	phones    map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
+	emails    map[string]phone             // raw value → the address parsed (in e164), once per pass
+	toReasons map[string]string            // address → toReason's reason
+	block     []storage.Message            // the messages message has yet to hand out
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
@@ -448,10 +499,12 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		out.Outcome, out.Reason = Skipped, reason
 		return out
 	}
-	if r.Channel == rules.ChannelSMS {
+	if r.Channel == rules.ChannelSMS && pl.e.study().Config.Caps.Active() {
+		// Counted for the caps only.
 		pl.planned[to] = append(pl.planned[to], notBefore)
 	}
-	m := &storage.Message{
+	m := pl.message()
+	*m = storage.Message{
 		Key:     key,
 		Project: r.Project, Rule: r.Name, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Occurrence: occ.Next, OncePer: value,
@@ -460,10 +513,35 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		NotBefore: notBefore, ExpiresAt: expires, Zone: loc.String(), CreatedAt: pl.now,
 	}
 	if out.Outcome == Send {
-		out.Reason = "to " + redact(to)
+		out.Reason = pl.toReason(to)
 	}
 	out.Message = m
 	return out
+}
+
+// message returns a new zero message. Messages are allocated in blocks: a
+// pass plans many, and all live until it ends.
+func (pl *planner) message() *storage.Message {
+	if len(pl.block) == 0 {
+		pl.block = make([]storage.Message, 256)
+	}
+	m := &pl.block[0]
+	pl.block = pl.block[1:]
+	return m
+}
+
+// toReason is the reason of a message sent now to the address to ("to"
+// and the address redacted), built once per address and pass.
+func (pl *planner) toReason(to string) string {
+	why, ok := pl.toReasons[to]
+	if !ok {
+		why = "to " + redact(to)
+		if pl.toReasons == nil {
+			pl.toReasons = make(map[string]string)
+		}
+		pl.toReasons[to] = why
+	}
+	return why
 }
 
 // sender is the address a rule's message to the recipient to goes out
@@ -521,11 +599,22 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		return "", "no email address in " + field()
 	}
 	if r.Channel == "email" {
-		a, err := mail.ParseAddress(raw)
-		if err != nil {
+		a, ok := pl.emails[raw]
+		if !ok {
+			if pl.emails == nil {
+				pl.emails = make(map[string]phone)
+			}
+			if addr, err := mail.ParseAddress(raw); err == nil {
+				a.e164 = addr.Address
+			} else {
+				a.err = err
+			}
+			pl.emails[raw] = a
+		}
+		if a.err != nil {
 			return "", fmt.Sprintf("invalid email address in %s", field())
 		}
-		return a.Address, ""
+		return a.e164, ""
 	}
 	p, ok := pl.phones[raw]
 	if !ok {
@@ -564,16 +653,49 @@ func NormalizePhone(raw, region string) (string, error) {
 // (…/instance/v<digest>/occurrence); each part is escaped so a record id
 // holding a slash cannot collide with another key.
 func messageKey(project, rule, record, event string, instance int, oncePer string, occurrence int) string {
-	return occurrenceKey(project, rule, record, event, instance, oncePer) + "/" + strconv.Itoa(occurrence)
+	b := appendOccurrenceKey(make([]byte, 0, 64), project, rule, record, event, instance, oncePer)
+	b = append(b, '/')
+	return string(strconv.AppendInt(b, int64(occurrence), 10))
 }
 
 func occurrenceKey(project, rule, record, event string, instance int, oncePer string) string {
-	k := strings.Join([]string{url.PathEscape(project), url.PathEscape(rule), url.PathEscape(record),
-		url.PathEscape(event), strconv.Itoa(instance)}, "/")
+	return string(appendOccurrenceKey(make([]byte, 0, 64), project, rule, record, event, instance, oncePer))
+}
+
+// appendOccurrenceKey appends occurrenceKey's key to b.
+func appendOccurrenceKey(b []byte, project, rule, record, event string, instance int, oncePer string) []byte {
+	b = appendEscaped(b, project)
+	b = append(b, '/')
+	b = appendEscaped(b, rule)
+	b = append(b, '/')
+	b = appendEscaped(b, record)
+	b = append(b, '/')
+	b = appendEscaped(b, event)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(instance), 10)
 	if oncePer != "" {
-		k += "/v" + url.PathEscape(oncePer)
+		b = append(b, "/v"...)
+		b = appendEscaped(b, oncePer)
 	}
-	return k
+	return b
+}
+
+// appendEscaped appends url.PathEscape(s) to b, without building a string
+// when s holds only letters, digits and the marks PathEscape leaves as
+// they are.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !pathSafe(s[i]) {
+			return append(b, url.PathEscape(s)...)
+		}
+	}
+	return append(b, s...)
+}
+
+// pathSafe reports whether url.PathEscape leaves c as it is (a subset: the
+// other bytes it keeps go through PathEscape itself).
+func pathSafe(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~'
 }
 
 // occurrences is how often a rule has messaged a participant row (for one
@@ -582,6 +704,9 @@ func occurrenceKey(project, rule, record, event string, instance int, oncePer st
 // so they count for every value, and nobody already messaged is messaged
 // again because once_per was added.
 func (pl *planner) occurrences(project, rule, record, event string, instance int, oncePer string) storage.Occurrence {
+	if len(pl.sent) == 0 {
+		return storage.Occurrence{} // nothing was ever sent: no key to build
+	}
 	occ := pl.sent[occurrenceKey(project, rule, record, event, instance, oncePer)]
 	if oncePer != "" {
 		if legacy, ok := pl.sent[occurrenceKey(project, rule, record, event, instance, "")]; ok {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/nudge-study/nudge/storage"
 )
 
 // RuleSummary counts one rule's decisions in a pass.
@@ -24,7 +26,9 @@ type RuleSummary struct {
 
 // RunResult is what one pass did.
 type RunResult struct {
-	RunID    int64
+	RunID int64
+	// Plan is the pass's plan: the decisions that skipped a participant,
+	// with the reasons; the others are only counted (see Plan.Summaries).
 	Plan     *Plan
 	Enqueued int
 	Dispatch DispatchStats
@@ -48,34 +52,22 @@ func (r *RunResult) Problems() []string {
 	return out
 }
 
-// Summaries counts the plan's decisions per rule, in rule order.
+// Summaries counts the plan's decisions per rule, in rule order, with
+// those a pass only counted (see RunResult.Plan).
 func (p *Plan) Summaries(e *Engine) []RuleSummary {
 	idx := make(map[string]*RuleSummary)
 	var out []*RuleSummary
 	for _, r := range e.study().Rules {
 		s := &RuleSummary{Name: r.Name, Channel: r.Channel}
+		if c, ok := p.counted[r.Name]; ok {
+			*s = *c
+		}
 		idx[r.Name] = s
 		out = append(out, s)
 	}
-	for _, d := range p.Decisions {
-		s := idx[d.Rule]
-		if s == nil {
-			continue
-		}
-		if d.Selected {
-			s.Selected++
-		}
-		switch d.Outcome {
-		case Send:
-			s.Planned++
-		case Deferred:
-			s.Deferred++
-		case Skipped:
-			s.Skipped++
-		case Done:
-			s.Done++
-		case Excluded:
-			s.Excluded++
+	for i := range p.Decisions {
+		if s := idx[p.Decisions[i].Rule]; s != nil {
+			s.add(&p.Decisions[i])
 		}
 	}
 	res := make([]RuleSummary, len(out))
@@ -84,6 +76,50 @@ func (p *Plan) Summaries(e *Engine) []RuleSummary {
 	}
 	return res
 }
+
+// add counts decision d.
+func (s *RuleSummary) add(d *Decision) {
+	if d.Selected {
+		s.Selected++
+	}
+	switch d.Outcome {
+	case Send:
+		s.Planned++
+	case Deferred:
+		s.Deferred++
+	case Skipped:
+		s.Skipped++
+	case Done:
+		s.Done++
+	case Excluded:
+		s.Excluded++
+	}
+}
+
+// keep adds a decision of a pass to the plan: a skipped one is kept, with
+// the reason the pass logs; any other is only counted, for Summaries.
+func (p *Plan) keep(e *Engine, d *Decision) {
+	if d.Outcome == Skipped {
+		p.Decisions = append(p.Decisions, *d)
+		return
+	}
+	s := p.counted[d.Rule]
+	if s == nil {
+		if p.counted == nil {
+			p.counted = make(map[string]*RuleSummary)
+		}
+		s = &RuleSummary{Name: d.Rule}
+		if r := e.study().Rule(d.Rule); r != nil {
+			s.Channel = r.Channel
+		}
+		p.counted[d.Rule] = s
+	}
+	s.add(d)
+}
+
+// enqueueBatch is how many messages a pass enqueues at a time while it
+// plans.
+const enqueueBatch = 500
 
 // Run is one full pass — export, select, plan, enqueue, dispatch, track,
 // report — as `nudge run` does it from cron. Prepare must have run.
@@ -115,18 +151,43 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 	}
 	now := e.now()
 	e.progress(Progress{Stage: "plan"})
-	plan, err := e.Plan(ctx, snaps, now, opt)
+	// The messages are enqueued a batch at a time while planning goes on,
+	// so that a pass over many records does not hold them all. Each was
+	// decided in full: when planning fails later, those enqueued stand.
+	plan := &Plan{}
+	batch := make([]*storage.Message, 0, enqueueBatch)
+	enqueue := func() error {
+		n, err := e.Store.EnqueueBatch(ctx, batch)
+		res.Enqueued += n
+		clear(batch)
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		return nil
+	}
+	err = e.PlanEach(ctx, snaps, now, opt, func(d *Decision) error {
+		plan.keep(e, d)
+		from := len(batch)
+		if d.Message != nil {
+			batch = append(batch, d.Message)
+		}
+		batch = append(batch, d.More...)
+		for _, m := range batch[from:] {
+			m.RunID = res.RunID
+		}
+		if len(batch) < enqueueBatch {
+			return nil
+		}
+		return enqueue()
+	})
+	if err == nil && len(batch) > 0 {
+		err = enqueue()
+	}
 	if err != nil {
 		return err
 	}
 	res.Plan = plan
-	msgs := plan.Messages()
-	for _, m := range msgs {
-		m.RunID = res.RunID
-	}
-	if res.Enqueued, err = e.Store.EnqueueBatch(ctx, msgs); err != nil {
-		return fmt.Errorf("enqueue: %w", err)
-	}
 	e.logPlan(ctx, plan, res.Enqueued)
 	if res.Dispatch, err = e.Dispatch(ctx); err != nil {
 		return fmt.Errorf("dispatch: %w", err)

@@ -309,7 +309,8 @@ func hasSurveyLinks(r *rules.Rule) bool {
 // pendingLinks is a planned message whose text pipes survey links, to be
 // rendered again once they are fetched.
 type pendingLinks struct {
-	idx  int // in Plan.Decisions
+	slot int      // the decision's slot (see Engine.plan)
+	d    Decision // the decision, held until its links are fetched
 	rule *rules.Rule
 	rec  *rules.Record
 	row  *rules.Row
@@ -338,13 +339,13 @@ func (pl *planner) pendingScope(p pendingLinks, m *storage.Message) (*rules.Scop
 // time, and renders those messages again with them. A message whose link
 // REDCap refuses, or cannot give now, is skipped with the reason; the next
 // pass plans it again.
-func (pl *planner) fillLinks(plan *Plan, pending []pendingLinks) {
+func (pl *planner) fillLinks(pending []pendingLinks) {
 	if len(pending) == 0 {
 		return
 	}
 	var keys []linkKey
 	for _, p := range pending {
-		for _, m := range p.messages(&plan.Decisions[p.idx]) {
+		for _, m := range p.messages(&p.d) {
 			scope, row := pl.pendingScope(p, m)
 			for _, ref := range p.rule.Surveys() {
 				if k, err := surveyKey(p.rule.Project, scope.Record(), row, ref); err == nil {
@@ -356,8 +357,9 @@ func (pl *planner) fillLinks(plan *Plan, pending []pendingLinks) {
 	pl.links.prefetch(keys)
 	pl.links.mode = linkCached
 	defer func() { pl.links.mode = linkPreview }()
-	for _, p := range pending {
-		d := &plan.Decisions[p.idx]
+	for i := range pending {
+		p := pending[i]
+		d := &pending[i].d
 		for _, m := range p.messages(d) {
 			scope, _ := pl.pendingScope(p, m)
 			r := p.rule

@@ -54,14 +54,18 @@ const memoMax = 4096
 // condition's verdict depends only on the values of the fields it reads
 // (the moment and the missing-data codes being fixed), and those values
 // repeat from record to record: a Pass remembers the verdict, and the
-// reason a row is not selected, for each combination it has seen. A Pass
+// reason a row is not selected, for each combination it has seen, once for
+// all the rules with the same condition. A Pass
 // is not safe for concurrent use.
 type Pass struct {
 	now     time.Time
 	missing map[string]bool
 	memo    map[*Rule]*memo
-	key     []byte
-	scope   Scope // the row being evaluated; reused, as nothing keeps it
+	// shared holds the verdicts by condition: rules whose conditions read
+	// the same (and read 'today' in the same zone) share them.
+	shared map[condKey]map[string]verdict
+	key    []byte
+	scope  Scope // the row being evaluated; reused, as nothing keeps it
 }
 
 // memo is what a Pass remembers for one rule: the condition's references
@@ -69,6 +73,60 @@ type Pass struct {
 type memo struct {
 	refs     []logic.Ref
 	verdicts map[string]verdict
+	// cols is the column list of the rows last evaluated, and at says
+	// where in it each reference's value lies (see plainColumn); to is
+	// the same for the rule's `to` field.
+	cols *columns
+	at   []int
+	to   int
+}
+
+// memoFor is the Pass's memo of rule r, ready for rows with columns cols.
+func (p *Pass) memoFor(r *Rule, cols *columns) *memo {
+	m := p.memo[r]
+	if m == nil {
+		m = &memo{to: -1}
+		if r.When != nil {
+			m.refs = r.When.Refs()
+			k := condKey{text: r.When.String(), zone: r.zone}
+			m.verdicts = p.shared[k]
+			if m.verdicts == nil {
+				m.verdicts = map[string]verdict{}
+				p.shared[k] = m.verdicts
+			}
+		}
+		m.at = make([]int, len(m.refs))
+		for i := range m.at {
+			m.at[i] = -1
+		}
+		p.memo[r] = m
+	}
+	if cols != m.cols {
+		m.cols = cols
+		for i, ref := range m.refs {
+			m.at[i] = plainColumn(cols, ref)
+		}
+		m.to = plainColumn(cols, r.To)
+	}
+	return m
+}
+
+// lookupAt is scope.Lookup(ref), with the value read straight from the
+// row when at (from plainColumn, for the row's columns) says where it is.
+func lookupAt(scope *Scope, ref logic.Ref, at int) (string, bool) {
+	if row := scope.row; at >= 0 {
+		// As lookupDefault: an instance row's blank falls back to the base row.
+		if v := row.vals[at]; v != "" || row.Instance == 0 {
+			return v, true
+		}
+	}
+	return scope.Lookup(ref)
+}
+
+// condKey is a condition as written, with the zone it reads 'today' in.
+type condKey struct {
+	text string
+	zone *time.Location
 }
 
 type verdict struct {
@@ -79,7 +137,7 @@ type verdict struct {
 // NewPass returns a Pass at time now; missing lists the project's
 // missing-data codes.
 func NewPass(now time.Time, missing []string) *Pass {
-	return &Pass{now: now, missing: missingSet(missing), memo: map[*Rule]*memo{}}
+	return &Pass{now: now, missing: missingSet(missing), memo: map[*Rule]*memo{}, shared: map[condKey]map[string]verdict{}}
 }
 
 // Scope returns the scope of row within rec at time now, with the Pass's
@@ -101,11 +159,12 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 		}
 		p.scope = Scope{rec: rec, row: row, now: now, missing: p.missing}
 		scope := &p.scope
+		m := p.memoFor(r, row.cols)
 		d := Decision{Record: rec.ID, Row: row}
 		if r.ToAddress != "" {
 			d.To = r.ToAddress
 		} else {
-			d.To, _ = scope.Lookup(r.To)
+			d.To, _ = lookupAt(scope, r.To, m.to)
 		}
 		switch {
 		case !r.Enabled:
@@ -113,14 +172,9 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 		case r.When == nil:
 			d.Selected = true
 		default:
-			m := p.memo[r]
-			if m == nil {
-				m = &memo{refs: r.When.Refs(), verdicts: map[string]verdict{}}
-				p.memo[r] = m
-			}
 			p.key = p.key[:0]
-			for _, ref := range m.refs {
-				v, ok := scope.Lookup(ref)
+			for i, ref := range m.refs {
+				v, ok := lookupAt(scope, ref, m.at[i])
 				if ok {
 					p.key = append(p.key, 1)
 				} else {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nudge-study/nudge/rules/logic"
 )
 
 // A Pass shared by many records decides exactly as Rule.Evaluate does on
@@ -59,4 +61,33 @@ func describeDecisions(ds []Decision) string {
 		s += fmt.Sprintf("{%s %s/%d sel=%v to=%q reason=%q err=%v} ", d.Record, d.Row.Event, d.Row.Instance, d.Selected, d.To, d.Reason, d.Err)
 	}
 	return s
+}
+
+// TestPassSharesVerdictsPerZone checks that rules with the same condition
+// share a Pass's remembered verdicts only when they read 'today' in the
+// same zone: at 03:00 UTC it is still the day before in Chicago.
+func TestPassSharesVerdictsPerZone(t *testing.T) {
+	chicago, err := time.LoadLocation("America/Chicago")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := GroupRows("record_id", []map[string]string{{"record_id": "1", "d": "2026-11-23"}})[0]
+	now := time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
+	rule := func(zone *time.Location) *Rule {
+		when, err := logic.Parse("datediff([d], 'today', 'd', true) = 0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &Rule{Name: "r-" + zone.String(), When: when, Enabled: true, zone: zone}
+	}
+	p := NewPass(now, nil)
+	for _, c := range []struct {
+		zone *time.Location
+		want bool
+	}{{chicago, false}, {time.UTC, true}, {chicago, false}} {
+		ds := p.Evaluate(rule(c.zone), rec, nil)
+		if len(ds) != 1 || ds[0].Selected != c.want {
+			t.Errorf("zone %s: %+v, want selected %v", c.zone, ds, c.want)
+		}
+	}
 }

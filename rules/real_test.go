@@ -75,19 +75,20 @@ func TestRealRepeatingExport(t *testing.T) {
 		t.Fatalf("%d decisions for %d bp instances", len(ds), instances)
 	}
 	for _, d := range ds {
-		sys := d.Row.Values["bp_systolic"]
+		sys, _ := d.Row.Value("bp_systolic")
 		n, err := strconv.Atoi(sys)
 		if err != nil {
 			t.Fatalf("instance %d: bp_systolic %q", d.Row.Instance, sys)
 		}
-		want := n > 110 && rec.Rows[0].Values["sex"] == "0"
+		sex, _ := rec.Rows[0].Value("sex")
+		want := n > 110 && sex == "0"
 		if d.Selected != want {
 			t.Errorf("instance %d (bp_systolic %s): selected=%v, reason %q", d.Row.Instance, sys, d.Selected, d.Reason)
 		}
 		if !d.Selected && !strings.Contains(d.Reason, `[bp_systolic] is "`+sys+`"`) {
 			t.Errorf("instance %d: reason %q does not show the value", d.Row.Instance, d.Reason)
 		}
-		if d.To != rec.Rows[0].Values["first_name"] || d.To == "" {
+		if first, _ := rec.Rows[0].Value("first_name"); d.To != first || d.To == "" {
 			t.Errorf("instance %d: To = %q, want the base row's first_name", d.Row.Instance, d.To)
 		}
 	}

@@ -26,7 +26,80 @@ type Row struct {
 	Event            string // unique event name, "" in a classic project
 	RepeatInstrument string
 	Instance         int // 0 = base row
-	Values           map[string]string
+	// Values holds the row's values by column, for rows built by hand.
+	// Rows GroupRows builds leave it nil and hold their values by the
+	// column's place in a column list their export's rows share: read a
+	// row's values with Value and Columns.
+	Values map[string]string
+	cols   *columns
+	vals   []string // by the column's place in cols
+}
+
+// columns is a column list rows share, with each column's place in it.
+type columns struct {
+	names []string
+	index map[string]int
+}
+
+// Value returns the row's value of column col; ok is false when the row
+// has no such column.
+func (r *Row) Value(col string) (string, bool) {
+	if r.cols != nil {
+		if i, ok := r.cols.index[col]; ok {
+			return r.vals[i], true
+		}
+		return "", false
+	}
+	v, ok := r.Values[col]
+	return v, ok
+}
+
+// Columns returns the names of the row's columns, in no particular order.
+// The slice may be shared: do not change it.
+func (r *Row) Columns() []string {
+	if r.cols != nil {
+		return r.cols.names
+	}
+	names := make([]string, 0, len(r.Values))
+	for c := range r.Values {
+		names = append(names, c)
+	}
+	return names
+}
+
+// plainColumn is the place in cols of the column a reference reads on
+// the row being evaluated, when the reference is a plain one (the row's
+// own event and instance, no modifier, not a smart variable) and cols
+// has its column; otherwise -1: its value then comes from Scope.Lookup.
+func plainColumn(cols *columns, r logic.Ref) int {
+	if cols == nil || r.Event != "" || r.Instance != "" || r.Modifier != "" {
+		return -1
+	}
+	switch r.Field {
+	case smartRecordName, smartEventName, smartCurrentInstance, smartPreviousInstance, smartLastInstance, smartFirstInstance:
+		return -1
+	}
+	col := r.Field
+	if r.Code != "" {
+		col = dict.CheckboxColumn(r.Field, r.Code)
+	}
+	if i, ok := cols.index[col]; ok {
+		return i
+	}
+	return -1
+}
+
+// sameColumns reports whether values has exactly the columns of cols.
+func sameColumns(cols *columns, values map[string]string) bool {
+	if cols == nil || len(cols.names) != len(values) {
+		return false
+	}
+	for _, c := range cols.names {
+		if _, ok := values[c]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Record is one REDCap record with every exported row of it.
@@ -37,11 +110,16 @@ type Record struct {
 
 // GroupRows groups REDCap flat export rows (with the redcap_event_name,
 // redcap_repeat_instrument and redcap_repeat_instance pseudo-columns when
-// present) into records, in the order records first appear. Each Row's
-// Values is the export row itself (not copied).
+// present) into records, in the order records first appear. The rows
+// keep the values by column (see Row.Value), not the maps: rows with the
+// same columns, as an export's are, share one list of them.
 func GroupRows(idField string, rows []map[string]string) []*Record {
 	var recs []*Record
-	byID := map[string]*Record{}
+	byID := make(map[string]*Record, len(rows))
+	var cols *columns
+	// The rows and their values are allocated in blocks.
+	var block []Row
+	var vals []string
 	for _, values := range rows {
 		id := values[idField]
 		rec := byID[id]
@@ -50,13 +128,35 @@ func GroupRows(idField string, rows []map[string]string) []*Record {
 			byID[id] = rec
 			recs = append(recs, rec)
 		}
+		if !sameColumns(cols, values) {
+			cols = &columns{names: make([]string, 0, len(values)), index: make(map[string]int, len(values))}
+			for c := range values {
+				cols.index[c] = len(cols.names)
+				cols.names = append(cols.names, c)
+			}
+		}
+		if len(vals) < len(cols.names) {
+			vals = make([]string, max(len(cols.names)*256, 4096))
+		}
+		row := vals[:len(cols.names):len(cols.names)]
+		vals = vals[len(cols.names):]
+		for i, c := range cols.names {
+			row[i] = values[c]
+		}
+		if len(block) == 0 {
+			block = make([]Row, 256)
+		}
+		r := &block[0]
+		block = block[1:]
 		inst, _ := strconv.Atoi(strings.TrimSpace(values[ColRepeatInstance]))
-		rec.Rows = append(rec.Rows, &Row{
+		*r = Row{
 			Event:            values[ColEvent],
 			RepeatInstrument: values[ColRepeatInstrument],
 			Instance:         inst,
-			Values:           values,
-		})
+			cols:             cols,
+			vals:             row,
+		}
+		rec.Rows = append(rec.Rows, r)
 	}
 	return recs
 }
@@ -144,8 +244,7 @@ func (s *Scope) Lookup(r logic.Ref) (string, bool) {
 	}
 	for _, row := range group {
 		if row.Instance == n {
-			v, ok := row.Values[col]
-			return v, ok
+			return row.Value(col)
 		}
 	}
 	return "", false
@@ -161,7 +260,7 @@ func (s *Scope) lookupChecked(r logic.Ref) (string, bool) {
 	seen := map[string]bool{}
 	var codes []string
 	for _, row := range s.rec.Rows {
-		for col := range row.Values {
+		for _, col := range row.Columns() {
 			if code, found := strings.CutPrefix(col, prefix); found && !seen[code] {
 				seen[code] = true
 				codes = append(codes, code)
@@ -228,12 +327,12 @@ func (s *Scope) smart(field, event string) (v string, ok, smart bool) {
 // event's first row.
 func (s *Scope) lookupDefault(event, col string) (string, bool) {
 	if event == s.row.Event {
-		v, ok := s.row.Values[col]
+		v, ok := s.row.Value(col)
 		if v != "" || s.row.Instance == 0 {
 			return v, ok
 		}
 		if base := s.baseRow(event); base != nil && base != s.row {
-			if bv, bok := base.Values[col]; bok {
+			if bv, bok := base.Value(col); bok {
 				return bv, true
 			}
 		}
@@ -243,8 +342,7 @@ func (s *Scope) lookupDefault(event, col string) (string, bool) {
 	if base == nil {
 		return "", false
 	}
-	v, ok := base.Values[col]
-	return v, ok
+	return base.Value(col)
 }
 
 // baseRow is the event's base row, or for a repeating event (which has no
@@ -282,7 +380,7 @@ func (s *Scope) sameGroup(row *Row) []*Row {
 // instance in that event, else the group whose rows hold col with a value.
 func (s *Scope) repeatGroup(event, col string) ([]*Row, bool) {
 	if s.row.Event == event && s.row.Instance > 0 {
-		if _, has := s.row.Values[col]; has {
+		if _, has := s.row.Value(col); has {
 			return s.sameGroup(s.row), true
 		}
 	}
@@ -291,7 +389,7 @@ func (s *Scope) repeatGroup(event, col string) ([]*Row, bool) {
 		if r.Event != event || r.Instance == 0 {
 			continue
 		}
-		v, has := r.Values[col]
+		v, has := r.Value(col)
 		if !has {
 			continue
 		}

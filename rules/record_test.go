@@ -70,7 +70,7 @@ func TestGroupRows(t *testing.T) {
 			t.Errorf("row %d = %+v, want %+v", i, shape{r.Event, r.RepeatInstrument, r.Instance}, w)
 		}
 	}
-	if got := recs[1].Rows[0].Values["consent"]; got != "0" {
+	if got, _ := recs[1].Rows[0].Value("consent"); got != "0" {
 		t.Errorf("record 2 consent = %q", got)
 	}
 }
@@ -297,5 +297,61 @@ func TestEvaluate(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPassColumnsMatchMaps checks that rules decide the same over rows
+// GroupRows keeps by column (read straight from the row where the
+// reference allows) as over the same rows kept as maps (read through
+// Scope.Lookup): every reference form, on base, instance and repeating
+// event rows, with blanks that fall back to the base row.
+func TestPassColumnsMatchMaps(t *testing.T) {
+	conds := []string{
+		"[consent] = '1'",
+		"[bp_sys] > 115",
+		"[mobile] <> '' and [race(2)] = '1'",
+		"[race:checked] = '2'",
+		"[baseline_arm_1][consent] = '1' and [visit_note] <> ''",
+		"[bp_sys][last-instance] = '125'",
+		"[record-name] = '1' and [event-name] = 'baseline_arm_1'",
+		"[wk_score] = '' or [tz] = ''",
+	}
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	byColumn := GroupRows("record_id", longitudinal())
+	var byMap []*Record
+	for _, rec := range byColumn {
+		c := &Record{ID: rec.ID}
+		for _, row := range rec.Rows {
+			values := map[string]string{}
+			for _, col := range row.Columns() {
+				values[col], _ = row.Value(col)
+			}
+			c.Rows = append(c.Rows, &Row{Event: row.Event, RepeatInstrument: row.RepeatInstrument, Instance: row.Instance, Values: values})
+		}
+		byMap = append(byMap, c)
+	}
+	for _, cond := range conds {
+		for _, instrument := range []string{"", "bp"} {
+			when, err := logic.Parse(cond)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := &Rule{Name: "r", Instrument: instrument, When: when, Enabled: true, To: logic.Ref{Field: "mobile"}}
+			colPass, mapPass := NewPass(now, nil), NewPass(now, nil)
+			for i := range byColumn {
+				got := colPass.Evaluate(r, byColumn[i], nil)
+				want := mapPass.Evaluate(r, byMap[i], nil)
+				if len(got) != len(want) {
+					t.Fatalf("%s on record %s: %d decisions, want %d", cond, byColumn[i].ID, len(got), len(want))
+				}
+				for j := range got {
+					g, w := got[j], want[j]
+					if g.Selected != w.Selected || g.Reason != w.Reason || g.To != w.To || (g.Err == nil) != (w.Err == nil) {
+						t.Errorf("%s (instrument %q) on record %s row %d: got %v %q to %q, want %v %q to %q",
+							cond, instrument, byColumn[i].ID, j, g.Selected, g.Reason, g.To, w.Selected, w.Reason, w.To)
+					}
+				}
+			}
+		}
 	}
 }

@@ -159,7 +159,7 @@ func (r *Rule) Location(scope *Scope, study *time.Location) (*time.Location, err
 func valueElsewhere(scope *Scope, field string) string {
 	own := scope.Row().Event
 	for _, row := range scope.Record().Rows {
-		if row.Event != own && strings.TrimSpace(row.Values[field]) != "" {
+		if v, _ := row.Value(field); row.Event != own && strings.TrimSpace(v) != "" {
 			return row.Event
 		}
 	}

@@ -1,0 +1,81 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/nudge-study/nudge/rules"
+)
+
+// TestPlanEachMatchesPlan checks that a streamed plan decides exactly as
+// Plan does: the same decisions with the same reasons and messages, Plan's
+// in rule order, and a pass's counts (Plan.keep) summing to Plan's.
+func TestPlanEachMatchesPlan(t *testing.T) {
+	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := benchEngineFor(t, study)
+	recs := benchRecords(600)
+	recs[8].Rows[0].Values["phone"] = "not a number" // a skipped row (selected by welcome)
+	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	describe := func(d *Decision) string {
+		s := fmt.Sprintf("%s/%s/%s/%d: %v %s %q", d.Rule, d.Record, d.Event, d.Instance, d.Selected, d.Outcome, d.Reason)
+		if d.Message != nil {
+			s += fmt.Sprintf(" %s %s %q %s", d.Message.Key, d.Message.To, d.Message.Body, d.Message.NotBefore)
+		}
+		return s
+	}
+	want := map[string]int{}
+	rule := 0
+	for i := range plan.Decisions {
+		d := &plan.Decisions[i]
+		want[describe(d)]++
+		for rule < len(study.Rules) && study.Rules[rule].Name != d.Rule {
+			rule++
+		}
+		if rule == len(study.Rules) {
+			t.Fatalf("decision %d (%s) is out of rule order", i, describe(d))
+		}
+	}
+	kept := &Plan{}
+	n := 0
+	err = e.PlanEach(ctx, snaps, now, PlanOptions{}, func(d *Decision) error {
+		n++
+		if want[describe(d)] == 0 {
+			t.Errorf("streamed decision %s is not Plan's", describe(d))
+		}
+		want[describe(d)]--
+		kept.keep(e, d)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(plan.Decisions) {
+		t.Errorf("%d decisions streamed, Plan has %d", n, len(plan.Decisions))
+	}
+	if got, want := kept.Summaries(e), plan.Summaries(e); !reflect.DeepEqual(got, want) {
+		t.Errorf("summaries of the streamed plan:\n%+v\nwant\n%+v", got, want)
+	}
+	skipped := 0
+	for _, d := range kept.Decisions {
+		if d.Outcome != Skipped {
+			t.Errorf("a pass kept %s", describe(&d))
+		}
+		skipped++
+	}
+	if skipped == 0 {
+		t.Error("no skipped decision kept")
+	}
+}
