@@ -2,7 +2,10 @@ package storage
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // Depths is how much work waits in each queue, for /healthz and metrics.
@@ -32,9 +35,23 @@ SELECT
   (SELECT count(*) FROM writebacks WHERE state = 'failed'),
   (SELECT count(*) FROM triggers WHERE done_at IS NULL)`
 
+	// sqlStatusCounts reads the counts the triggers of migrationMonitor
+	// keep, instead of counting the messages.
 	sqlStatusCounts = `
-SELECT channel, CASE WHEN status = '' THEN state ELSE status END AS s, count(*) FROM messages
-GROUP BY channel, s ORDER BY channel, s`
+SELECT channel, status, n FROM message_counts WHERE n > 0 ORDER BY channel, status`
+
+	// sqlWatch reads the figures of Watch; each sub-query is answered from
+	// an index (see migrationMonitor).
+	sqlWatch = `
+SELECT
+  (SELECT count(*) FROM messages WHERE state = 'retry'),
+  (SELECT coalesce(not_before, created_at) FROM messages INDEXED BY messages_waiting
+   WHERE state IN ('planned', 'retry') AND coalesce(not_before, created_at) <= ?
+   ORDER BY coalesce(not_before, created_at) LIMIT 1),
+  (SELECT count(*) FROM writebacks WHERE state = 'pending' AND attempts >= ?),
+  (SELECT max(finished_at) FROM runs WHERE outcome = 'ok')`
+
+	sqlLeases = `SELECT name, owner FROM locks WHERE expires_at > ? ORDER BY name`
 
 	sqlOptOutCount = `SELECT count(*) FROM optouts WHERE opted_out = 1`
 )
@@ -75,6 +92,76 @@ func (s *Store) OptOutCount(ctx context.Context) (int, error) {
 	var n int
 	err := s.db.QueryRowContext(ctx, sqlOptOutCount).Scan(&n)
 	return n, err
+}
+
+// WriteBackRetryAttempts is how many imports of a value must have failed
+// before a pending write-back counts as retrying in Watch: one failed
+// import is usually a short outage that the next run rides out.
+const WriteBackRetryAttempts = 3
+
+// Watch is what /healthz and /metrics read besides Depths, all of it from
+// indexes, so reading it costs the same at any size of database.
+type Watch struct {
+	// Retrying is how many messages wait to be tried again after a
+	// temporary failure.
+	Retrying int
+	// OldestDue is when the message that has been due the longest became
+	// due (its hold ended, or it was planned); zero when none is due.
+	OldestDue time.Time
+	// WriteBacksRetrying is how many pending write-backs REDCap has
+	// refused or failed at least WriteBackRetryAttempts times.
+	WriteBacksRetrying int
+	// LastOK is when the last successful pass finished; zero when none has.
+	LastOK time.Time
+}
+
+// Lease is a lease in force: its name and the owner holding it.
+type Lease struct {
+	Name, Owner string
+}
+
+// Watch reads the figures of Watch at now.
+func (s *Store) Watch(ctx context.Context, now time.Time) (Watch, error) {
+	var (
+		w           Watch
+		due, lastOK sql.NullInt64
+	)
+	err := s.db.QueryRowContext(ctx, sqlWatch, now.UnixNano(), WriteBackRetryAttempts).
+		Scan(&w.Retrying, &due, &w.WriteBacksRetrying, &lastOK)
+	if err != nil {
+		return Watch{}, fmt.Errorf("storage: read the health figures: %w", err)
+	}
+	w.OldestDue, w.LastOK = goTime(due), goTime(lastOK)
+	return w, nil
+}
+
+// Leases returns the leases in force at now, by name.
+func (s *Store) Leases(ctx context.Context, now time.Time) ([]Lease, error) {
+	rows, err := s.db.QueryContext(ctx, sqlLeases, now.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("storage: read the leases: %w", err)
+	}
+	defer rows.Close()
+	var out []Lease
+	for rows.Next() {
+		var l Lease
+		if err := rows.Scan(&l.Name, &l.Owner); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+// OwnerHost is the "host:pid" part of an owner made by NewOwner, for
+// showing who holds a lease without its random part; other owners are
+// returned as they are.
+func OwnerHost(owner string) string {
+	parts := strings.SplitN(owner, ":", 3)
+	if len(parts) < 3 {
+		return owner
+	}
+	return parts[0] + ":" + parts[1]
 }
 
 // Ping checks that the database answers a query, for /healthz.

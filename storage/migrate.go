@@ -17,6 +17,7 @@ var migrations = []string{
 	migrationOncePer,
 	migrationNumberPauses,
 	migrationTexts,
+	migrationMonitor,
 }
 
 // SchemaVersion is the schema version this nudge writes.
