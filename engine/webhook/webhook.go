@@ -84,8 +84,10 @@ type Trigger struct {
 // Health is what /healthz reports. It is public: every string in it is
 // plain words chosen by nudge, never an error's text.
 type Health struct {
-	// OK is false when nudge cannot do its work at all (/healthz answers
-	// 503); a degraded nudge that still records replies and opt-outs is OK.
+	// OK is false when nudge is unhealthy (/healthz answers 503): it cannot
+	// do its work, or some of it is stuck, failing or paused; a degraded
+	// nudge (waiting for REDCap at the start) still records replies and
+	// opt-outs and is OK.
 	OK bool `json:"ok"`
 	// Status is "healthy", "degraded" or "unhealthy" ("" = from OK).
 	Status string `json:"status"`
@@ -97,7 +99,12 @@ type Health struct {
 	// since it started.
 	REDCap  string         `json:"redcap,omitempty"`
 	LastRun map[string]any `json:"last_run,omitempty"`
-	Queues  map[string]int `json:"queues,omitempty"`
+	// LastSuccess is when the last successful pass finished, if any.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	// OldestDueSeconds is how long the message due the longest has
+	// waited to be sent (0 = none due).
+	OldestDueSeconds float64        `json:"oldest_due_seconds"`
+	Queues           map[string]int `json:"queues,omitempty"`
 }
 
 // Health statuses.
