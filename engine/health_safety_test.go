@@ -1,11 +1,14 @@
 package engine_test
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nudge-study/nudge/engine"
+	"github.com/nudge-study/nudge/engine/demo"
 	"github.com/nudge-study/nudge/storage"
 )
 
@@ -152,4 +155,48 @@ func TestSafetyHealthzUnhealthyOnFailingWriteBacks(t *testing.T) {
 	s.healthy(t, "one failed write-back, one allowed")
 	fail("2")
 	s.unhealthy(t, "2 write-backs to REDCap failed for good")
+}
+
+// TestSafetyServeAdminListen: with an admin listener (server.admin_listen),
+// `nudge serve` answers /healthz and /metrics there and 404 on the public
+// port, while the webhooks stay on the public port.
+func TestSafetyServeAdminListen(t *testing.T) {
+	pub, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t)
+	f.env.Study.Config.Server.PublicURL = publicURL
+	f.env.Study.Config.Server.RunEvery = 0
+	runServe(t, f.ctx, f.e, pub, engine.ServeOptions{AuthToken: demo.AuthToken, TriggerSecret: triggerSecret, Admin: adm})
+	admin := &served{fixture: f, base: "http://" + adm.Addr().String()}
+	admin.eventually(t, "the admin address answers /healthz", func() bool {
+		h, status := admin.health()
+		return status == http.StatusOK && h.REDCap == "ok"
+	})
+	get := func(url string) int {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	public := "http://" + pub.Addr().String()
+	for _, path := range []string{"/healthz", "/metrics"} {
+		if got := get(public + path); got != http.StatusNotFound {
+			t.Errorf("public %s: %d, want 404", path, got)
+		}
+		if got := get(admin.base + path); got != http.StatusOK {
+			t.Errorf("admin %s: %d, want 200", path, got)
+		}
+	}
+	s := &served{fixture: f, base: public}
+	if status, _, _ := s.post(t, "/twilio/inbound", inbound(alice, "HELP"), publicURL+"/twilio/inbound"); status != http.StatusOK {
+		t.Errorf("inbound on the public port: %d", status)
+	}
 }

@@ -37,6 +37,9 @@ type ServeOptions struct {
 	// RetryMin and RetryMax bound the wait between attempts to reach REDCap
 	// while catching up (0 = DefaultRetryMin and DefaultRetryMax).
 	RetryMin, RetryMax time.Duration
+	// Admin, when set, is where /healthz and /metrics are served
+	// (server.admin_listen); the webhook listener then does not serve them.
+	Admin net.Listener
 	// Reload, when set, asks Serve to read the study again (`nudge serve`
 	// sends on it at SIGHUP): the rules, replies and templates, checked as
 	// at the start; a study that fails the checks, or a nudge.yaml changed
@@ -101,7 +104,8 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	e.serving.Store(st)
 
 	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
-		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics}, hooks{e, st})
+		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics,
+		TrustedProxies: cfg.Server.TrustedProxies, SeparateAdmin: opt.Admin != nil}, hooks{e, st})
 	if err != nil {
 		return err
 	}
@@ -140,8 +144,22 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	for _, w := range e.Store.Warnings() {
 		e.log().Warn("database: " + w)
 	}
+	adminErr := make(chan error, 1)
+	if opt.Admin != nil {
+		e.log().WithField("admin_listen", opt.Admin.Addr().String()).Info("nudge serve: /healthz and /metrics on the admin address only")
+		go func() {
+			err := srv.ServeAdmin(ctx, opt.Admin)
+			if err != nil && ctx.Err() == nil {
+				e.log().WithError(err).Error("nudge serve: the admin address stopped: /healthz and /metrics are not served")
+			}
+			adminErr <- err
+		}()
+	} else {
+		adminErr <- nil
+	}
 	e.log().WithFields(map[string]any{"listen": l.Addr().String(), "public_url": cfg.Server.PublicURL}).Info("nudge serve: listening")
 	serveErr := srv.Serve(ctx, l) // returns once ctx ends and in-flight requests are done
+	serveErr = errors.Join(serveErr, <-adminErr)
 
 	stopJobs()
 	<-background
