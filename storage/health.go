@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 )
@@ -36,9 +37,30 @@ SELECT
   (SELECT count(*) FROM triggers WHERE done_at IS NULL)`
 
 	// sqlStatusCounts reads the counts the triggers of migrationMonitor
-	// keep, instead of counting the messages.
+	// keep, and counts the messages newer than its mark through the
+	// primary key, instead of counting every message.
 	sqlStatusCounts = `
-SELECT channel, status, n FROM message_counts WHERE n > 0 ORDER BY channel, status`
+SELECT channel, status, n FROM message_counts WHERE n > 0
+UNION ALL
+SELECT channel, CASE WHEN status = '' THEN state ELSE status END, count(*) FROM messages
+WHERE id > (SELECT last FROM message_counts_mark WHERE id = 1)
+GROUP BY 1, 2`
+
+	// sqlUncounted is how many messages are newer than the counts' mark.
+	sqlUncounted = `
+SELECT count(*) FROM messages WHERE id > (SELECT last FROM message_counts_mark WHERE id = 1)`
+
+	// sqlFoldCounts adds the messages newer than the mark to the counts,
+	// and sqlMoveMark moves the mark past them; run together in one write
+	// transaction.
+	sqlFoldCounts = `
+INSERT INTO message_counts (channel, status, n)
+SELECT channel, CASE WHEN status = '' THEN state ELSE status END, count(*) FROM messages
+WHERE id > (SELECT last FROM message_counts_mark WHERE id = 1)
+GROUP BY 1, 2
+ON CONFLICT (channel, status) DO UPDATE SET n = n + excluded.n`
+	sqlMoveMark = `
+UPDATE message_counts_mark SET last = (SELECT coalesce(max(id), last) FROM messages) WHERE id = 1`
 
 	// sqlWatch reads the figures of Watch; each sub-query is answered from
 	// an index (see migrationMonitor).
@@ -67,24 +89,62 @@ func (s *Store) Depths(ctx context.Context) (Depths, error) {
 	return d, nil
 }
 
+// countsFoldAt is how many messages newer than the counts' mark
+// StatusCounts lets wait before it folds them into the counts.
+const countsFoldAt = 1000
+
 // StatusCounts counts messages by channel and provider status, ordered by
 // channel and status. A message without a provider status yet (planned,
-// sending, skipped, …) is counted under its state name.
+// sending, skipped, …) is counted under its state name. It reads the
+// counts table and the messages added since it was brought up to date,
+// and brings it up to date when these are many.
 func (s *Store) StatusCounts(ctx context.Context) ([]StatusCount, error) {
 	rows, err := s.db.QueryContext(ctx, sqlStatusCounts)
 	if err != nil {
 		return nil, fmt.Errorf("storage: count statuses: %w", err)
 	}
 	defer rows.Close()
-	var out []StatusCount
+	type key struct{ channel, status string }
+	sums := make(map[key]int)
 	for rows.Next() {
 		var c StatusCount
 		if err := rows.Scan(&c.Channel, &c.Status, &c.N); err != nil {
 			return nil, err
 		}
-		out = append(out, c)
+		sums[key{c.Channel, c.Status}] += c.N
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var out []StatusCount
+	for k, n := range sums {
+		if n > 0 {
+			out = append(out, StatusCount{Channel: k.channel, Status: k.status, N: n})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Channel != out[j].Channel {
+			return out[i].Channel < out[j].Channel
+		}
+		return out[i].Status < out[j].Status
+	})
+	var uncounted int
+	if err := s.db.QueryRowContext(ctx, sqlUncounted).Scan(&uncounted); err == nil && uncounted >= countsFoldAt {
+		_ = s.FoldCounts(ctx) // a busy database is folded at a later read
+	}
+	return out, nil
+}
+
+// FoldCounts adds the messages newer than the counts' mark to the counts
+// table and moves the mark past them.
+func (s *Store) FoldCounts(ctx context.Context) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, sqlFoldCounts); err != nil {
+			return fmt.Errorf("storage: fold message counts: %w", err)
+		}
+		_, err := tx.ExecContext(ctx, sqlMoveMark)
+		return err
+	})
 }
 
 // OptOutCount returns how many numbers are currently opted out.

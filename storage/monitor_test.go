@@ -87,7 +87,11 @@ func TestMessageCountsFollowTheMessages(t *testing.T) {
 			t.Errorf("%s: StatusCounts =\n%v\nwant (counted)\n%v", when, got, want)
 		}
 	}
-	check("after the fixture")
+	check("after the fixture, none folded")
+	if err := s.FoldCounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("after folding")
 	if _, err := s.db.ExecContext(ctx, `UPDATE messages SET channel = 'email' WHERE id = 1`); err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +100,28 @@ func TestMessageCountsFollowTheMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("after deletes")
+	id := mustEnqueue(t, s, newMsg("new", 1))
+	check("a message newer than the mark")
+	if err := s.Claim(ctx, id, t0, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("a message newer than the mark, claimed")
+	if err := s.FoldCounts(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MarkSent(ctx, id, "SM-new", "queued", 1, t0); err != nil {
+		t.Fatal(err)
+	}
+	check("folded, then sent")
+	for i := range countsFoldAt {
+		mustEnqueue(t, s, newMsg(fmt.Sprint("bulk", i), 1))
+	}
+	check("many new messages (the read folds them)")
+	var uncounted int
+	if err := s.db.QueryRow(sqlUncounted).Scan(&uncounted); err != nil || uncounted != 0 {
+		t.Errorf("after a read with %d new messages, %d are left unfolded (%v)", countsFoldAt, uncounted, err)
+	}
+	check("after the fold by the read")
 }
 
 // countByScan counts messages by channel and status the slow way.
