@@ -116,12 +116,13 @@ type Engine struct {
 	studyMu sync.RWMutex
 	checked *checkData // what Prepare read from REDCap to check a study against
 
-	dispatchMu  sync.Mutex    // one dispatch at a time in a process
-	capMu       sync.Mutex    // held from a text's cap check through its claim
-	reportJob   gocron.Job    // the write-back job (serve)
-	reportDirty atomic.Bool   // a write-back run has been asked for and not started
-	triggerWake chan struct{} // wakes the Data Entry Trigger worker (serve)
-	leaseRenew  time.Duration // how often held leases are renewed (0 = leaseRenew)
+	dispatchMu  sync.Mutex                 // one dispatch at a time in a process
+	capMu       sync.Mutex                 // held from a text's cap check through its claim
+	reportJob   gocron.Job                 // the write-back job (serve)
+	reportDirty atomic.Bool                // a write-back run has been asked for and not started
+	triggerWake chan struct{}              // wakes the Data Entry Trigger worker (serve)
+	leaseRenew  time.Duration              // how often held leases are renewed (0 = leaseRenew)
+	serving     atomic.Pointer[serveState] // what Serve knows, for /metrics' nudge_healthy
 }
 
 // CurrentStudy is the study in force: Study, or what the last reload of

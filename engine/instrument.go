@@ -9,6 +9,7 @@ import (
 	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/engine/sms"
 	"github.com/nudge-study/nudge/rules/dict"
+	"github.com/nudge-study/nudge/storage"
 )
 
 // Instrument records the latency of every call to REDCap, Twilio and the
@@ -26,7 +27,9 @@ func (e *Engine) Instrument(m *metrics.Metrics) {
 	}
 }
 
-// Stats reads the figures /metrics exports as gauges from the store.
+// Stats reads the figures /metrics exports as gauges from the store; every
+// read is indexed (storage.Watch), so a scrape costs the same at any size
+// of outbox.
 func (e *Engine) Stats(ctx context.Context) (metrics.Stats, error) {
 	var st metrics.Stats
 	counts, err := e.Store.StatusCounts(ctx)
@@ -42,8 +45,38 @@ func (e *Engine) Stats(ctx context.Context) (metrics.Stats, error) {
 	}
 	st.Queues = map[string]int{"planned": d.Planned, "sending": d.Sending, "tracking": d.Tracking,
 		"writebacks": d.WriteBacks, "failed_writebacks": d.FailedWriteBacks, "triggers": d.Triggers}
-	st.OptOuts, err = e.Store.OptOutCount(ctx)
-	return st, err
+	if st.OptOuts, err = e.Store.OptOutCount(ctx); err != nil {
+		return st, err
+	}
+	now := e.now()
+	w, err := e.Store.Watch(ctx, now)
+	if err != nil {
+		return st, err
+	}
+	st.LastSuccess, st.Retrying = w.LastOK, w.Retrying
+	if !w.OldestDue.IsZero() {
+		st.OldestDue = now.Sub(w.OldestDue)
+	}
+	st.WriteBackFailures = map[string]int{"failed": d.FailedWriteBacks, "retrying": w.WriteBacksRetrying}
+	pauses, err := e.Store.Pauses(ctx)
+	if err != nil {
+		return st, err
+	}
+	senders, err := e.Store.PausedSenders(ctx)
+	if err != nil {
+		return st, err
+	}
+	st.Paused = map[string]int{"sender": len(senders), "kill_switch": len(pauses)}
+	leases, err := e.Store.Leases(ctx, now)
+	if err != nil {
+		return st, err
+	}
+	for _, l := range leases {
+		st.Leases = append(st.Leases, metrics.Lease{Name: l.Name, Holder: storage.OwnerHost(l.Owner), Mine: l.Owner == e.owner()})
+	}
+	h, err := hooks{e, e.serving.Load()}.Health(ctx)
+	st.Healthy = err == nil && h.OK
+	return st, nil
 }
 
 type timedREDCap struct {
@@ -51,23 +84,31 @@ type timedREDCap struct {
 	m *metrics.Metrics
 }
 
-func since(m *metrics.Metrics, system, op string, start time.Time) {
+// since records a call's latency and, when it failed, the kind of its
+// error; call it deferred with a pointer to the call's error.
+func since(m *metrics.Metrics, system, op string, start time.Time, err *error) {
 	m.ObserveCall(system, op, time.Since(start))
+	if kind := errorKind(system, *err); kind != "" {
+		m.CountError(system, op, kind)
+	}
 }
 
-func (t timedREDCap) ExportRecords(ctx context.Context, p redcap.ExportParams) ([]redcap.Row, error) {
-	defer since(t.m, "redcap", "export_records", time.Now())
-	return t.REDCap.ExportRecords(ctx, p)
+func (t timedREDCap) ExportRecords(ctx context.Context, p redcap.ExportParams) (out []redcap.Row, err error) {
+	defer since(t.m, metrics.SystemREDCap, "export_records", time.Now(), &err)
+	out, err = t.REDCap.ExportRecords(ctx, p)
+	return out, err
 }
 
-func (t timedREDCap) ImportRecords(ctx context.Context, rows []redcap.Row) (redcap.ImportResult, error) {
-	defer since(t.m, "redcap", "import_records", time.Now())
-	return t.REDCap.ImportRecords(ctx, rows)
+func (t timedREDCap) ImportRecords(ctx context.Context, rows []redcap.Row) (out redcap.ImportResult, err error) {
+	defer since(t.m, metrics.SystemREDCap, "import_records", time.Now(), &err)
+	out, err = t.REDCap.ImportRecords(ctx, rows)
+	return out, err
 }
 
-func (t timedREDCap) Metadata(ctx context.Context) (*dict.Dictionary, error) {
-	defer since(t.m, "redcap", "metadata", time.Now())
-	return t.REDCap.Metadata(ctx)
+func (t timedREDCap) Metadata(ctx context.Context) (out *dict.Dictionary, err error) {
+	defer since(t.m, metrics.SystemREDCap, "metadata", time.Now(), &err)
+	out, err = t.REDCap.Metadata(ctx)
+	return out, err
 }
 
 type timedSMS struct {
@@ -75,19 +116,22 @@ type timedSMS struct {
 	m *metrics.Metrics
 }
 
-func (t timedSMS) Send(ctx context.Context, from, to, body string, validity time.Duration) (sms.Message, error) {
-	defer since(t.m, "twilio", "create", time.Now())
-	return t.SMSSender.Send(ctx, from, to, body, validity)
+func (t timedSMS) Send(ctx context.Context, from, to, body string, validity time.Duration) (out sms.Message, err error) {
+	defer since(t.m, metrics.SystemTwilio, "create", time.Now(), &err)
+	out, err = t.SMSSender.Send(ctx, from, to, body, validity)
+	return out, err
 }
 
-func (t timedSMS) Fetch(ctx context.Context, sid string) (sms.Message, error) {
-	defer since(t.m, "twilio", "fetch", time.Now())
-	return t.SMSSender.Fetch(ctx, sid)
+func (t timedSMS) Fetch(ctx context.Context, sid string) (out sms.Message, err error) {
+	defer since(t.m, metrics.SystemTwilio, "fetch", time.Now(), &err)
+	out, err = t.SMSSender.Fetch(ctx, sid)
+	return out, err
 }
 
-func (t timedSMS) Find(ctx context.Context, from, to string, after time.Time) ([]sms.Message, error) {
-	defer since(t.m, "twilio", "list", time.Now())
-	return t.SMSSender.Find(ctx, from, to, after)
+func (t timedSMS) Find(ctx context.Context, from, to string, after time.Time) (out []sms.Message, err error) {
+	defer since(t.m, metrics.SystemTwilio, "list", time.Now(), &err)
+	out, err = t.SMSSender.Find(ctx, from, to, after)
+	return out, err
 }
 
 type timedEmail struct {
@@ -95,7 +139,8 @@ type timedEmail struct {
 	m *metrics.Metrics
 }
 
-func (t timedEmail) Send(ctx context.Context, msg email.Message) (string, error) {
-	defer since(t.m, "smtp", "send", time.Now())
-	return t.EmailSender.Send(ctx, msg)
+func (t timedEmail) Send(ctx context.Context, msg email.Message) (out string, err error) {
+	defer since(t.m, metrics.SystemSMTP, "send", time.Now(), &err)
+	out, err = t.EmailSender.Send(ctx, msg)
+	return out, err
 }

@@ -108,6 +108,8 @@ func restartOnly(old, next *rules.Config) []string {
 	diff("server.trigger_secret_file", old.Server.TriggerSecretFile, next.Server.TriggerSecretFile)
 	diff("server.poll_every", old.Server.PollEvery, next.Server.PollEvery)
 	diff("server.writeback_every", old.Server.WritebackEvery, next.Server.WritebackEvery)
+	diff("server.admin_listen", old.Server.AdminListen, next.Server.AdminListen)
+	diff("server.trusted_proxies", old.Server.TrustedProxies, next.Server.TrustedProxies)
 	type conn struct {
 		Name, RedcapURL, TokenEnv, TokenFile, SMSFrom, SMSService string
 		SMSNumbers                                                []string

@@ -643,7 +643,8 @@ func TestSafetySenderProblemPausesThatSender(t *testing.T) {
 }
 
 // TestSafetyHealthzShowsPauses: /healthz says, in words, that the kill
-// switch is set and that a sender is paused, and why.
+// switch is set and that a sender is paused, and why, and answers 503
+// unhealthy: nothing of what is paused goes out.
 func TestSafetyHealthzShowsPauses(t *testing.T) {
 	s := serve(t)
 	now := s.clk.Now()
@@ -655,7 +656,7 @@ func TestSafetyHealthzShowsPauses(t *testing.T) {
 	}
 	h, status := s.health()
 	got := strings.Join(h.Problems, "\n")
-	if status != 200 || h.Status != "degraded" || !strings.Contains(got, "rule welcome-sms is paused: wording under review") ||
+	if status != 503 || h.Status != "unhealthy" || !strings.Contains(got, "rule welcome-sms is paused: wording under review") ||
 		!strings.Contains(got, "the Twilio account is paused: Twilio error 20003") {
 		t.Errorf("healthz %d %s: %q", status, h.Status, h.Problems)
 	}

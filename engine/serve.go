@@ -37,6 +37,9 @@ type ServeOptions struct {
 	// RetryMin and RetryMax bound the wait between attempts to reach REDCap
 	// while catching up (0 = DefaultRetryMin and DefaultRetryMax).
 	RetryMin, RetryMax time.Duration
+	// Admin, when set, is where /healthz and /metrics are served
+	// (server.admin_listen); the webhook listener then does not serve them.
+	Admin net.Listener
 	// Reload, when set, asks Serve to read the study again (`nudge serve`
 	// sends on it at SIGHUP): the rules, replies and templates, checked as
 	// at the start; a study that fails the checks, or a nudge.yaml changed
@@ -50,7 +53,8 @@ type serveState struct {
 	prepared bool        // Prepare has succeeded (the catch-up goroutine's own)
 	ready    atomic.Bool // caught up: the scheduler runs
 	mu       sync.Mutex
-	problem  string // plain words for /healthz while not ready
+	problem  string    // plain words for /healthz while not ready
+	since    time.Time // when Serve started: no pass is overdue before max_pass_age has passed since
 }
 
 func (st *serveState) setProblem(p string) {
@@ -96,10 +100,12 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	}
 	e.triggerWake = make(chan struct{}, 1)
 	cfg := e.study().Config
-	st := &serveState{prepared: len(e.Dicts) > 0, problem: problemWaiting}
+	st := &serveState{prepared: len(e.Dicts) > 0, problem: problemWaiting, since: e.now()}
+	e.serving.Store(st)
 
 	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
-		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics}, hooks{e, st})
+		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics,
+		TrustedProxies: cfg.Server.TrustedProxies, SeparateAdmin: opt.Admin != nil}, hooks{e, st})
 	if err != nil {
 		return err
 	}
@@ -138,8 +144,22 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	for _, w := range e.Store.Warnings() {
 		e.log().Warn("database: " + w)
 	}
+	adminErr := make(chan error, 1)
+	if opt.Admin != nil {
+		e.log().WithField("admin_listen", opt.Admin.Addr().String()).Info("nudge serve: /healthz and /metrics on the admin address only")
+		go func() {
+			err := srv.ServeAdmin(ctx, opt.Admin)
+			if err != nil && ctx.Err() == nil {
+				e.log().WithError(err).Error("nudge serve: the admin address stopped: /healthz and /metrics are not served")
+			}
+			adminErr <- err
+		}()
+	} else {
+		adminErr <- nil
+	}
 	e.log().WithFields(map[string]any{"listen": l.Addr().String(), "public_url": cfg.Server.PublicURL}).Info("nudge serve: listening")
 	serveErr := srv.Serve(ctx, l) // returns once ctx ends and in-flight requests are done
+	serveErr = errors.Join(serveErr, <-adminErr)
 
 	stopJobs()
 	<-background
@@ -383,53 +403,4 @@ func (h hooks) Trigger(ctx context.Context, t webhook.Trigger) error {
 		return fmt.Errorf("%w: %v", webhook.ErrUnknownProject, err)
 	}
 	return err
-}
-
-// Health reports in plain words; the errors behind it go to the log only
-// (they name files, hosts and SQLite's or REDCap's messages).
-func (h hooks) Health(ctx context.Context) (webhook.Health, error) {
-	e := h.e
-	hl := webhook.Health{OK: true, Status: webhook.StatusHealthy, Database: "ok", REDCap: "ok"}
-	degrade := func(problem string) {
-		hl.Status = webhook.StatusDegraded
-		hl.Problems = append(hl.Problems, problem)
-	}
-	if err := e.Store.Ping(ctx); err != nil {
-		e.log().WithError(err).Warn("health: the database cannot be reached")
-		return webhook.Health{OK: false, Status: webhook.StatusUnhealthy, Database: "unreachable",
-			Problems: []string{"the database cannot be reached: nudge can record nothing; its log says why"}}, nil
-	}
-	if h.st != nil && !h.st.ready.Load() {
-		hl.REDCap = "waiting"
-		degrade(h.st.getProblem())
-	}
-	if run, err := e.Store.LastRun(ctx); err == nil {
-		outcome := "running"
-		switch {
-		case run.Outcome == "ok":
-			outcome = "ok"
-		case run.Outcome != "":
-			outcome = "failed"
-			degrade(problemLastPass)
-		}
-		hl.LastRun = map[string]any{"id": run.ID, "started_at": run.StartedAt, "finished_at": run.FinishedAt, "outcome": outcome}
-	}
-	d, err := e.Store.Depths(ctx)
-	if err != nil {
-		e.log().WithError(err).Warn("health: reading the queue sizes")
-		return webhook.Health{OK: false, Status: webhook.StatusUnhealthy, Database: "unreachable",
-			Problems: []string{"the database answers but its queues cannot be read; nudge's log says why"}}, nil
-	}
-	hl.Queues = map[string]int{"planned": d.Planned, "sending": d.Sending, "tracking": d.Tracking,
-		"writebacks": d.WriteBacks, "failed_writebacks": d.FailedWriteBacks, "triggers": d.Triggers}
-	held, err := e.Held(ctx)
-	if err != nil {
-		e.log().WithError(err).Warn("health: reading the pauses")
-		return webhook.Health{OK: false, Status: webhook.StatusUnhealthy, Database: "unreachable",
-			Problems: []string{"the database answers but its pauses cannot be read; nudge's log says why"}}, nil
-	}
-	for _, h := range held {
-		degrade(h)
-	}
-	return hl, nil
 }

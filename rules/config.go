@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -174,7 +175,17 @@ type Server struct {
 	RunEvery       time.Duration // how often rules without a schedule are evaluated, 0 = never
 	PollEvery      time.Duration // how often delivery statuses are polled
 	WritebackEvery time.Duration // how often the write-back queue is sent to REDCap
-	Pos            Pos
+
+	// AdminListen, when set, is the address /healthz and /metrics are
+	// served on instead of Listen, e.g. "127.0.0.1:9090"; "" = on Listen.
+	AdminListen string
+	// TrustedProxies are the networks of the reverse proxies whose
+	// X-Forwarded-For header names the client; nil = none, the TCP peer
+	// is the client.
+	TrustedProxies []netip.Prefix
+	// Health holds the limits past which /healthz says unhealthy.
+	Health HealthLimits
+	Pos    Pos
 }
 
 // Defaults for optional config settings.
@@ -1108,12 +1119,13 @@ func (c *Config) decodeSMTP(d *decoder, n *yaml.Node) *SMTP {
 // defaultServer is the server section used when the config has none.
 func defaultServer(pos Pos) Server {
 	return Server{Listen: DefaultListen, RunEvery: DefaultRunEvery, PollEvery: DefaultPollEvery,
-		WritebackEvery: DefaultWritebackEvery, Pos: pos}
+		WritebackEvery: DefaultWritebackEvery, Health: defaultHealth(DefaultRunEvery), Pos: pos}
 }
 
 func (c *Config) decodeServer(d *decoder, n *yaml.Node) Server {
 	s := defaultServer(d.pos(n))
-	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "trigger_secret_file", "run_every", "poll_every", "writeback_every")
+	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "trigger_secret_file", "run_every", "poll_every", "writeback_every",
+		"admin_listen", "trusted_proxies", "health")
 	if m == nil {
 		return s
 	}
@@ -1168,6 +1180,7 @@ func (c *Config) decodeServer(d *decoder, n *yaml.Node) Server {
 			*iv.dst = dur
 		}
 	}
+	decodeMonitor(d, m, &s)
 	return s
 }
 

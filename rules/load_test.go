@@ -140,8 +140,8 @@ func TestLoadGood(t *testing.T) {
 	wantServer := Server{Listen: ":8080", PublicURL: "https://nudge.example.edu",
 		HelpText: "Good study: reply STOP to stop texts, START to resume. Questions? Call (415) 555-0100.",
 		RunEvery: 10 * time.Minute, PollEvery: 30 * time.Second, WritebackEvery: 90 * time.Second,
-		TriggerSecretEnv: "NUDGE_TRIGGER_SECRET", Pos: Pos{File: path, Line: 24, Col: 3}}
-	if c.Server != wantServer {
+		TriggerSecretEnv: "NUDGE_TRIGGER_SECRET", Health: defaultHealth(10 * time.Minute), Pos: Pos{File: path, Line: 24, Col: 3}}
+	if !reflect.DeepEqual(c.Server, wantServer) {
 		t.Errorf("server = %+v\nwant %+v", c.Server, wantServer)
 	}
 	main, site2 := c.Project("main"), c.Project("site-2")

@@ -8,24 +8,10 @@ import (
 	"time"
 )
 
-// queryPlan returns SQLite's plan for q, one step per element.
-func queryPlan(t *testing.T, s *Store, q string, args ...any) string {
+// queryPlanText returns SQLite's plan for q as one line, steps joined by "; ".
+func queryPlanText(t *testing.T, s *Store, q string, args ...any) string {
 	t.Helper()
-	rows, err := s.db.Query("EXPLAIN QUERY PLAN "+q, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, detail)
-	}
-	return strings.Join(plan, "; ")
+	return strings.Join(queryPlan(t, s, q, args...), "; ")
 }
 
 // `nudge status` and `nudge audit` run against a study's whole outbox: each
@@ -51,7 +37,7 @@ func TestStatusQueriesUseIndexes(t *testing.T) {
 		{"AuditInbound", sqlAuditInbound, []any{0, 1}, "inbound_received"},
 	}
 	for _, tt := range tests {
-		p := queryPlan(t, s, tt.query, tt.args...)
+		p := queryPlanText(t, s, tt.query, tt.args...)
 		if !strings.Contains(p, "INDEX "+tt.index) {
 			t.Errorf("%s: plan %q does not use index %s", tt.name, p, tt.index)
 		}
@@ -60,7 +46,7 @@ func TestStatusQueriesUseIndexes(t *testing.T) {
 		}
 	}
 	// Runs are read newest first by their rowid: no index needed.
-	if p := queryPlan(t, s, sqlRuns, 5); strings.Contains(p, "TEMP B-TREE") {
+	if p := queryPlanText(t, s, sqlRuns, 5); strings.Contains(p, "TEMP B-TREE") {
 		t.Errorf("Runs: plan %q sorts the runs", p)
 	}
 }

@@ -77,10 +77,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	var admin net.Listener
+	if cfg.Server.AdminListen != "" {
+		if admin, err = net.Listen("tcp", cfg.Server.AdminListen); err != nil {
+			l.Close()
+			return fmt.Errorf("%s: server.admin_listen: %w", cfg.Path, err)
+		}
+	}
 	e.Instrument(metrics.New(e.Stats))
 	reload, stop := hangups(ctx)
 	defer stop()
-	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret, Reload: reload})
+	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret, Reload: reload, Admin: admin})
 }
 
 // hangups turns SIGHUP into reload requests instead of the end of the

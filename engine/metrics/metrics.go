@@ -8,6 +8,8 @@ package metrics
 
 import (
 	"context"
+	"runtime"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,11 +33,40 @@ type MessageCount struct {
 	N       int
 }
 
+// Version is nudge's version in nudge_build_info; set it at build time
+// with -ldflags "-X github.com/nudge-study/nudge/engine/metrics.Version=v1.2.3".
+// "" = the module version Go recorded ("(devel)" for a build from a checkout).
+var Version = ""
+
+// Lease is a database lease in force, for nudge_lease_held.
+type Lease struct {
+	Name   string // the lease ("pass")
+	Holder string // host:pid of the process holding it
+	Mine   bool   // held by this process
+}
+
 // Stats are the database-derived figures exported as gauges.
 type Stats struct {
 	Messages []MessageCount
 	Queues   map[string]int // queue name → depth
 	OptOuts  int
+
+	// Healthy is whether /healthz would answer 200 (nudge_healthy).
+	Healthy bool
+	// LastSuccess is when the last successful pass finished; zero = none.
+	LastSuccess time.Time
+	// OldestDue is how long the message due the longest has waited; 0 =
+	// none due.
+	OldestDue time.Duration
+	// Retrying is how many messages wait to be tried again.
+	Retrying int
+	// WriteBackFailures counts failing write-backs by state ("failed",
+	// "retrying").
+	WriteBackFailures map[string]int
+	// Paused counts pauses by kind ("sender", "kill_switch").
+	Paused map[string]int
+	// Leases are the database leases in force.
+	Leases []Lease
 }
 
 // StatsFunc reads Stats, usually from the store; it is called at scrape time.
@@ -56,6 +87,11 @@ type Metrics struct {
 	// CallSeconds is the latency of calls to outside systems by system
 	// (redcap, twilio, smtp) and operation (nudge_call_seconds).
 	CallSeconds *prometheus.HistogramVec
+	// CallErrors counts failed calls to outside systems by system,
+	// operation and kind (nudge_call_errors_total); see CountError.
+	CallErrors *prometheus.CounterVec
+	// BuildInfo is nudge_build_info{version,revision,goversion} 1.
+	BuildInfo *prometheus.GaugeVec
 }
 
 // New returns Metrics on a fresh registry that also holds the Go runtime and
@@ -97,8 +133,18 @@ func NewOn(reg *prometheus.Registry, stats StatsFunc) (*Metrics, error) {
 			Help:    "Latency of calls to REDCap, Twilio and SMTP, by system and operation.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"system", "op"}),
+		CallErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "nudge_call_errors_total",
+			Help: "Failed calls to REDCap, Twilio and SMTP, by system, operation and kind of error (Twilio error code class such as 21xxx, http_NNN, smtp_5xx, timeout, network, other).",
+		}, []string{"system", "op", "kind"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "nudge_build_info",
+			Help: "Always 1; its labels say which nudge runs.",
+		}, []string{"version", "revision", "goversion"}),
 	}
-	cs := []prometheus.Collector{m.Webhook, m.WebhookSeconds, m.CallSeconds}
+	version, revision := buildVersion()
+	m.BuildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
+	cs := []prometheus.Collector{m.Webhook, m.WebhookSeconds, m.CallSeconds, m.CallErrors, m.BuildInfo}
 	if stats != nil {
 		cs = append(cs, newStatsCollector(stats, DefaultStatsTimeout))
 	}
@@ -128,12 +174,47 @@ func (m *Metrics) ObserveCall(system, op string, d time.Duration) {
 	m.CallSeconds.WithLabelValues(system, op).Observe(d.Seconds())
 }
 
+// CountError records one failed call to an outside system; kind is a
+// short class of the error, never its text (see nudge_call_errors_total).
+func (m *Metrics) CountError(system, op, kind string) {
+	if m == nil {
+		return
+	}
+	m.CallErrors.WithLabelValues(system, op, kind).Inc()
+}
+
+// buildVersion returns the version and VCS revision nudge was built from.
+func buildVersion() (version, revision string) {
+	version, revision = Version, "unknown"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		if version == "" {
+			version = "unknown"
+		}
+		return version, revision
+	}
+	if version == "" {
+		version = bi.Main.Version
+	}
+	if version == "" {
+		version = "(devel)"
+	}
+	for _, st := range bi.Settings {
+		if st.Key == "vcs.revision" {
+			revision = st.Value
+		}
+	}
+	return version, revision
+}
+
 // statsCollector turns a StatsFunc into gauges at scrape time.
 type statsCollector struct {
 	stats   StatsFunc
 	timeout time.Duration
 
-	messages, queues, optouts, up *prometheus.Desc
+	messages, queues, optouts, up                      *prometheus.Desc
+	healthy, lastSuccess, oldestDue, retrying, wbFails *prometheus.Desc
+	paused, lease                                      *prometheus.Desc
 }
 
 func newStatsCollector(stats StatsFunc, timeout time.Duration) *statsCollector {
@@ -148,6 +229,20 @@ func newStatsCollector(stats StatsFunc, timeout time.Duration) *statsCollector {
 			"Recorded opt-outs.", nil, nil),
 		up: prometheus.NewDesc("nudge_stats_up",
 			"1 when the database figures of this scrape could be read, 0 when not.", nil, nil),
+		healthy: prometheus.NewDesc("nudge_healthy",
+			"1 when /healthz answers 200 (healthy or degraded), 0 when it answers 503 unhealthy.", nil, nil),
+		lastSuccess: prometheus.NewDesc("nudge_last_success_timestamp_seconds",
+			"When the last successful pass finished (Unix time); 0 when none has.", nil, nil),
+		oldestDue: prometheus.NewDesc("nudge_oldest_due_seconds",
+			"How long the message due the longest has waited to be sent; 0 when none is due.", nil, nil),
+		retrying: prometheus.NewDesc("nudge_retry_backlog",
+			"Messages waiting to be tried again after a temporary failure.", nil, nil),
+		wbFails: prometheus.NewDesc("nudge_writeback_failures",
+			"Write-backs to REDCap that failed for good (state=failed) or failed several times and are retried (state=retrying).", []string{"state"}, nil),
+		paused: prometheus.NewDesc("nudge_paused",
+			"Pauses in force: senders paused after a provider refused them (kind=sender), and the kill switch of nudge pause (kind=kill_switch).", []string{"kind"}, nil),
+		lease: prometheus.NewDesc("nudge_lease_held",
+			"Database leases in force by name and holder (host:pid): 1 when this process holds it, 0 when another does.", []string{"lease", "holder"}, nil),
 	}
 }
 
@@ -157,6 +252,13 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.queues
 	ch <- c.optouts
 	ch <- c.up
+	ch <- c.healthy
+	ch <- c.lastSuccess
+	ch <- c.oldestDue
+	ch <- c.retrying
+	ch <- c.wbFails
+	ch <- c.paused
+	ch <- c.lease
 }
 
 // Collect implements prometheus.Collector. When the stats cannot be read,
@@ -191,4 +293,35 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.queues, prometheus.GaugeValue, float64(n), q)
 	}
 	ch <- prometheus.MustNewConstMetric(c.optouts, prometheus.GaugeValue, float64(st.OptOuts))
+
+	ch <- prometheus.MustNewConstMetric(c.healthy, prometheus.GaugeValue, boolValue(st.Healthy))
+	var last float64
+	if !st.LastSuccess.IsZero() {
+		last = float64(st.LastSuccess.UnixNano()) / 1e9
+	}
+	ch <- prometheus.MustNewConstMetric(c.lastSuccess, prometheus.GaugeValue, last)
+	ch <- prometheus.MustNewConstMetric(c.oldestDue, prometheus.GaugeValue, st.OldestDue.Seconds())
+	ch <- prometheus.MustNewConstMetric(c.retrying, prometheus.GaugeValue, float64(st.Retrying))
+	for _, state := range []string{"failed", "retrying"} {
+		ch <- prometheus.MustNewConstMetric(c.wbFails, prometheus.GaugeValue, float64(st.WriteBackFailures[state]), state)
+	}
+	for _, kind := range []string{"sender", "kill_switch"} {
+		ch <- prometheus.MustNewConstMetric(c.paused, prometheus.GaugeValue, float64(st.Paused[kind]), kind)
+	}
+	seen := make(map[[2]string]bool)
+	for _, l := range st.Leases {
+		k := [2]string{l.Name, l.Holder}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		ch <- prometheus.MustNewConstMetric(c.lease, prometheus.GaugeValue, boolValue(l.Mine), l.Name, l.Holder)
+	}
+}
+
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -3,6 +3,7 @@ package metrics
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -163,6 +164,7 @@ func TestNilMetricsRecordsNothing(t *testing.T) {
 	var m *Metrics
 	m.ObserveWebhook("inbound", "ok", time.Millisecond)
 	m.ObserveCall(SystemSMTP, "send", time.Millisecond)
+	m.CountError(SystemSMTP, "send", "timeout")
 }
 
 func TestRegistryHasRuntimeCollectors(t *testing.T) {
@@ -206,5 +208,51 @@ func TestLint(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestMonitoringGauges(t *testing.T) {
+	last := time.Date(2026, 11, 23, 15, 0, 0, 0, time.UTC)
+	m := New(func(context.Context) (Stats, error) {
+		return Stats{Healthy: true, LastSuccess: last, OldestDue: 90 * time.Second, Retrying: 3,
+			WriteBackFailures: map[string]int{"failed": 2}, Paused: map[string]int{"kill_switch": 1},
+			Leases: []Lease{{Name: "pass", Holder: "web1:42", Mine: true}, {Name: "pass", Holder: "web1:42", Mine: true}}}, nil
+	})
+	want := fmt.Sprintf(`
+# HELP nudge_healthy 1 when /healthz answers 200 (healthy or degraded), 0 when it answers 503 unhealthy.
+# TYPE nudge_healthy gauge
+nudge_healthy 1
+# HELP nudge_last_success_timestamp_seconds When the last successful pass finished (Unix time); 0 when none has.
+# TYPE nudge_last_success_timestamp_seconds gauge
+nudge_last_success_timestamp_seconds %d
+# HELP nudge_lease_held Database leases in force by name and holder (host:pid): 1 when this process holds it, 0 when another does.
+# TYPE nudge_lease_held gauge
+nudge_lease_held{holder="web1:42",lease="pass"} 1
+# HELP nudge_oldest_due_seconds How long the message due the longest has waited to be sent; 0 when none is due.
+# TYPE nudge_oldest_due_seconds gauge
+nudge_oldest_due_seconds 90
+# HELP nudge_paused Pauses in force: senders paused after a provider refused them (kind=sender), and the kill switch of nudge pause (kind=kill_switch).
+# TYPE nudge_paused gauge
+nudge_paused{kind="kill_switch"} 1
+nudge_paused{kind="sender"} 0
+# HELP nudge_retry_backlog Messages waiting to be tried again after a temporary failure.
+# TYPE nudge_retry_backlog gauge
+nudge_retry_backlog 3
+# HELP nudge_writeback_failures Write-backs to REDCap that failed for good (state=failed) or failed several times and are retried (state=retrying).
+# TYPE nudge_writeback_failures gauge
+nudge_writeback_failures{state="failed"} 2
+nudge_writeback_failures{state="retrying"} 0
+`, last.Unix())
+	names := []string{"nudge_healthy", "nudge_last_success_timestamp_seconds", "nudge_lease_held", "nudge_oldest_due_seconds",
+		"nudge_paused", "nudge_retry_backlog", "nudge_writeback_failures"}
+	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want), names...); err != nil {
+		t.Error(err)
+	}
+	m.CountError(SystemSMTP, "send", "smtp_5xx")
+	if got := testutil.ToFloat64(m.CallErrors.WithLabelValues(SystemSMTP, "send", "smtp_5xx")); got != 1 {
+		t.Errorf("nudge_call_errors_total = %v, want 1", got)
+	}
+	if n, err := testutil.GatherAndCount(m.Registry, "nudge_build_info"); err != nil || n != 1 {
+		t.Errorf("nudge_build_info series = %d, %v; want 1", n, err)
 	}
 }

@@ -150,7 +150,7 @@ func (s *Server) accessLog(r *http.Request, endpoint, outcome string, rec *recor
 		"outcome":     outcome,
 		"duration_ms": float64(d.Microseconds()) / 1000,
 		"bytes":       rec.bytes,
-		"remote":      remoteHost(r.RemoteAddr),
+		"remote":      s.clientAddr(r),
 	})
 	if r.ContentLength >= 0 {
 		l = l.WithField("request_bytes", r.ContentLength)
@@ -183,13 +183,6 @@ func maskDigits(s string) string {
 		}
 		return c
 	}, s)
-}
-
-func remoteHost(addr string) string {
-	if i := strings.LastIndexByte(addr, ':'); i > 0 {
-		return addr[:i]
-	}
-	return addr
 }
 
 // form limits the body, parses an application/x-www-form-urlencoded POST

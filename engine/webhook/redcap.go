@@ -17,7 +17,7 @@ import (
 // request is not read.
 func (s *Server) triggerGate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fields := logrus.Fields{"path": r.URL.Path, "remote": remoteHost(r.RemoteAddr)}
+		fields := logrus.Fields{"path": r.URL.Path, "remote": s.clientAddr(r)}
 		if !s.triggers.Allow() {
 			setOutcome(w, outcomeRateLimited)
 			s.log.WithFields(fields).Warn("webhook: refused a Data Entry Trigger: too many triggers at once")
@@ -81,7 +81,7 @@ func (s *Server) trigger(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, ErrUnknownProject):
 		setOutcome(w, outcomeUnknownProject)
-		s.log.WithFields(logrus.Fields{"project_id": t.ProjectID, "remote": remoteHost(r.RemoteAddr)}).
+		s.log.WithFields(logrus.Fields{"project_id": t.ProjectID, "remote": s.clientAddr(r)}).
 			Warn("webhook: refused a Data Entry Trigger from a REDCap project that is not configured")
 		http.Error(w, "this REDCap project is not configured in nudge", http.StatusForbidden)
 	case err != nil:

@@ -39,7 +39,7 @@ func (s *Server) verify(w http.ResponseWriter, r *http.Request) (url.Values, boo
 		params[k] = vs[:1]
 	}
 	sig := r.Header.Get("X-Twilio-Signature")
-	fields := logrus.Fields{"path": r.URL.Path, "remote": remoteHost(r.RemoteAddr)}
+	fields := logrus.Fields{"path": r.URL.Path, "remote": s.clientAddr(r)}
 	if sig == "" {
 		setOutcome(w, outcomeNoSignature)
 		s.log.WithFields(fields).Warn("webhook: refused a request without X-Twilio-Signature")

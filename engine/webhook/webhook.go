@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -84,8 +85,10 @@ type Trigger struct {
 // Health is what /healthz reports. It is public: every string in it is
 // plain words chosen by nudge, never an error's text.
 type Health struct {
-	// OK is false when nudge cannot do its work at all (/healthz answers
-	// 503); a degraded nudge that still records replies and opt-outs is OK.
+	// OK is false when nudge is unhealthy (/healthz answers 503): it cannot
+	// do its work, or some of it is stuck, failing or paused; a degraded
+	// nudge (waiting for REDCap at the start) still records replies and
+	// opt-outs and is OK.
 	OK bool `json:"ok"`
 	// Status is "healthy", "degraded" or "unhealthy" ("" = from OK).
 	Status string `json:"status"`
@@ -97,7 +100,12 @@ type Health struct {
 	// since it started.
 	REDCap  string         `json:"redcap,omitempty"`
 	LastRun map[string]any `json:"last_run,omitempty"`
-	Queues  map[string]int `json:"queues,omitempty"`
+	// LastSuccess is when the last successful pass finished, if any.
+	LastSuccess *time.Time `json:"last_success,omitempty"`
+	// OldestDueSeconds is how long the message due the longest has
+	// waited to be sent (0 = none due).
+	OldestDueSeconds float64        `json:"oldest_due_seconds"`
+	Queues           map[string]int `json:"queues,omitempty"`
 }
 
 // Health statuses.
@@ -152,6 +160,16 @@ type Config struct {
 	// defaults); requests beyond them get 429.
 	TriggerRate  rate.Limit
 	TriggerBurst int
+	// TrustedProxies are the networks of the reverse proxies in front of
+	// nudge: only a request from one of them has its X-Forwarded-For
+	// header read for the client's address; nil = the TCP peer is the
+	// client.
+	TrustedProxies []netip.Prefix
+	// SeparateAdmin takes /healthz and /metrics off Handler (the public
+	// port answers 404 for them); they are served by AdminHandler and
+	// ServeAdmin instead.
+	SeparateAdmin bool
+
 	// Registry is used only when Metrics is nil (see there).
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (nil = the Metrics' registry).
@@ -174,6 +192,7 @@ type Server struct {
 	publicURL string // without a trailing slash
 	validator client.RequestValidator
 	mux       http.Handler
+	admin     http.Handler // /healthz and /metrics
 
 	triggerKey  [sha256.Size]byte // SHA-256 of the trigger secret
 	triggerOpen bool              // a trigger secret is configured
@@ -236,7 +255,7 @@ func New(cfg Config, h Handler) (*Server, error) {
 		s.triggerKey, s.triggerOpen = sha256.Sum256([]byte(cfg.TriggerSecret)), true
 	}
 	s.triggers = rate.NewLimiter(cfg.TriggerRate, cfg.TriggerBurst)
-	s.mux = s.routes()
+	s.mux, s.admin = s.routes()
 	return s, nil
 }
 
@@ -268,18 +287,28 @@ func checkPublicURL(raw string) (string, error) {
 // Handler returns the routes with their middleware.
 func (s *Server) Handler() http.Handler { return s.mux }
 
-func (s *Server) routes() http.Handler {
+// AdminHandler returns /healthz and /metrics alone, for the admin address
+// (Config.SeparateAdmin).
+func (s *Server) AdminHandler() http.Handler { return s.admin }
+
+func (s *Server) routes() (public, admin http.Handler) {
 	mux := http.NewServeMux()
 	mux.Handle("/twilio/inbound", s.route("inbound", http.MethodPost, s.twilio(s.inbound)))
 	mux.Handle("/twilio/status", s.route("status", http.MethodPost, s.twilio(s.status)))
 	mux.Handle("/redcap/trigger", s.route("trigger", http.MethodPost, s.triggerGate(s.form(s.trigger))))
-	mux.Handle("/healthz", s.route("healthz", http.MethodGet, http.HandlerFunc(s.healthz)))
-	mux.Handle("/metrics", s.route("metrics", http.MethodGet, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{
+	adm := http.NewServeMux()
+	adm.Handle("/healthz", s.route("healthz", http.MethodGet, http.HandlerFunc(s.healthz)))
+	adm.Handle("/metrics", s.route("metrics", http.MethodGet, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      promLogger{s.log},
 	})))
+	adm.Handle("/", s.route("other", "", http.NotFoundHandler()))
+	if !s.cfg.SeparateAdmin {
+		mux.Handle("/healthz", adm)
+		mux.Handle("/metrics", adm)
+	}
 	mux.Handle("/", s.route("other", "", http.NotFoundHandler()))
-	return mux
+	return mux, adm
 }
 
 // Serve answers requests on l until ctx ends, then shuts down gracefully:
@@ -287,8 +316,18 @@ func (s *Server) routes() http.Handler {
 // in-flight requests, which keep a context that is not cancelled by ctx.
 // It returns nil after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, s.mux)
+}
+
+// ServeAdmin answers /healthz and /metrics on l (the admin address) until
+// ctx ends, shutting down as Serve does.
+func (s *Server) ServeAdmin(ctx context.Context, l net.Listener) error {
+	return s.serve(ctx, l, s.admin)
+}
+
+func (s *Server) serve(ctx context.Context, l net.Listener, h http.Handler) error {
 	srv := &http.Server{
-		Handler:           s.mux,
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
@@ -297,7 +336,7 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ErrorLog:          newErrorLog(s.log),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	if s.onShutdown != nil {
+	if s.onShutdown != nil && l != nil && h == s.mux {
 		srv.RegisterOnShutdown(s.onShutdown)
 	}
 	errc := make(chan error, 1)
