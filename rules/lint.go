@@ -336,7 +336,29 @@ func smsEncodingWarnings(file, body string) Errors {
 // STOP, START or HELP words. Sorted by position.
 func (s *Study) Warnings() Errors {
 	errs := append(s.checkDatediffSigns(), s.checkSMSEncoding()...)
+	errs = append(errs, s.checkToleratedSyntax()...)
 	errs = append(errs, s.checkReplyMatches()...)
 	sortErrors(errs, append([]string{s.Config.Path}, s.Files...))
+	return errs
+}
+
+// checkToleratedSyntax warns of the constructs REDCap accepts though its
+// documentation never teaches them (==, && and ||) in each rule's
+// condition, at their position, with the form to write instead.
+func (s *Study) checkToleratedSyntax() Errors {
+	var errs Errors
+	for _, r := range s.Rules {
+		if r.When == nil {
+			continue
+		}
+		for _, n := range r.When.Notes() {
+			pos := r.pos["when"]
+			if r.whenAt != nil {
+				pos = r.whenAt(n.Col - 1)
+			}
+			errs = append(errs, &Error{Pos: pos, Rule: r.Name, Warning: true,
+				Msg: fmt.Sprintf("when: %s works but is not REDCap's documented syntax: write %s", n.Found, n.Canonical)})
+		}
+	}
 	return errs
 }
