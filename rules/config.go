@@ -174,7 +174,9 @@ type Server struct {
 	RunEvery       time.Duration // how often rules without a schedule are evaluated, 0 = never
 	PollEvery      time.Duration // how often delivery statuses are polled
 	WritebackEvery time.Duration // how often the write-back queue is sent to REDCap
-	Pos            Pos
+	// UI is the coordinator web page at /ui/; nil = not served.
+	UI  *UI
+	Pos Pos
 }
 
 // Defaults for optional config settings.
@@ -1113,9 +1115,12 @@ func defaultServer(pos Pos) Server {
 
 func (c *Config) decodeServer(d *decoder, n *yaml.Node) Server {
 	s := defaultServer(d.pos(n))
-	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "trigger_secret_file", "run_every", "poll_every", "writeback_every")
+	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "trigger_secret_file", "run_every", "poll_every", "writeback_every", "ui")
 	if m == nil {
 		return s
+	}
+	if v := m.get("ui"); v != nil {
+		s.UI = c.decodeUI(d, v)
 	}
 	if v := m.get("listen"); v != nil {
 		if l, ok := d.str(v, "server.listen"); ok {

@@ -156,6 +156,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (nil = the Metrics' registry).
 	Gatherer prometheus.Gatherer
+	// UI, when set, is served under /ui/: the coordinator web page.
+	UI http.Handler
 
 	// Timeouts of the http.Server made by Serve (0 = the defaults above).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -278,6 +280,9 @@ func (s *Server) routes() http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 		ErrorLog:      promLogger{s.log},
 	})))
+	if s.cfg.UI != nil {
+		mux.Handle("/ui/", s.route("ui", "", s.cfg.UI))
+	}
 	mux.Handle("/", s.route("other", "", http.NotFoundHandler()))
 	return mux
 }
