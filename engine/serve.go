@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
 
+	"github.com/nudge-study/nudge/engine/ui"
 	"github.com/nudge-study/nudge/engine/webhook"
 	"github.com/nudge-study/nudge/rules"
 	"github.com/nudge-study/nudge/storage"
@@ -45,6 +48,9 @@ type ServeOptions struct {
 	// at the start; a study that fails the checks, or a nudge.yaml changed
 	// where only a restart applies, is logged and the running study kept.
 	Reload <-chan struct{}
+	// UISessionKey signs the web page's session cookies
+	// (server.ui.session_key_env); nil = a random key per process.
+	UISessionKey []byte
 }
 
 // serveState is what Serve knows about catching up with REDCap; /healthz
@@ -103,8 +109,12 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	st := &serveState{prepared: len(e.Dicts) > 0, problem: problemWaiting, since: e.now()}
 	e.serving.Store(st)
 
+	page, err := e.webPage(opt)
+	if err != nil {
+		return err
+	}
 	srv, err := webhook.New(webhook.Config{PublicURL: cfg.Server.PublicURL, AuthToken: opt.AuthToken,
-		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics,
+		TriggerSecret: opt.TriggerSecret, Log: e.log(), Metrics: e.Metrics, UI: page,
 		TrustedProxies: cfg.Server.TrustedProxies, SeparateAdmin: opt.Admin != nil}, hooks{e, st})
 	if err != nil {
 		return err
@@ -170,6 +180,29 @@ func (e *Engine) Serve(ctx context.Context, l net.Listener, opt ServeOptions) er
 	e.mu.Unlock()
 	e.log().Info("nudge serve: stopped")
 	return errors.Join(serveErr, shutErr)
+}
+
+// webPage builds the coordinator web page (server.ui), or returns nil when
+// the config has none. It is served on the public listener, under /ui/,
+// since coordinators reach nudge where Twilio and REDCap do.
+func (e *Engine) webPage(opt ServeOptions) (http.Handler, error) {
+	cfg := e.study().Config
+	uc := cfg.Server.UI
+	if uc == nil {
+		return nil, nil
+	}
+	var projects []string
+	for _, p := range cfg.Projects {
+		projects = append(projects, p.Name)
+	}
+	page, err := ui.New(ui.Config{Store: e.Store, Users: uc.Users, TrustedHeader: uc.TrustedHeader, TrustedProxies: cfg.Server.TrustedProxies,
+		SessionKey: opt.UISessionKey, Secure: strings.HasPrefix(cfg.Server.PublicURL, "https://"),
+		Location: cfg.Location, Held: e.Held, Projects: projects, Mask: Redact, Log: e.log()})
+	if err != nil {
+		return nil, fmt.Errorf("%s: server.ui: %w", uc.Pos, err)
+	}
+	e.log().WithField("users", len(uc.Users)).Info("nudge serve: the coordinator web page is at " + strings.TrimRight(cfg.Server.PublicURL, "/") + ui.Prefix)
+	return page, nil
 }
 
 // catchUp runs Prepare (once) and a full export, which fills the record

@@ -185,7 +185,9 @@ type Server struct {
 	TrustedProxies []netip.Prefix
 	// Health holds the limits past which /healthz says unhealthy.
 	Health HealthLimits
-	Pos    Pos
+	// UI is the coordinator web page at /ui/; nil = not served.
+	UI  *UI
+	Pos Pos
 }
 
 // Defaults for optional config settings.
@@ -1125,9 +1127,12 @@ func defaultServer(pos Pos) Server {
 func (c *Config) decodeServer(d *decoder, n *yaml.Node) Server {
 	s := defaultServer(d.pos(n))
 	m := d.mapping(n, "server", "listen", "public_url", "help_text", "trigger_secret_env", "trigger_secret_file", "run_every", "poll_every", "writeback_every",
-		"admin_listen", "trusted_proxies", "health")
+		"admin_listen", "trusted_proxies", "health", "ui")
 	if m == nil {
 		return s
+	}
+	if v := m.get("ui"); v != nil {
+		s.UI = c.decodeUI(d, v)
 	}
 	if v := m.get("listen"); v != nil {
 		if l, ok := d.str(v, "server.listen"); ok {

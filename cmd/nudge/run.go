@@ -48,6 +48,7 @@ Usage:
                                               the bundled demo study against built-in simulators
   nudge backup  [--config nudge.yaml | --db FILE] BACKUP-FILE
                                               a consistent copy of the database (0600), safe while nudge serve runs
+  nudge ui hash-password                       read a password from standard input, print its bcrypt hash (server.ui.users)
   nudge version                                version, VCS revision and Go version of this binary
 
 Secrets (REDCap tokens, Twilio and SMTP credentials) come from the environment
@@ -95,6 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdStatus(ctx, rest, stdout, stderr)
 	case "audit":
 		return cmdAudit(ctx, rest, stdout, stderr)
+	case "ui":
+		return cmdUI(rest, stdout, stderr)
 	case "pause":
 		return cmdPause(ctx, rest, stdout, stderr)
 	case "resume":

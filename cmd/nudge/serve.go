@@ -53,6 +53,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if cfg.Server.TriggerSecretEnv != "" || cfg.Server.TriggerSecretFile != "" {
 		secret = prior.Read(cfg, "server.trigger_secret", cfg.Server.TriggerSecretEnv, cfg.Server.TriggerSecretFile)
 	}
+	var uiKey []byte
+	if ui := cfg.Server.UI; ui != nil && (ui.SessionKeyEnv != "" || ui.SessionKeyFile != "") {
+		uiKey = []byte(prior.Read(cfg, "server.ui.session_key", ui.SessionKeyEnv, ui.SessionKeyFile))
+	}
 	token := ""
 	if cfg.Twilio != nil && !study.Uses("sms") {
 		token = prior.Read(cfg, "twilio.auth_token", cfg.Twilio.AuthTokenEnv, cfg.Twilio.AuthTokenFile)
@@ -87,7 +91,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	e.Instrument(metrics.New(e.Stats))
 	reload, stop := hangups(ctx)
 	defer stop()
-	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret, Reload: reload, Admin: admin})
+	return e.Serve(ctx, l, engine.ServeOptions{Owner: owner(), AuthToken: token, TriggerSecret: secret, Reload: reload, Admin: admin,
+		UISessionKey: uiKey})
 }
 
 // hangups turns SIGHUP into reload requests instead of the end of the

@@ -7,18 +7,19 @@ import (
 	"strings"
 )
 
-// clientAddr is the address of the client that sent r, for the log: the
-// TCP peer, unless the peer is one of the trusted proxies
-// (Config.TrustedProxies), in which case X-Forwarded-For is read from the
-// right, past every trusted proxy, to the first address that is not one.
-// Entries a client wrote itself sit left of that and are never believed.
+// clientAddr is the address of the client that sent r (see ClientAddr).
 func (s *Server) clientAddr(r *http.Request) string {
+	return ClientAddr(r, s.cfg.TrustedProxies)
+}
+
+// ClientAddr is the address of the client that sent r, for logs and rate
+// limits: the TCP peer, unless the peer is one of the trusted proxies, in
+// which case X-Forwarded-For is read from the right, past every trusted
+// proxy, to the first address that is not one. Entries a client wrote
+// itself sit left of that and are never believed.
+func ClientAddr(r *http.Request, trusted []netip.Prefix) string {
 	peer := remoteHost(r.RemoteAddr)
-	if len(s.cfg.TrustedProxies) == 0 {
-		return peer
-	}
-	ip, err := netip.ParseAddr(peer)
-	if err != nil || !s.trusted(ip) {
+	if !FromTrustedProxy(r, trusted) {
 		return peer
 	}
 	var hops []string
@@ -32,17 +33,25 @@ func (s *Server) clientAddr(r *http.Request) string {
 			break // garbage: believe nothing further left
 		}
 		client = hop.Unmap().String()
-		if !s.trusted(hop) {
+		if !inPrefixes(hop, trusted) {
 			break
 		}
 	}
 	return client
 }
 
-// trusted reports whether ip is in one of the trusted proxies' networks.
-func (s *Server) trusted(ip netip.Addr) bool {
+// FromTrustedProxy reports whether r's TCP peer is one of the trusted
+// proxies, whose headers (X-Forwarded-For, a signed-in user's name) may be
+// believed.
+func FromTrustedProxy(r *http.Request, trusted []netip.Prefix) bool {
+	ip, err := netip.ParseAddr(remoteHost(r.RemoteAddr))
+	return err == nil && inPrefixes(ip, trusted)
+}
+
+// inPrefixes reports whether ip is in one of the networks.
+func inPrefixes(ip netip.Addr, nets []netip.Prefix) bool {
 	ip = ip.Unmap()
-	for _, p := range s.cfg.TrustedProxies {
+	for _, p := range nets {
 		if p.Contains(ip) {
 			return true
 		}

@@ -174,6 +174,8 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Gatherer is what /metrics serves (nil = the Metrics' registry).
 	Gatherer prometheus.Gatherer
+	// UI, when set, is served under /ui/: the coordinator web page.
+	UI http.Handler
 
 	// Timeouts of the http.Server made by Serve (0 = the defaults above).
 	ReadHeaderTimeout, ReadTimeout, WriteTimeout, IdleTimeout time.Duration
@@ -306,6 +308,9 @@ func (s *Server) routes() (public, admin http.Handler) {
 	if !s.cfg.SeparateAdmin {
 		mux.Handle("/healthz", adm)
 		mux.Handle("/metrics", adm)
+	}
+	if s.cfg.UI != nil {
+		mux.Handle("/ui/", s.route("ui", "", s.cfg.UI))
 	}
 	mux.Handle("/", s.route("other", "", http.NotFoundHandler()))
 	return mux, adm
