@@ -150,7 +150,7 @@ func TestInitAgainstSimulator(t *testing.T) {
 			project: sharedProject("OuhscBbmc__REDCapR__inst__test-data__projects__dag-write__dictionary.csv", false),
 			record:  map[string]string{"record_id": "1", "telephone": "(405) 555-0101"},
 			want: map[string][]string{
-				"rules/*.yaml": {`to: "[telephone]"   # validated as a phone number in REDCap`, "channel: sms", "# write_back: { status: nudge_sms_status"},
+				"rules/*.yaml":   {`to: "[telephone]"   # validated as a phone number in REDCap`, "channel: sms", "# write_back: { status: nudge_sms_status"},
 				initWriteBackCSV: {"nudge_sms_status,demographics,,text", "sms_opt_out,demographics,,yesno"},
 			}},
 		{name: "validation types (REDCapR validation-types-1)",
@@ -190,8 +190,8 @@ func TestInitAgainstSimulator(t *testing.T) {
 			},
 			record: map[string]string{"participant_id": "B-1", "redcap_event_name": "enrollment_arm_1", "cell": "(415) 555-0101", "given_name": "Ana", "enrolled": "1"},
 			want: map[string][]string{
-				"nudge.yaml":   {"surveys: [daily_diary, mood_check]", "events: redcap/site_b.events.csv", "project_id: 1002"},
-				"rules/*.yaml": {"event: enrollment_arm_1", `to: "[cell]"`},
+				"nudge.yaml":                         {"surveys: [daily_diary, mood_check]", "events: redcap/site_b.events.csv", "project_id: 1002"},
+				"rules/*.yaml":                       {"event: enrollment_arm_1", `to: "[cell]"`},
 				"templates/example-reminder.sms.txt": {"Hello [given_name|there],"},
 			}},
 	}

@@ -46,7 +46,9 @@ func detectFields(d *dict.Dictionary, usable func(dict.Field) bool) initFields {
 	out.Phone = pick(d, func(f dict.Field) bool { return text(f) && f.Validation == "phone" },
 		func(f dict.Field) bool { return text(f) && f.Validation == "" && phoneNameRE.MatchString(f.Name) })
 	out.Email = pick(d, func(f dict.Field) bool { return text(f) && f.Validation == "email" },
-		func(f dict.Field) bool { return text(f) && f.Validation == "" && emailNameRE.MatchString(f.Name) && !notAnEmailRE.MatchString(f.Name) })
+		func(f dict.Field) bool {
+			return text(f) && f.Validation == "" && emailNameRE.MatchString(f.Name) && !notAnEmailRE.MatchString(f.Name)
+		})
 	out.Name = pick(d, func(f dict.Field) bool { return text(f) && f.Validation == "" && givenNameRE.MatchString(f.Name) })
 
 	consentByName := func(f dict.Field) bool { return usable(f) && consentRE.MatchString(f.Name) && yesCode(f) != "" }
