@@ -266,7 +266,93 @@ func TestInitAgainstSimulator(t *testing.T) {
 			if code != 0 || !strings.Contains(out, initRule+" → record ") {
 				t.Fatalf("preview of the enabled rule: exit %d, want its message\n%s%s", code, out, errOut)
 			}
+			initWithCreatedFields(t, p, dir)
 		})
+	}
+}
+
+// initWithCreatedFields creates the fields write_back_fields.csv lists in
+// the project, as the team would, and runs init again: the example rule's
+// write_back (and the opt_out entry) are then active and check is clean.
+func initWithCreatedFields(t *testing.T, p *redcaptest.Project, dir string) {
+	t.Helper()
+	snippet, err := os.ReadFile(filepath.Join(dir, initWriteBackCSV))
+	if err != nil {
+		t.Fatal(err)
+	}
+	added := parseDict(t, string(snippet))
+	fields := append(append([]dict.Field(nil), p.Dict.Fields...), added.Fields...)
+	p.Dict = dict.New(fields)
+	srv := redcaptest.New(p)
+	url, err := srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	t.Setenv("NUDGE_SIM_REDCAP_URL", "")
+	out, errOut, code := nudge(t, "init", "--redcap-url", url, "--token-env", "INIT_TEST_TOKEN", "--dir", dir, "--force")
+	if code != 0 {
+		t.Fatalf("init again: exit %d\n%s%s", code, out, errOut)
+	}
+	if strings.Contains(out, "Create the fields") || strings.Contains(out, initWriteBackCSV) {
+		t.Errorf("init with the fields in place still asks to create them:\n%s", out)
+	}
+	rule, _ := os.ReadFile(firstGlob(t, dir, "rules/*.yaml"))
+	cfgText, _ := os.ReadFile(filepath.Join(dir, "nudge.yaml"))
+	if !strings.Contains(string(rule), "\n    write_back: {") {
+		t.Errorf("write_back still commented out:\n%s", rule)
+	}
+	if strings.Contains(string(rule), "channel: sms") && !strings.Contains(string(cfgText), "\n    opt_out: { field: sms_opt_out") {
+		t.Errorf("opt_out still commented out:\n%s", cfgText)
+	}
+	out, errOut, code = nudge(t, "check", "--config", filepath.Join(dir, "nudge.yaml"))
+	if code != 0 || strings.Contains(out, "warning") {
+		t.Fatalf("check with write_back: exit %d\n%s%s\n%s", code, out, errOut, rule)
+	}
+}
+
+// init refuses to overwrite a study's files (writing none of them) unless
+// --force, and refuses a token given where its variable's name is due.
+func TestInitRefusesToOverwrite(t *testing.T) {
+	d := parseDict(t, dictHeader+"id,f,,text,ID,,,\ncell,f,,text,Cell,,,phone\n")
+	srv := redcaptest.New(&redcaptest.Project{Token: initToken, ID: 7, Title: "Small study", Dict: d})
+	url, err := srv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	initClientOptions = []redcap.Option{redcap.WithRate(0)}
+	defer func() { initClientOptions = nil }()
+	t.Setenv("INIT_TEST_TOKEN", initToken)
+	dir := t.TempDir()
+	mine := filepath.Join(dir, "rules", "small_study.yaml")
+	os.MkdirAll(filepath.Dir(mine), 0o755)
+	os.WriteFile(mine, []byte("# my edits\n"), 0o644)
+
+	_, errOut, code := nudge(t, "init", "--redcap-url", url, "--token-env", "INIT_TEST_TOKEN", "--dir", dir)
+	if code != 1 || !strings.Contains(errOut, mine) || !strings.Contains(errOut, "--force") {
+		t.Errorf("init over an existing file: exit %d\n%s", code, errOut)
+	}
+	if b, _ := os.ReadFile(mine); string(b) != "# my edits\n" {
+		t.Errorf("the existing file was changed: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nudge.yaml")); err == nil {
+		t.Error("init wrote nudge.yaml although it refused")
+	}
+	if _, _, code = nudge(t, "init", "--redcap-url", url, "--token-env", "INIT_TEST_TOKEN", "--dir", dir, "--force"); code != 0 {
+		t.Errorf("init --force: exit %d", code)
+	}
+	if b, _ := os.ReadFile(mine); !strings.Contains(string(b), "name: "+initRule) {
+		t.Errorf("--force did not write the rule file:\n%s", b)
+	}
+
+	_, errOut, code = nudge(t, "init", "--redcap-url", url, "--token-env", initToken, "--dir", t.TempDir())
+	if code != 2 || strings.Contains(errOut, initToken) {
+		t.Errorf("a token as --token-env: exit %d, want 2 without the token\n%s", code, errOut)
+	}
+	_, errOut, code = nudge(t, "init", "--redcap-url", url, "--token-env", "INIT_UNSET_VARIABLE", "--dir", t.TempDir())
+	if code != 1 || !strings.Contains(errOut, "INIT_UNSET_VARIABLE is not set") {
+		t.Errorf("an unset variable: exit %d\n%s", code, errOut)
 	}
 }
 

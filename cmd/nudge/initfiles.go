@@ -219,12 +219,13 @@ func buildInit(p *initProject, opt initOptions) ([]initFile, initSteps) {
 	var steps initSteps
 	steps = append(steps, fmt.Sprintf("Keep the API token in %s for every nudge command (export %s=…, or token_file: in nudge.yaml); never write it into the study folder.", p.TokenEnv, p.TokenEnv))
 	if len(pl.missing) > 0 {
-		steps = append(steps, fmt.Sprintf("Create the fields %s in REDCap (form %s): add the rows of DIR/%s in the Online Designer, or append them to the data dictionary and upload it. "+
-			"Then download the data dictionary again into DIR/%s and remove the # before write_back in DIR/rules/%s.yaml.",
+		steps = append(steps, fmt.Sprintf("Create the fields %s in REDCap (form %s), as DIR/%s lists them: in the Online Designer, or append its rows (without the header) to the data dictionary "+
+			"and upload that (a Data Dictionary upload replaces the whole dictionary). Then download the data dictionary again into DIR/%s "+
+			"and remove the # before write_back in DIR/rules/%s.yaml.",
 			strings.Join(pl.missing, ", "), pl.form, initWriteBackCSV, dictPath, pl.name))
 	}
 	if pl.proposeOptOut != "" {
-		steps = append(steps, fmt.Sprintf("Once %s exists, remove the # before opt_out in DIR/nudge.yaml and before the %s line of the rule's condition: STOP then writes it.", pl.proposeOptOut, pl.proposeOptOut))
+		steps = append(steps, fmt.Sprintf("Once %s exists, remove the # before opt_out in DIR/nudge.yaml (STOP then writes it) and add \"and [%s] <> '1'\" to the example rule's condition.", pl.proposeOptOut, pl.proposeOptOut))
 	}
 	steps = append(steps, fmt.Sprintf("Edit the example rule DIR/rules/%s.yaml and its template in DIR/templates/ to say what your protocol wants; it is disabled until you set enabled: true.", pl.name))
 	if opt.Zone == "" {
