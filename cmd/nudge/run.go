@@ -24,7 +24,7 @@ var errUsage = errors.New("usage")
 const usage = `nudge sends study participants the messages their REDCap rules call for.
 
 Usage:
-  nudge init    --redcap-url URL --token-env VAR [--dir DIR] [--force]
+  nudge init    --redcap-url URL --token-env VAR [--dir DIR] [--name NAME] [--force]
                                               a study folder (nudge.yaml, dictionary, an example rule) from a REDCap project
   nudge check   [--config nudge.yaml]          validate config, rule files and templates
   nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME] [--records [PROJECT=]FILE] [--json]
