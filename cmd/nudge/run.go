@@ -24,6 +24,8 @@ var errUsage = errors.New("usage")
 const usage = `nudge sends study participants the messages their REDCap rules call for.
 
 Usage:
+  nudge init    --redcap-url URL --token-env VAR [--dir DIR] [--name NAME] [--force]
+                                              a study folder (nudge.yaml, dictionary, an example rule) from a REDCap project
   nudge check   [--config nudge.yaml]          validate config, rule files and templates
   nudge preview [--config nudge.yaml] [--rule NAME] [--record ID] [--all] [--as-of TIME] [--records [PROJECT=]FILE] [--json]
                                               who would get which message (rendered), who is excluded and why; --records: no REDCap needed
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cmdBackup(ctx, rest, stdout, stderr)
 	case "check":
 		return cmdCheck(rest, stdout, stderr)
+	case "init":
+		return cmdInit(ctx, rest, stdout, stderr)
 	case "preview":
 		return cmdPreview(ctx, rest, stdout, stderr)
 	case "run":
