@@ -258,7 +258,7 @@ func (e *Engine) buildReport(ctx context.Context, res *RunResult, outcome string
 	rep := &PassReport{Study: study, At: now, Since: since, Outcome: outcome}
 	var sums []RuleSummary
 	if res != nil {
-		rep.RunID, rep.Enqueued, rep.Dispatch, rep.WriteBack = res.RunID, res.Enqueued, res.Dispatch, res.Report
+		rep.RunID, rep.Enqueued, rep.Dispatch, rep.WriteBack = res.RunID, res.Enqueued, res.Dispatch, withoutReasons(res.Report)
 		if res.Plan != nil {
 			sums = res.Plan.Summaries(e)
 		}
@@ -271,7 +271,7 @@ func (e *Engine) buildReport(ctx context.Context, res *RunResult, outcome string
 				return nil, fmt.Errorf("reading run %d's summary: %w", runs[0].ID, err)
 			}
 		}
-		rep.RunID, rep.Outcome, rep.Enqueued, rep.Dispatch, rep.WriteBack = runs[0].ID, runs[0].Outcome, ps.Enqueued, ps.Dispatch, ps.Report
+		rep.RunID, rep.Outcome, rep.Enqueued, rep.Dispatch, rep.WriteBack = runs[0].ID, runs[0].Outcome, ps.Enqueued, ps.Dispatch, withoutReasons(ps.Report)
 		sums = ps.Rules
 	}
 	rep.Rules = make([]ReportRule, 0, len(sums))
@@ -329,6 +329,16 @@ func (e *Engine) buildReport(ctx context.Context, res *RunResult, outcome string
 		rep.Held = res.Problems()
 	}
 	return rep, nil
+}
+
+// withoutReasons is st without REDCap's words for each refused write-back:
+// they may quote the value refused.
+func withoutReasons(st ReportStats) ReportStats {
+	st.Problems = slices.Clone(st.Problems)
+	for i := range st.Problems {
+		st.Problems[i].Reason = ""
+	}
+	return st
 }
 
 // detailValue is the value of key=value in an audit event's detail.

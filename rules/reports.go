@@ -92,7 +92,7 @@ func (c *Config) decodeReports(d *decoder, n *yaml.Node) *Reports {
 			}
 		}
 	}
-	if len(r.To) == 0 && r.Dir == "" {
+	if m.get("to") == nil && m.get("dir") == nil {
 		d.errorf(n, "reports: give to (the team's addresses), dir (a folder for JSON reports) or both")
 	}
 	return r
