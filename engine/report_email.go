@@ -281,7 +281,25 @@ func (e *Engine) buildReport(ctx context.Context, res *RunResult, outcome string
 		byRule[s.Name] = i
 	}
 	nr := &rep.NotReached
-	err := e.Store.AuditEach(ctx, since, now.Add(time.Nanosecond), func(ev storage.AuditEvent) error {
+	// Once per message (or record and number) in each list: a message's
+	// failure is recorded both at the send and by the status poll.
+	seen := map[string]bool{}
+	add := func(list *[]ReportItem, name string, it ReportItem) {
+		k := fmt.Sprintf("%s\x00%d\x00%s\x00%s\x00%s", name, it.MessageID, it.Project, it.Record, it.To)
+		if it.MessageID != 0 {
+			k = fmt.Sprintf("%s\x00%d", name, it.MessageID)
+		}
+		if name == "write-back" {
+			k += "\x00" + it.Field
+		}
+		if !seen[k] {
+			seen[k] = true
+			*list = append(*list, it)
+		}
+	}
+	// The window begins just after the last report, which covered events
+	// up to the instant it was made.
+	err := e.Store.AuditEach(ctx, since.Add(time.Nanosecond), now.Add(time.Nanosecond), func(ev storage.AuditEvent) error {
 		if ev.Rule == reportRule {
 			return nil
 		}
@@ -298,22 +316,22 @@ func (e *Engine) buildReport(ctx context.Context, res *RunResult, outcome string
 		case storage.AuditStatus:
 			switch detailValue(ev.Detail, "status") {
 			case "undelivered":
-				nr.Undelivered = append(nr.Undelivered, it)
+				add(&nr.Undelivered, "undelivered", it)
 			case "failed":
-				nr.Failed = append(nr.Failed, it)
+				add(&nr.Failed, "failed", it)
 			}
 		case storage.AuditFailed, storage.AuditReview:
-			nr.Failed = append(nr.Failed, it)
+			add(&nr.Failed, "failed", it)
 		case storage.AuditExpired:
-			nr.Expired = append(nr.Expired, it)
+			add(&nr.Expired, "expired", it)
 		case storage.AuditBadNumber:
-			nr.BadNumbers = append(nr.BadNumbers, it)
+			add(&nr.BadNumbers, "bad number", it)
 		case storage.AuditOptedOut:
-			nr.OptOuts = append(nr.OptOuts, it)
+			add(&nr.OptOuts, "opt-out", it)
 		case storage.AuditWriteBackFailed:
 			// Never the value: only the field it was for.
 			it.Error, it.Field = 0, detailValue(ev.Detail, "field")
-			nr.FailedWriteBacks = append(nr.FailedWriteBacks, it)
+			add(&nr.FailedWriteBacks, "write-back", it)
 		}
 		return nil
 	})
