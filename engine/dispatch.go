@@ -622,8 +622,13 @@ func (e *Engine) claimText(ctx context.Context, m storage.Message, c *storage.Co
 	return time.Time{}, why, nil
 }
 
-// held says why the kill switch holds a message ("" = it does not).
+// held says why the kill switch holds a message ("" = it does not). A run
+// report to the study team is never held: it is how they hear of the
+// kill switch.
 func (e *Engine) held(ctx context.Context, m storage.Message) (string, error) {
+	if isReport(m) {
+		return "", nil
+	}
 	ps, err := e.Store.Pauses(ctx)
 	if err != nil {
 		return "", err

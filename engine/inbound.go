@@ -280,9 +280,10 @@ func (e *Engine) setValues(r *rules.Reply, project string, now time.Time) map[st
 const notificationRule = "reply:"
 
 // isNotification reports whether an outbox message is a reply rule's staff
-// notification: its recipient and text are fixed when it is queued.
+// notification or a run report to the team: its recipient and text are
+// fixed when it is queued.
 func isNotification(m storage.Message) bool {
-	return strings.HasPrefix(m.Rule, notificationRule)
+	return strings.HasPrefix(m.Rule, notificationRule) || isReport(m)
 }
 
 // notification is the email telling staff of a participant's text: the

@@ -140,6 +140,16 @@ func restartOnly(old, next *rules.Config) []string {
 		return &s
 	}
 	diff("smtp", mail(old), mail(next))
+	// The daily digest's job and the SMTP client are set up at the start.
+	reports := func(c *rules.Config) *rules.Reports {
+		if c.Reports == nil {
+			return nil
+		}
+		r := *c.Reports
+		r.Pos = rules.Pos{}
+		return &r
+	}
+	diff("reports", reports(old), reports(next))
 	return keys
 }
 

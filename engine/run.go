@@ -140,6 +140,7 @@ func (e *Engine) Run(ctx context.Context, opt PlanOptions) (*RunResult, error) {
 	if ferr := e.Store.FinishRun(context.WithoutCancel(ctx), id, e.now(), outcome, res.summary(e)); ferr != nil && err == nil {
 		err = ferr
 	}
+	e.afterPass(ctx, res, outcome)
 	return res, err
 }
 

@@ -310,6 +310,13 @@ func (e *Engine) schedule(jobCtx context.Context, owner string) (gocron.Schedule
 	}, now); err != nil {
 		return fail(err)
 	}
+	// The daily digest to the study team, at reports.daily_at.
+	if rc := cfg.Reports; rc != nil && rc.When == rules.ReportDaily && len(rc.To) > 0 {
+		at := gocron.NewAtTimes(gocron.NewAtTime(uint(rc.DailyAt/60), uint(rc.DailyAt%60), 0))
+		if err := add("daily report", gocron.DailyJob(1, at), e.DailyReport); err != nil {
+			return fail(err)
+		}
+	}
 	// The write-back queue is a job too. An inbound text or a status
 	// callback runs it at once: the first kick after a run has started
 	// queues exactly one more run (singleton, wait mode), so no change

@@ -45,6 +45,8 @@ type Config struct {
 	// Caps limit the texts one phone number gets across every rule and
 	// project; zero values = no limit.
 	Caps Caps
+	// Reports configures the run reports to the study team; nil = none.
+	Reports *Reports
 
 	displayDir  string // Dir as the user typed it, for error positions
 	ruleGlobPos []Pos  // where each rule glob is written
@@ -464,7 +466,7 @@ func unwrapPathError(err error) error {
 
 func (c *Config) decode(d *decoder, root *yaml.Node) {
 	m := d.mapping(root, "the config", "study", "timezone", "storage", "rules", "templates",
-		"projects", "twilio", "smtp", "server", "quiet_hours", "caps")
+		"projects", "twilio", "smtp", "server", "quiet_hours", "caps", "reports")
 	if m == nil {
 		return
 	}
@@ -543,6 +545,9 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	}
 	if n := m.get("caps"); n != nil {
 		c.Caps = decodeCaps(d, n)
+	}
+	if n := m.get("reports"); n != nil {
+		c.Reports = c.decodeReports(d, n)
 	}
 }
 

@@ -249,6 +249,9 @@ func (s *Study) Uses(channel string) bool {
 		}
 	}
 	if channel == ChannelEmail {
+		if s.Config != nil && s.Config.Reports != nil && len(s.Config.Reports.To) > 0 {
+			return true
+		}
 		for _, r := range s.Replies {
 			if r.Notify != "" {
 				return true

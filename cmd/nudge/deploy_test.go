@@ -138,8 +138,8 @@ func TestSafetyRunQuietForCron(t *testing.T) {
 	if code != 0 || out != "" {
 		t.Fatalf("first pass: exit %d, stdout %q (want none)\n%s", code, out, errOut)
 	}
-	if strings.Contains(errOut, "level=info") {
-		t.Errorf("info logs on a quiet pass:\n%s", errOut)
+	if strings.Contains(errOut, "level=info") || strings.Contains(errOut, "sending ") {
+		t.Errorf("info logs or a progress line on a quiet pass (not a terminal):\n%s", errOut)
 	}
 	out, errOut, code = nudge(t, "run", "--config", cfg, "-v")
 	if code != 0 || !strings.Contains(out, "RULE") || !strings.Contains(out, "enqueued ") {

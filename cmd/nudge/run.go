@@ -245,7 +245,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	defer e.Close()
+	var meter *sendMeter
+	if isTerminal(stderr) {
+		// A live line on a terminal only: cron stays quiet.
+		meter = newSendMeter(stderr, time.Now)
+		e.Progress = meter.Progress
+	}
 	res, err := runWaiting(ctx, e, *wait)
+	if meter != nil {
+		meter.Done()
+	}
 	if errors.Is(err, engine.ErrBusy) {
 		return &exitError{code: exitBusy, err: fmt.Errorf("%w; try again later (or give --wait)", err)}
 	}
