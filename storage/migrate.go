@@ -19,6 +19,7 @@ var migrations = []string{
 	migrationTexts,
 	migrationQueryIndexes,
 	migrationSkipWarnings,
+	migrationRetention,
 }
 
 // SchemaVersion is the schema version this nudge writes.
