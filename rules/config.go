@@ -44,6 +44,9 @@ type Config struct {
 	// Caps limit the texts one phone number gets across every rule and
 	// project; zero values = no limit.
 	Caps Caps
+	// Privacy says what nudge forgets, and when (defaultPrivacy when the
+	// config has no privacy section).
+	Privacy Privacy
 
 	displayDir  string // Dir as the user typed it, for error positions
 	ruleGlobPos []Pos  // where each rule glob is written
@@ -451,7 +454,7 @@ func unwrapPathError(err error) error {
 
 func (c *Config) decode(d *decoder, root *yaml.Node) {
 	m := d.mapping(root, "the config", "study", "timezone", "storage", "rules", "templates",
-		"projects", "twilio", "smtp", "server", "quiet_hours", "caps")
+		"projects", "twilio", "smtp", "server", "quiet_hours", "caps", "privacy")
 	if m == nil {
 		return
 	}
@@ -530,6 +533,10 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	}
 	if n := m.get("caps"); n != nil {
 		c.Caps = decodeCaps(d, n)
+	}
+	c.Privacy = defaultPrivacy(d.pos(root))
+	if n := m.get("privacy"); n != nil {
+		c.Privacy = decodePrivacy(d, n)
 	}
 }
 
