@@ -131,4 +131,3 @@ func (e *Engine) retainAfterTrack(ctx context.Context) {
 		e.log().WithError(err).Warn("privacy: the retention sweep failed; it runs again with the next pass")
 	}
 }
-
