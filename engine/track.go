@@ -29,7 +29,16 @@ type TrackStats struct {
 // sent — because the carrier never confirmed it, or because every poll
 // failed — gets nudge's final status "unknown", which is written back. A
 // status nudge does not know is logged and skipped for that message only.
+// A retention sweep (Retain) follows each tracking sweep that succeeded.
 func (e *Engine) Track(ctx context.Context) (TrackStats, error) {
+	st, err := e.track(ctx)
+	if err == nil {
+		e.retainAfterTrack(ctx)
+	}
+	return st, err
+}
+
+func (e *Engine) track(ctx context.Context) (TrackStats, error) {
 	var st TrackStats
 	if e.SMS == nil {
 		return st, nil

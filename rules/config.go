@@ -47,6 +47,9 @@ type Config struct {
 	Caps Caps
 	// Reports configures the run reports to the study team; nil = none.
 	Reports *Reports
+	// Privacy says what nudge forgets, and when (defaultPrivacy when the
+	// config has no privacy section).
+	Privacy Privacy
 
 	displayDir  string // Dir as the user typed it, for error positions
 	ruleGlobPos []Pos  // where each rule glob is written
@@ -466,7 +469,7 @@ func unwrapPathError(err error) error {
 
 func (c *Config) decode(d *decoder, root *yaml.Node) {
 	m := d.mapping(root, "the config", "study", "timezone", "storage", "rules", "templates",
-		"projects", "twilio", "smtp", "server", "quiet_hours", "caps", "reports")
+		"projects", "twilio", "smtp", "server", "quiet_hours", "caps", "reports", "privacy")
 	if m == nil {
 		return
 	}
@@ -548,6 +551,10 @@ func (c *Config) decode(d *decoder, root *yaml.Node) {
 	}
 	if n := m.get("reports"); n != nil {
 		c.Reports = c.decodeReports(d, n)
+	}
+	c.Privacy = defaultPrivacy(d.pos(root))
+	if n := m.get("privacy"); n != nil {
+		c.Privacy = decodePrivacy(d, n)
 	}
 }
 

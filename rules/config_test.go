@@ -309,3 +309,42 @@ func TestUnansweredTiming(t *testing.T) {
 		}
 	}
 }
+
+func TestPrivacySettings(t *testing.T) {
+	def := Privacy{RedactAtTwilio: true, KeepBodies: DefaultKeepBodies, KeepHistory: DefaultKeepHistory, KeepInbound: DefaultKeepInbound}
+	tests := []struct {
+		name, section string
+		want          Privacy
+		wantErr       string
+	}{
+		{name: "defaults without a section", want: def},
+		{name: "all set", section: `privacy: { redact_at_twilio: false, keep_bodies: 7d, keep_history: 180d, keep_inbound: 12h }`,
+			want: Privacy{KeepBodies: 7 * 24 * time.Hour, KeepHistory: 180 * 24 * time.Hour, KeepInbound: 12 * time.Hour}},
+		{name: "forever", section: `privacy: { keep_bodies: forever }`,
+			want: Privacy{RedactAtTwilio: true, KeepHistory: DefaultKeepHistory, KeepInbound: DefaultKeepInbound}},
+		{name: "zero", section: `privacy: { keep_bodies: 0d }`, wantErr: `privacy.keep_bodies: "0d" is zero: a duration must be positive, or forever to keep it`},
+		{name: "not a duration", section: `privacy: { keep_inbound: 3 months }`, wantErr: `:7:26: privacy.keep_inbound: "3 months" is not a duration`},
+		{name: "not a bool", section: `privacy: { redact_at_twilio: yes please }`, wantErr: `privacy.redact_at_twilio: expected true or false`},
+		{name: "unknown key", section: `privacy: { keep_body: 3d }`, wantErr: `unknown key 'keep_body' in privacy (did you mean 'keep_bodies'?)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := Load(writeStudy(t, studyHead+tt.section+"\n"))
+			if tt.wantErr != "" {
+				var errs Errors
+				if !errors.As(err, &errs) || len(errs) != 1 || !strings.Contains(errs.Error(), tt.wantErr) {
+					t.Fatalf("Load error = %v\nwant one error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			got := s.Config.Privacy
+			got.Pos = Pos{}
+			if got != tt.want {
+				t.Errorf("Privacy = %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}

@@ -62,6 +62,13 @@ type Message struct {
 	// ReportedStatus is the status last queued for write-back to REDCap.
 	ReportedStatus string
 
+	// BodyDigest is BodyDigest(body) once retention blanked the body,
+	// subject and HTML ("" while they are kept); see BlankBodies.
+	BodyDigest string
+	// RedactedAt is when Twilio stopped holding the text's body (redacted
+	// or gone); zero while it still may.
+	RedactedAt time.Time
+
 	// Retime is set by the planner on an occurrence of a timed rule: when
 	// a message with the same key is already queued (planned or retry),
 	// enqueueing moves it to this NotBefore and ExpiresAt instead of doing
@@ -73,7 +80,7 @@ type Message struct {
 const messageColumns = `id, key, run_id, project, rule, record, event, instrument, instance, occurrence,
 	channel, to_addr, from_addr, subject, body, html, zone, state, status, sid, error_code, reason, segments,
 	attempts, not_before, next_poll, created_at, sent_at, final_at, updated_at, reported_status,
-	expires_at, ambiguous_at, lookups, once_per`
+	expires_at, ambiguous_at, lookups, once_per, body_digest, redacted_at`
 
 const (
 	sqlInsertMessage = `
@@ -172,11 +179,13 @@ func scanMessage(r scanner) (Message, error) {
 		sid                                sql.NullString
 		notBefore, nextPoll, created, sent sql.NullInt64
 		final, updated, expires, ambiguous sql.NullInt64
+		digest                             sql.NullString
+		redacted                           sql.NullInt64
 	)
 	err := r.Scan(&m.ID, &m.Key, &runID, &m.Project, &m.Rule, &m.Record, &m.Event, &m.Instrument,
 		&m.Instance, &m.Occurrence, &m.Channel, &m.To, &m.From, &m.Subject, &m.Body, &m.HTML, &m.Zone, &m.State,
 		&m.Status, &sid, &m.ErrorCode, &m.Reason, &m.Segments, &m.Attempts, &notBefore, &nextPoll,
-		&created, &sent, &final, &updated, &m.ReportedStatus, &expires, &ambiguous, &m.Lookups, &m.OncePer)
+		&created, &sent, &final, &updated, &m.ReportedStatus, &expires, &ambiguous, &m.Lookups, &m.OncePer, &digest, &redacted)
 	if err != nil {
 		return Message{}, err
 	}
@@ -186,6 +195,7 @@ func scanMessage(r scanner) (Message, error) {
 	m.CreatedAt, m.SentAt = goTime(created), goTime(sent)
 	m.FinalAt, m.UpdatedAt = goTime(final), goTime(updated)
 	m.ExpiresAt, m.AmbiguousAt = goTime(expires), goTime(ambiguous)
+	m.BodyDigest, m.RedactedAt = digest.String, goTime(redacted)
 	return m, nil
 }
 

@@ -20,6 +20,7 @@ var migrations = []string{
 	migrationQueryIndexes,
 	migrationSkipWarnings,
 	migrationMonitor,
+	migrationRetention,
 }
 
 // SchemaVersion is the schema version this nudge writes.

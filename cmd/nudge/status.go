@@ -195,29 +195,31 @@ type recordRef struct {
 
 // messageView is one message as status shows it.
 type messageView struct {
-	ID         int64        `json:"id"`
-	Project    string       `json:"project"`
-	Rule       string       `json:"rule"`
-	Record     string       `json:"record"`
-	Event      string       `json:"event,omitempty"`
-	Instance   int          `json:"instance,omitempty"`
-	Occurrence int          `json:"occurrence"`
-	Key        string       `json:"key"`
-	Channel    string       `json:"channel"`
-	To         string       `json:"to"`
-	State      string       `json:"state"`
-	Status     string       `json:"status,omitempty"`
-	SID        string       `json:"sid,omitempty"`
-	ErrorCode  int          `json:"error_code,omitempty"`
-	Reason     string       `json:"reason,omitempty"`
-	Attempts   int          `json:"attempts"`
-	Created    *time.Time   `json:"created_at,omitempty"`
-	NotBefore  *time.Time   `json:"not_before,omitempty"`
-	Sent       *time.Time   `json:"sent_at,omitempty"`
-	Final      *time.Time   `json:"final_at,omitempty"`
-	Expires    *time.Time   `json:"expires_at,omitempty"`
-	Subject    string       `json:"subject,omitempty"`
-	Body       string       `json:"body,omitempty"`
+	ID         int64      `json:"id"`
+	Project    string     `json:"project"`
+	Rule       string     `json:"rule"`
+	Record     string     `json:"record"`
+	Event      string     `json:"event,omitempty"`
+	Instance   int        `json:"instance,omitempty"`
+	Occurrence int        `json:"occurrence"`
+	Key        string     `json:"key"`
+	Channel    string     `json:"channel"`
+	To         string     `json:"to"`
+	State      string     `json:"state"`
+	Status     string     `json:"status,omitempty"`
+	SID        string     `json:"sid,omitempty"`
+	ErrorCode  int        `json:"error_code,omitempty"`
+	Reason     string     `json:"reason,omitempty"`
+	Attempts   int        `json:"attempts"`
+	Created    *time.Time `json:"created_at,omitempty"`
+	NotBefore  *time.Time `json:"not_before,omitempty"`
+	Sent       *time.Time `json:"sent_at,omitempty"`
+	Final      *time.Time `json:"final_at,omitempty"`
+	Expires    *time.Time `json:"expires_at,omitempty"`
+	Subject    string     `json:"subject,omitempty"`
+	Body       string     `json:"body,omitempty"`
+	// BodySHA256 is what is left of a body blanked after privacy.keep_bodies.
+	BodySHA256 string       `json:"body_sha256,omitempty"`
 	History    []changeView `json:"history,omitempty"`
 }
 
@@ -269,7 +271,7 @@ func (v viewer) message(m storage.Message) messageView {
 		State: string(m.State), Status: m.Status, SID: m.SID, ErrorCode: m.ErrorCode, Reason: m.Reason,
 		Attempts: m.Attempts, Created: optTime(m.CreatedAt), NotBefore: optTime(m.NotBefore),
 		Sent: optTime(m.SentAt), Final: optTime(m.FinalAt), Expires: optTime(m.ExpiresAt),
-		Subject: v.body(m.Subject), Body: v.body(m.Body)}
+		Subject: v.body(m.Subject), Body: v.body(m.Body), BodySHA256: m.BodyDigest}
 }
 
 // participantStatusOf gathers a participant's messages (those of the
@@ -438,6 +440,9 @@ func printParticipant(w io.Writer, v viewer, p *participantStatus) {
 		row("reason", m.Reason)
 		row("subject", m.Subject)
 		row("body", m.Body)
+		if m.BodySHA256 != "" {
+			row("body", "blanked after privacy.keep_bodies; SHA-256 "+m.BodySHA256)
+		}
 		tw.Flush()
 		if len(m.History) > 0 {
 			fmt.Fprintln(w, "  history:")

@@ -173,6 +173,32 @@ func (c *Client) Fetch(ctx context.Context, sid string) (Message, error) {
 	return fromAPI(m), nil
 }
 
+// ErrNotFinal is returned (wrapped in an *Error) by Redact for a message
+// Twilio still has on its way: its body can be redacted once its status is
+// final.
+var ErrNotFinal = errors.New("the message is still on its way at Twilio; redact it once its status is final")
+
+// Redact removes the body of the message with the given SID from Twilio
+// (an update with an empty Body); the message's other fields stay. A
+// message Twilio no longer has is reported as an *Error with Code 20404;
+// one still on its way (Twilio refuses with 20009) as an *Error wrapping
+// ErrNotFinal, to try again later.
+func (c *Client) Redact(ctx context.Context, sid string) error {
+	if err := ctx.Err(); err != nil {
+		return ctxError(err)
+	}
+	api, att := c.api(ctx)
+	_, err := api.UpdateMessage(sid, (&openapi.UpdateMessageParams{}).SetBody(""))
+	if err == nil {
+		return nil
+	}
+	e := classify(err, att, false)
+	if e.Code == 20009 {
+		e.Kind, e.Err = Retryable, fmt.Errorf("%w: %w", ErrNotFinal, err)
+	}
+	return e
+}
+
 // Find lists the messages from one number to another created at or after
 // after (to the second). It resolves an Ambiguous send: a message found here
 // was taken by Twilio and must not be sent again.

@@ -527,3 +527,33 @@ func TestNewClientConfig(t *testing.T) {
 		})
 	}
 }
+
+// Redact empties a final message's body at Twilio; a message still on its
+// way is refused (to try again later) and one Twilio no longer has says so.
+func TestRedact(t *testing.T) {
+	_, clk, c := setup(t, 5*time.Second)
+	ctx := context.Background()
+	m, err := c.Send(ctx, sender, alice, "Hi Ana, your survey: https://redcap.example.edu/s/XYZ", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = c.Redact(ctx, m.SID)
+	if e := smsError(t, err); e.Code != 20009 || e.Kind != sms.Retryable || !errors.Is(err, sms.ErrNotFinal) {
+		t.Errorf("redact while queued: %v (code %d, kind %v); want 20009, retryable, ErrNotFinal", err, e.Code, e.Kind)
+	}
+	clk.Advance(time.Hour)
+	if err := c.Redact(ctx, m.SID); err != nil {
+		t.Fatalf("redact after delivery: %v", err)
+	}
+	got, err := c.Fetch(ctx, m.SID)
+	if err != nil || got.Body != "" || got.Status != "delivered" {
+		t.Errorf("after redaction: %+v, %v; want the body gone and the status kept", got, err)
+	}
+	if err := c.Redact(ctx, m.SID); err != nil {
+		t.Errorf("redact twice: %v; want nil", err)
+	}
+	err = c.Redact(ctx, "SM00000000000000000000000000000000")
+	if e := smsError(t, err); e.Code != 20404 || e.Kind != sms.Permanent {
+		t.Errorf("redact an unknown message: code %d kind %v, want 20404 permanent", e.Code, e.Kind)
+	}
+}

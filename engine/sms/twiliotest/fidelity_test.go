@@ -312,12 +312,13 @@ func TestRedactDeleteAndMedia(t *testing.T) {
 			t.Errorf("update %+v: code %d HTTP %d, want 30400/400", p, code, status)
 		}
 	}
-	r, err := svc.UpdateMessage(*m.Sid, (&openapi.UpdateMessageParams{}).SetBody(""))
-	if err != nil {
-		t.Fatal(err)
+	// Redaction is for post-flight messages only.
+	_, err = svc.UpdateMessage(*m.Sid, (&openapi.UpdateMessageParams{}).SetBody(""))
+	if code, status := twilioCode(t, err); code != 20009 || status != 409 {
+		t.Errorf("redact while queued: code %d HTTP %d, want 20009/409", code, status)
 	}
-	if got, _ := svc.FetchMessage(*m.Sid, nil); str(r.Body) != "" || got == nil || str(got.Body) != "" {
-		t.Errorf("after redaction: answer body %q, fetched %v", str(r.Body), got)
+	if got, _ := svc.FetchMessage(*m.Sid, nil); got == nil || str(got.Body) != "Hi Ana" {
+		t.Errorf("a refused redaction changed the body: %v", got)
 	}
 
 	err = svc.DeleteMessage(*m.Sid, nil)
@@ -325,6 +326,17 @@ func TestRedactDeleteAndMedia(t *testing.T) {
 		t.Errorf("delete while queued: code %d HTTP %d, want 20009/409", code, status)
 	}
 	clk.Advance(time.Hour)
+	r, err := svc.UpdateMessage(*m.Sid, (&openapi.UpdateMessageParams{}).SetBody(""))
+	if err != nil {
+		t.Fatalf("redact after delivery: %v", err)
+	}
+	got, _ := svc.FetchMessage(*m.Sid, nil)
+	if str(r.Body) != "" || got == nil || str(got.Body) != "" || str(got.Status) != "delivered" {
+		t.Errorf("after redaction: answer body %q, fetched %v; want the body gone, the status kept", str(r.Body), got)
+	}
+	if list, err := svc.ListMessage((&openapi.ListMessageParams{}).SetTo(alice)); err != nil || len(list) != 1 || str(list[0].Body) != "" {
+		t.Errorf("list after redaction: %v, %v; want the body gone there too", list, err)
+	}
 	if err := svc.DeleteMessage(*m.Sid, nil); err != nil {
 		t.Fatalf("delete after delivery: %v", err)
 	}

@@ -8,7 +8,9 @@ import (
 
 // update answers a message update: Body="" redacts the body, and
 // Status=canceled cancels a scheduled message; anything else is refused
-// with 30400, as Twilio does.
+// with 30400, as Twilio does. Twilio redacts only "post-flight" messages:
+// a message still on its way (accepted, scheduled, queued, sending) is
+// refused with 20009 (HTTP 409), as its delete is.
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	if !s.account(w, r) {
 		return
@@ -45,6 +47,8 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		cerr = &createError{30409, "This message cannot be canceled"}
 	case cancel:
 		m.canceled, m.reports = now, nil
+	case inProgress(s.state(m, now).Status):
+		cerr = &createError{20009, "Cannot redact the body of a message before it is complete"}
 	default:
 		m.base.Body, m.touched = "", now
 	}
@@ -57,6 +61,8 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !found:
 		writeError(w, http.StatusNotFound, 20404, notFound(r.URL.Path))
+	case cerr != nil && cerr.code == 20009:
+		writeError(w, http.StatusConflict, cerr.code, cerr.msg)
 	case cerr != nil:
 		writeError(w, http.StatusBadRequest, cerr.code, cerr.msg)
 	default:
