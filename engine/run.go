@@ -226,16 +226,20 @@ func (e *Engine) logPlan(ctx context.Context, p *Plan, enqueued int) {
 func (e *Engine) logSkips(ctx context.Context, p *Plan) {
 	var skips []Decision
 	var digests []string
+	var logged []storage.Skip
 	for _, d := range p.Decisions {
 		if d.Outcome == Skipped {
+			dg := skipDigest(d)
 			skips = append(skips, d)
-			digests = append(digests, skipDigest(d))
+			digests = append(digests, dg)
+			logged = append(logged, storage.Skip{Digest: dg, Project: d.Project, Rule: d.Rule, Record: d.Record,
+				Event: d.Event, Instance: d.Instance, Reason: d.Reason})
 		}
 	}
 	if len(skips) == 0 {
 		return
 	}
-	fresh, err := e.Store.FirstSkips(ctx, digests, e.now())
+	fresh, err := e.Store.FirstSkips(ctx, logged, e.now())
 	if err != nil {
 		e.log().WithError(err).Debug("could not tell which skips were warned about before; warning about all")
 	}

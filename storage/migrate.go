@@ -21,6 +21,7 @@ var migrations = []string{
 	migrationSkipWarnings,
 	migrationMonitor,
 	migrationRetention,
+	migrationSkipLog,
 }
 
 // SchemaVersion is the schema version this nudge writes.

@@ -75,7 +75,7 @@ type AuditEvent struct {
 const (
 	AuditRun              = "run"               // a pass started (Detail: kind and outcome; Summary: its counts)
 	AuditPlanned          = "planned"           // a message was planned
-	AuditSkipped          = "skipped"           // a message was stored as skipped (earlier nudge versions)
+	AuditSkipped          = "skipped"           // a participant was skipped, with the reason (first seen; or a message stored as skipped by earlier nudge versions)
 	AuditSent             = "sent"              // the provider took a message
 	AuditFailed           = "failed"            // a message failed at send
 	AuditCanceled         = "canceled"          // a queued message no longer applied
@@ -171,6 +171,9 @@ SELECT phone, opted_out, source, updated_at FROM optouts WHERE updated_at >= ? A
 
 	sqlAuditBadNumbers = `
 SELECT phone, code, reason, flagged_at FROM bad_numbers WHERE flagged_at >= ? AND flagged_at < ?`
+
+	sqlAuditSkips = `
+SELECT at, project, rule, record, event, instance, reason FROM skip_log WHERE at >= ? AND at < ?`
 
 	sqlAuditPauses = `
 SELECT phone, until, source, updated_at FROM number_pauses WHERE updated_at >= ? AND updated_at < ?`
@@ -347,7 +350,7 @@ func (s *Store) AuditEach(ctx context.Context, since, until time.Time, fn func(A
 			to = until
 		}
 		a.from, a.to, a.out = from.UnixNano(), to.UnixNano(), a.out[:0]
-		for _, step := range []func() error{a.runs, a.created, a.history, a.writeBacks, a.inbound, a.optOuts, a.badNumbers, a.pauses} {
+		for _, step := range []func() error{a.runs, a.created, a.history, a.writeBacks, a.inbound, a.optOuts, a.badNumbers, a.pauses, a.skips} {
 			if err := step(); err != nil {
 				return err
 			}
@@ -625,6 +628,29 @@ func (a *auditor) badNumbers() error {
 		return err
 	}
 	return a.addAllForNumbers(es)
+}
+
+// skips are the participants passes skipped, each when first seen, with
+// the reason.
+func (a *auditor) skips() error {
+	return a.each(sqlAuditSkips, func(rows *sql.Rows) error {
+		var (
+			e        AuditEvent
+			at       sql.NullInt64
+			event    string
+			instance int
+			reason   string
+		)
+		if err := rows.Scan(&at, &e.Project, &e.Rule, &e.Record, &event, &instance, &reason); err != nil {
+			return err
+		}
+		e.At, e.Kind, e.Detail = goTime(at), AuditSkipped, "reason="+reason
+		if event != "" || instance > 0 {
+			e.Detail = "event=" + event + " instance=" + strconv.Itoa(instance) + " " + e.Detail
+		}
+		a.out = append(a.out, e)
+		return nil
+	})
 }
 
 func (a *auditor) pauses() error {

@@ -35,6 +35,7 @@ func TestStatusQueriesUseIndexes(t *testing.T) {
 		{"AuditHistory", sqlAuditHistory, []any{0, 1}, "status_history_at"},
 		{"AuditWriteBacks", sqlAuditWriteBacks, []any{0, 1}, "writebacks_done"},
 		{"AuditInbound", sqlAuditInbound, []any{0, 1}, "inbound_received"},
+		{"AuditSkips", sqlAuditSkips, []any{0, 1}, "skip_log_at"},
 	}
 	for _, tt := range tests {
 		p := queryPlanText(t, s, tt.query, tt.args...)
