@@ -14,17 +14,9 @@ import (
 
 // Metadata exports the project's data dictionary.
 func (c *Client) Metadata(ctx context.Context) (*dict.Dictionary, error) {
-	body, err := c.call(ctx, "metadata", nil, jsonBody)
+	plain, err := c.MetadataRows(ctx)
 	if err != nil {
 		return nil, err
-	}
-	rows, err := decodeRows(body)
-	if err != nil {
-		return nil, c.wrap("metadata", err)
-	}
-	plain := make([]map[string]string, len(rows))
-	for i, r := range rows {
-		plain[i] = r
 	}
 	d, err := dict.FromMetadata(plain)
 	if err != nil {
