@@ -130,9 +130,9 @@ func dedupe(xs []string) []string {
 type PlanOptions struct {
 	Rules   map[string]bool // only these rules; nil = every enabled rule except on-save ones
 	Records map[string]bool // only these record ids; nil = all
-	// Unexplained leaves the Reason of excluded decisions blank, for a
-	// pass that only counts them (see Plan.keep): explaining a false
-	// condition is costly.
+	// Unexplained leaves the Reason of every decision but a skipped one
+	// blank, for a pass that only counts them (see Plan.keep): explaining
+	// a false condition, or saying when a message is due, is costly.
 	Unexplained bool
 }
 
@@ -208,7 +208,7 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
 	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, addrs: newParsedAddresses(),
-		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
+		optOutTails: make(map[string]bool, len(optedOut)), passes: passes, unexplained: opt.Unexplained,
 		senders: make(map[string]rules.Sender), texts: make(map[string][]time.Time), planned: make(map[string][]time.Time), links: newSurveyLinks(ctx, e, linkPreview)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
@@ -352,6 +352,9 @@ func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []
 				if pl.err != nil {
 					return out, pl.err // the caps could not be counted: this decision may be wrong
 				}
+				if pl.unexplained && dec.Outcome != Skipped {
+					dec.Reason = "" // also those decideTimed explained
+				}
 				out = append(out, plannedItem{rule: i, d: dec, rec: rec, row: d.Row})
 			}
 		}
@@ -486,8 +489,10 @@ type planner struct {
 	texts      map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
 	planned    map[string][]time.Time // number → when the texts planned in this pass go out
 	err        error                  // a store error while counting texts: the plan fails
-	ctx        context.Context
-	links      *surveyLinks // the participants' survey links; nil: none can be piped
+	// unexplained leaves reasons blank but a skip's (PlanOptions.Unexplained).
+	unexplained bool
+	ctx         context.Context
+	links       *surveyLinks // the participants' survey links; nil: none can be piped
 }
 
 // when decides when a message of rule r to the participant at to (in zone
@@ -641,11 +646,17 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 	switch {
 	case occ.Count >= max:
-		out.Outcome, out.Reason = Done, fmt.Sprintf("already messaged (%d of %d)%s", occ.Count, max, per)
+		out.Outcome = Done
+		if !pl.unexplained {
+			out.Reason = fmt.Sprintf("already messaged (%d of %d)%s", occ.Count, max, per)
+		}
 		return out
 	case occ.Count > 0 && pl.now.Sub(occ.Last) < r.Repeat.Every:
 		next := occ.Last.Add(r.Repeat.Every).In(pl.e.study().Config.Location)
-		out.Outcome, out.Reason = Done, fmt.Sprintf("messaged %d of %d%s; the next one is due %s", occ.Count, max, per, next.Format("2006-01-02 15:04"))
+		out.Outcome = Done
+		if !pl.unexplained {
+			out.Reason = fmt.Sprintf("messaged %d of %d%s; the next one is due %s", occ.Count, max, per, next.Format("2006-01-02 15:04"))
+		}
 		return out
 	}
 
@@ -661,7 +672,10 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	notBefore, expires, reason := pl.when(r, loc, to, key)
 	out.Outcome = Send
 	if notBefore.After(pl.now) {
-		out.Outcome, out.Reason = Deferred, reason+"; planned for "+notBefore.In(loc).Format("2006-01-02 15:04 MST")
+		out.Outcome = Deferred
+		if !pl.unexplained {
+			out.Reason = reason + "; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
+		}
 	}
 	if !notBefore.Before(expires) {
 		out.Outcome, out.Reason = Skipped, reason+"; the first time it may go out is after it would expire"
@@ -685,7 +699,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		Segments: c.Segments, State: storage.StatePlanned,
 		NotBefore: notBefore, ExpiresAt: expires, Zone: loc.String(), CreatedAt: pl.now,
 	}
-	if out.Outcome == Send {
+	if out.Outcome == Send && !pl.unexplained {
 		out.Reason = pl.toReason(r, to)
 	}
 	out.Message = m

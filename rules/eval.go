@@ -144,14 +144,20 @@ type verdict struct {
 }
 
 // verdicts are a condition's verdicts by the values it reads (the key),
-// and the last one worked out: rules with the same condition are
-// evaluated one after the other on a row, so values that differ on every
-// record are still evaluated once per row.
+// and the last one given: rules with the same condition are evaluated one
+// after the other on a row, so the row's verdict is looked up once, and
+// values that differ on every record (past memoMax) are evaluated once per
+// row.
 type verdicts struct {
 	byKey   map[string]verdict
 	lastKey []byte
 	last    verdict
 	hasLast bool
+}
+
+// remember makes v, for key, the last verdict given.
+func (vs *verdicts) remember(key []byte, v verdict) {
+	vs.lastKey, vs.last, vs.hasLast = append(vs.lastKey[:0], key...), v, true
 }
 
 // NewPass returns a Pass at time now; missing lists the project's
@@ -204,12 +210,13 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 				p.key = append(p.key, v...)
 			}
 			vs := m.verdicts
-			if v, hit := vs.byKey[string(p.key)]; hit {
-				d.Selected, d.Reason = v.selected, v.reason
-				break
-			}
 			if vs.hasLast && string(vs.lastKey) == string(p.key) {
 				d.Selected, d.Reason = vs.last.selected, vs.last.reason
+				break
+			}
+			if v, hit := vs.byKey[string(p.key)]; hit {
+				d.Selected, d.Reason = v.selected, v.reason
+				vs.remember(p.key, v)
 				break
 			}
 			ok, err := r.When.True(scope)
@@ -226,9 +233,8 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 				v := verdict{selected: d.Selected, reason: d.Reason}
 				if len(vs.byKey) < memoMax {
 					vs.byKey[string(p.key)] = v
-				} else {
-					vs.lastKey, vs.last, vs.hasLast = append(vs.lastKey[:0], p.key...), v, true
 				}
+				vs.remember(p.key, v)
 			}
 		}
 		out = append(out, d)
