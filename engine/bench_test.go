@@ -257,7 +257,7 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 		// are counted and the messages handed on as they come.
 		plan := &Plan{}
 		planned = 0
-		err = e.PlanEach(ctx, snaps, now, PlanOptions{}, func(d *Decision) error {
+		err = e.PlanEach(ctx, snaps, now, PlanOptions{Unexplained: true}, func(d *Decision) error {
 			plan.keep(e, d)
 			if d.Message != nil {
 				planned++

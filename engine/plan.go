@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/mail"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -128,6 +130,10 @@ func dedupe(xs []string) []string {
 type PlanOptions struct {
 	Rules   map[string]bool // only these rules; nil = every enabled rule except on-save ones
 	Records map[string]bool // only these record ids; nil = all
+	// Unexplained leaves the Reason of every decision but a skipped one
+	// blank, for a pass that only counts them (see Plan.keep): explaining
+	// a false condition, or saying when a message is due, is costly.
+	Unexplained bool
 }
 
 // Plan evaluates every enabled rule over every exported record row and
@@ -201,8 +207,8 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		return err
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
-	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, phones: make(map[string]phone),
-		optOutTails: make(map[string]bool, len(optedOut)), passes: passes,
+	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, addrs: newParsedAddresses(),
+		optOutTails: make(map[string]bool, len(optedOut)), passes: passes, unexplained: opt.Unexplained,
 		senders: make(map[string]rules.Sender), texts: make(map[string][]time.Time), planned: make(map[string][]time.Time), links: newSurveyLinks(ctx, e, linkPreview)}
 	for p := range optedOut {
 		pl.optOutTails[tail(p)] = true
@@ -249,36 +255,45 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		}
 		sized(total)
 	}
-	var ds []rules.Decision
 	var linked []pendingLinks
-	dec := new(Decision) // reused: emit keeps no decision
+	workers := 1
+	if !e.study().Config.Caps.Active() {
+		// Without caps no decision depends on another record's: records
+		// are worked out on every core, and their decisions handed on in
+		// order. The caps count each number's texts across the pass, in
+		// order, so with caps one planner works alone.
+		workers = min(runtime.GOMAXPROCS(0), maxPlanWorkers)
+	}
+	linking := make([]bool, len(active)) // the rules whose messages pipe survey links
+	for i, r := range active {
+		linking[i] = hasSurveyLinks(r)
+	}
 	for _, project := range projects {
 		snap := snaps[project]
-		pass := rules.NewPass(now, snap.Missing)
-		passes[project] = pass
-		for _, rec := range snap.Records {
-			if opt.Records != nil && !opt.Records[rec.ID] {
-				continue
-			}
-			for _, i := range byProject[project] {
-				r := active[i]
-				ds = pass.Evaluate(r, rec, ds[:0])
-				for _, d := range ds {
-					*dec = pl.decide(r, rec, d, snap)
-					if pl.err != nil {
-						return pl.err // the caps could not be counted: this decision may be wrong
-					}
-					slot := next[i]
-					next[i]++
-					if dec.Message != nil && hasSurveyLinks(r) {
-						linked = append(linked, pendingLinks{slot: slot, d: *dec, rule: r, rec: rec, row: d.Row, missing: snap.Missing})
-						continue
-					}
-					if err := emit(slot, dec); err != nil {
-						return err
-					}
+		passes[project] = newPass(now, snap.Missing, opt)
+		idx := byProject[project]
+		recs := snap.Records
+		n := (len(recs) + planChunk - 1) / planChunk
+		work := func(w *planner, k int, out []plannedItem) ([]plannedItem, error) {
+			return w.work(active, idx, snap, recs[k*planChunk:min((k+1)*planChunk, len(recs))], opt, out)
+		}
+		err := pl.inOrder(n, workers, work, func(items []plannedItem) error {
+			for j := range items {
+				it := &items[j]
+				slot := next[it.rule]
+				next[it.rule]++
+				if it.d.Message != nil && linking[it.rule] {
+					linked = append(linked, pendingLinks{slot: slot, d: it.d, rule: active[it.rule], rec: it.rec, row: it.row, missing: snap.Missing})
+					continue
+				}
+				if err := emit(slot, &it.d); err != nil {
+					return err
 				}
 			}
+			return nil
+		})
+		if err != nil {
+			return err
 		}
 	}
 	pl.fillLinks(linked)
@@ -290,6 +305,164 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 	return pl.err
 }
 
+// newPass is a Pass of a project with missing-data codes missing, for a
+// plan with options opt.
+func newPass(now time.Time, missing []string, opt PlanOptions) *rules.Pass {
+	p := rules.NewPass(now, missing)
+	if opt.Unexplained {
+		p.LeaveUnexplained()
+	}
+	return p
+}
+
+// planChunk is how many records a planner works out at a time.
+const planChunk = 256
+
+// maxPlanWorkers bounds the planners working out records at once.
+const maxPlanWorkers = 4
+
+// plannedItem is one decision worked out and waiting to be handed on in
+// order, with its rule's place in the rules that run.
+type plannedItem struct {
+	rule int
+	d    Decision
+	rec  *rules.Record
+	row  *rules.Row
+}
+
+// work appends to out the decisions of the rules idx (places in active,
+// all of snap's project) for records recs, record by record, each
+// record's in rule order. A store error stops it: the decisions so far
+// are returned with it.
+func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []*rules.Record, opt PlanOptions, out []plannedItem) ([]plannedItem, error) {
+	pass := pl.passes[snap.Project]
+	if pass == nil {
+		pass = newPass(pl.now, snap.Missing, opt)
+		pl.passes[snap.Project] = pass
+	}
+	for _, rec := range recs {
+		if opt.Records != nil && !opt.Records[rec.ID] {
+			continue
+		}
+		for _, i := range idx {
+			r := active[i]
+			pl.ds = pass.Evaluate(r, rec, pl.ds[:0])
+			for _, d := range pl.ds {
+				dec := pl.decide(r, rec, d, snap)
+				if pl.err != nil {
+					return out, pl.err // the caps could not be counted: this decision may be wrong
+				}
+				if pl.unexplained && dec.Outcome != Skipped {
+					dec.Reason = "" // also those decideTimed explained
+				}
+				out = append(out, plannedItem{rule: i, d: dec, rec: rec, row: d.Row})
+			}
+		}
+	}
+	return out, nil
+}
+
+// inOrder works out chunks 0 to n-1 with work, on up to workers
+// goroutines each with a planner of its own (see fork), and hands each
+// chunk's decisions to use in chunk order. A few chunks at most are worked
+// out ahead of use, so the decisions held stay few. An error from use or
+// work stops it; the decisions work made before its error are used first.
+func (pl *planner) inOrder(n, workers int, work func(w *planner, k int, out []plannedItem) ([]plannedItem, error), use func(items []plannedItem) error) error {
+	if workers <= 1 || n <= 1 {
+		var buf []plannedItem
+		for k := 0; k < n; k++ {
+			items, err := work(pl, k, buf[:0])
+			if uerr := use(items); uerr != nil {
+				return uerr
+			}
+			if err != nil {
+				return err
+			}
+			buf = items
+		}
+		return nil
+	}
+	type result struct {
+		items []plannedItem
+		err   error
+	}
+	results := make([]chan result, n)
+	for k := range results {
+		results[k] = make(chan result, 1)
+	}
+	ahead := make(chan struct{}, 2*workers) // chunks handed out and not yet used
+	free := make(chan []plannedItem, 2*workers)
+	jobs := make(chan int)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	go func() {
+		defer close(jobs)
+		for k := 0; k < n; k++ {
+			select {
+			case ahead <- struct{}{}:
+			case <-stop:
+				return
+			}
+			select {
+			case jobs <- k:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	for range workers {
+		w := pl.fork()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range jobs {
+				var buf []plannedItem
+				select {
+				case buf = <-free:
+				default:
+				}
+				items, err := work(w, k, buf[:0])
+				results[k] <- result{items, err}
+			}
+		}()
+	}
+	for k := 0; k < n; k++ {
+		r := <-results[k]
+		err := use(r.items)
+		<-ahead
+		clear(r.items)
+		select {
+		case free <- r.items[:0]:
+		default:
+		}
+		if err != nil {
+			return err
+		}
+		if r.err != nil {
+			return r.err
+		}
+	}
+	return nil
+}
+
+// fork returns a planner for another goroutine: it shares pl's read-only
+// state (the store's answers, the parsed numbers) and has its own of the
+// rest. It is for plans without caps: its count of planned texts is its own.
+func (pl *planner) fork() *planner {
+	w := *pl
+	w.toReasons = nil
+	w.block = nil
+	w.ds = nil
+	w.passes = make(map[string]*rules.Pass, len(pl.passes))
+	w.senders = make(map[string]rules.Sender)
+	w.texts = make(map[string][]time.Time)
+	w.planned = make(map[string][]time.Time)
+	w.err = nil
+	return &w
+}
+
 type planner struct {
 	e         *Engine
 	now       time.Time
@@ -297,8 +470,9 @@ type planner struct {
 	sent      map[string]storage.Occurrence
 	bad       map[string]storage.BadNumber // numbers Twilio said cannot get texts
 	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
-	phones    map[string]phone             // raw value → parsed, once per pass: parsing is the planner's costliest step
-	emails    map[string]phone             // raw value → the address parsed (in e164), once per pass
+	addrs     *parsedAddresses             // raw values parsed, once per pass: parsing is the planner's costliest step
+	ds        []rules.Decision             // work's verdicts of the record and rule at hand
+	scope     rules.Scope                  // decide's scope of the row at hand
 	toReasons map[string]string            // address → toReason's reason
 	block     []storage.Message            // the messages message has yet to hand out
 	// optOutTails holds the last four digits of every opted-out number, so
@@ -315,8 +489,10 @@ type planner struct {
 	texts      map[string][]time.Time // number → its stored texts counted for the caps, read once per pass
 	planned    map[string][]time.Time // number → when the texts planned in this pass go out
 	err        error                  // a store error while counting texts: the plan fails
-	ctx        context.Context
-	links      *surveyLinks // the participants' survey links; nil: none can be piped
+	// unexplained leaves reasons blank but a skip's (PlanOptions.Unexplained).
+	unexplained bool
+	ctx         context.Context
+	links       *surveyLinks // the participants' survey links; nil: none can be piped
 }
 
 // when decides when a message of rule r to the participant at to (in zone
@@ -470,15 +646,23 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 	switch {
 	case occ.Count >= max:
-		out.Outcome, out.Reason = Done, fmt.Sprintf("already messaged (%d of %d)%s", occ.Count, max, per)
+		out.Outcome = Done
+		if !pl.unexplained {
+			out.Reason = fmt.Sprintf("already messaged (%d of %d)%s", occ.Count, max, per)
+		}
 		return out
 	case occ.Count > 0 && pl.now.Sub(occ.Last) < r.Repeat.Every:
 		next := occ.Last.Add(r.Repeat.Every).In(pl.e.study().Config.Location)
-		out.Outcome, out.Reason = Done, fmt.Sprintf("messaged %d of %d%s; the next one is due %s", occ.Count, max, per, next.Format("2006-01-02 15:04"))
+		out.Outcome = Done
+		if !pl.unexplained {
+			out.Reason = fmt.Sprintf("messaged %d of %d%s; the next one is due %s", occ.Count, max, per, next.Format("2006-01-02 15:04"))
+		}
 		return out
 	}
 
-	scope := pl.passes[r.Project].Scope(rec, row, pl.now)
+	// The scope is the planner's own, reused: nothing keeps it.
+	pl.scope = *pl.passes[r.Project].Scope(rec, row, pl.now)
+	scope := &pl.scope
 	loc, err := r.Location(scope, pl.e.study().Config.Location)
 	if err != nil {
 		out.Outcome, out.Reason = Skipped, err.Error()
@@ -488,7 +672,10 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	notBefore, expires, reason := pl.when(r, loc, to, key)
 	out.Outcome = Send
 	if notBefore.After(pl.now) {
-		out.Outcome, out.Reason = Deferred, reason+"; planned for "+notBefore.In(loc).Format("2006-01-02 15:04 MST")
+		out.Outcome = Deferred
+		if !pl.unexplained {
+			out.Reason = reason + "; planned for " + notBefore.In(loc).Format("2006-01-02 15:04 MST")
+		}
 	}
 	if !notBefore.Before(expires) {
 		out.Outcome, out.Reason = Skipped, reason+"; the first time it may go out is after it would expire"
@@ -512,8 +699,8 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		Segments: c.Segments, State: storage.StatePlanned,
 		NotBefore: notBefore, ExpiresAt: expires, Zone: loc.String(), CreatedAt: pl.now,
 	}
-	if out.Outcome == Send {
-		out.Reason = pl.toReason(to)
+	if out.Outcome == Send && !pl.unexplained {
+		out.Reason = pl.toReason(r, to)
 	}
 	out.Message = m
 	return out
@@ -530,9 +717,13 @@ func (pl *planner) message() *storage.Message {
 	return m
 }
 
-// toReason is the reason of a message sent now to the address to ("to"
-// and the address redacted), built once per address and pass.
-func (pl *planner) toReason(to string) string {
+// toReason is the reason of rule r's message sent now to the address to
+// ("to" and the address redacted), built once per number and pass.
+func (pl *planner) toReason(r *rules.Rule, to string) string {
+	if r.Channel == rules.ChannelEmail {
+		// Participants seldom share an address: nothing to remember.
+		return "to " + redact(to)
+	}
 	why, ok := pl.toReasons[to]
 	if !ok {
 		why = "to " + redact(to)
@@ -569,7 +760,7 @@ func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storag
 	switch r.Channel {
 	case rules.ChannelSMS:
 		if c.Body, err = r.SMS.Body.Render(src, dict); err == nil {
-			if n := len([]rune(c.Body)); n > maxSMSLength {
+			if n := utf8.RuneCountInString(c.Body); n > maxSMSLength {
 				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
 			}
 			c.Segments = templates.Count(c.Body).Count
@@ -599,28 +790,16 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		return "", "no email address in " + field()
 	}
 	if r.Channel == "email" {
-		a, ok := pl.emails[raw]
-		if !ok {
-			if pl.emails == nil {
-				pl.emails = make(map[string]phone)
-			}
-			if addr, err := mail.ParseAddress(raw); err == nil {
-				a.e164 = addr.Address
-			} else {
-				a.err = err
-			}
-			pl.emails[raw] = a
+		if plainEmail(raw) {
+			return raw, "" // as mail.ParseAddress gives it, without remembering it
 		}
+		a := pl.addrs.get(true, raw, "")
 		if a.err != nil {
 			return "", fmt.Sprintf("invalid email address in %s", field())
 		}
 		return a.e164, ""
 	}
-	p, ok := pl.phones[raw]
-	if !ok {
-		p.e164, p.err = NormalizePhone(raw, pl.e.study().Config.Twilio.Region)
-		pl.phones[raw] = p
-	}
+	p := pl.addrs.get(false, raw, pl.e.study().Config.Twilio.Region)
 	if p.err != nil {
 		return "", fmt.Sprintf(reasonBadPhone+"%s (%s): %v", field(), redact(raw), p.err)
 	}
@@ -628,6 +807,80 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		return "", fmt.Sprintf(reasonFlaggedPhone+"%s (%s) cannot get texts (error %d); correct it in REDCap", field(), redact(raw), b.Code)
 	}
 	return p.e164, ""
+}
+
+// parsedAddresses holds the phone numbers and email addresses a pass has
+// parsed, by raw value, for all its planners.
+type parsedAddresses struct {
+	mu             sync.RWMutex
+	phones, emails map[string]phone // the email's address is in e164
+}
+
+func newParsedAddresses() *parsedAddresses {
+	return &parsedAddresses{phones: make(map[string]phone), emails: make(map[string]phone)}
+}
+
+// get returns the parsed email address (email) or phone number raw,
+// parsing it the first time; region is NormalizePhone's.
+func (a *parsedAddresses) get(email bool, raw, region string) phone {
+	m := a.phones
+	if email {
+		m = a.emails
+	}
+	a.mu.RLock()
+	p, ok := m[raw]
+	a.mu.RUnlock()
+	if !ok {
+		if email {
+			p = parseEmail(raw)
+		} else {
+			p.e164, p.err = NormalizePhone(raw, region)
+		}
+		a.mu.Lock()
+		m[raw] = p
+		a.mu.Unlock()
+	}
+	return p
+}
+
+// plainEmail reports whether raw is a plain address local@domain: ASCII
+// letters and digits, with '-', '_' and '+' in the local part, '-' in the
+// domain, and dots between them (never first, last or doubled in either).
+// mail.ParseAddress gives such an address back as it is.
+func plainEmail(raw string) bool {
+	at := strings.IndexByte(raw, '@')
+	return at > 0 && plainDotAtom(raw[:at], true) && plainDotAtom(raw[at+1:], false)
+}
+
+// plainDotAtom reports whether s is plainEmail's local part (local) or
+// domain.
+func plainDotAtom(s string, local bool) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-':
+		case c == '.':
+			if s[i-1] == '.' {
+				return false
+			}
+		case local && (c == '_' || c == '+'):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// parseEmail parses an email address as a coordinator typed it.
+func parseEmail(raw string) phone {
+	addr, err := mail.ParseAddress(raw)
+	if err != nil {
+		return phone{err: err}
+	}
+	return phone{e164: addr.Address}
 }
 
 // NormalizePhone parses a phone number as a coordinator typed it and returns

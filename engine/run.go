@@ -167,6 +167,7 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 		}
 		return nil
 	}
+	opt.Unexplained = true // excluded decisions are only counted (see keep)
 	err = e.PlanEach(ctx, snaps, now, opt, func(d *Decision) error {
 		plan.keep(e, d)
 		from := len(batch)

@@ -381,7 +381,7 @@ func (pl *planner) fillLinks(pending []pendingLinks) {
 // source is what a rule's templates pipe from: the row's scope, with the
 // participant's survey links when the planner has them.
 func (pl *planner) source(r *rules.Rule, scope *rules.Scope) templates.Source {
-	if pl.links == nil {
+	if pl.links == nil || !hasSurveyLinks(r) {
 		return scope
 	}
 	return linkedScope{Scope: scope, project: r.Project, links: pl.links}

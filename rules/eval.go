@@ -63,16 +63,25 @@ type Pass struct {
 	memo    map[*Rule]*memo
 	// shared holds the verdicts by condition: rules whose conditions read
 	// the same (and read 'today' in the same zone) share them.
-	shared map[condKey]map[string]verdict
+	shared map[condKey]*verdicts
 	key    []byte
 	scope  Scope // the row being evaluated; reused, as nothing keeps it
+	// unexplained leaves the reason of rows not selected blank (see
+	// LeaveUnexplained).
+	unexplained bool
 }
+
+// LeaveUnexplained makes Evaluate leave the Reason of the rows a rule does
+// not select blank, for a caller that only counts them: working out which
+// part of the condition is false, with the values it reads, is most of the
+// cost of a row whose values the Pass has not seen before.
+func (p *Pass) LeaveUnexplained() { p.unexplained = true }
 
 // memo is what a Pass remembers for one rule: the condition's references
 // and, by the values they have, the verdicts.
 type memo struct {
 	refs     []logic.Ref
-	verdicts map[string]verdict
+	verdicts *verdicts
 	// cols is the column list of the rows last evaluated, and at says
 	// where in it each reference's value lies (see plainColumn); to is
 	// the same for the rule's `to` field.
@@ -91,7 +100,7 @@ func (p *Pass) memoFor(r *Rule, cols *columns) *memo {
 			k := condKey{text: r.When.String(), zone: r.zone}
 			m.verdicts = p.shared[k]
 			if m.verdicts == nil {
-				m.verdicts = map[string]verdict{}
+				m.verdicts = &verdicts{byKey: map[string]verdict{}}
 				p.shared[k] = m.verdicts
 			}
 		}
@@ -134,10 +143,27 @@ type verdict struct {
 	reason   string
 }
 
+// verdicts are a condition's verdicts by the values it reads (the key),
+// and the last one given: rules with the same condition are evaluated one
+// after the other on a row, so the row's verdict is looked up once, and
+// values that differ on every record (past memoMax) are evaluated once per
+// row.
+type verdicts struct {
+	byKey   map[string]verdict
+	lastKey []byte
+	last    verdict
+	hasLast bool
+}
+
+// remember makes v, for key, the last verdict given.
+func (vs *verdicts) remember(key []byte, v verdict) {
+	vs.lastKey, vs.last, vs.hasLast = append(vs.lastKey[:0], key...), v, true
+}
+
 // NewPass returns a Pass at time now; missing lists the project's
 // missing-data codes.
 func NewPass(now time.Time, missing []string) *Pass {
-	return &Pass{now: now, missing: missingSet(missing), memo: map[*Rule]*memo{}, shared: map[condKey]map[string]verdict{}}
+	return &Pass{now: now, missing: missingSet(missing), memo: map[*Rule]*memo{}, shared: map[condKey]*verdicts{}}
 }
 
 // Scope returns the scope of row within rec at time now, with the Pass's
@@ -183,8 +209,14 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 				p.key = binary.AppendUvarint(p.key, uint64(len(v)))
 				p.key = append(p.key, v...)
 			}
-			if v, hit := m.verdicts[string(p.key)]; hit {
+			vs := m.verdicts
+			if vs.hasLast && string(vs.lastKey) == string(p.key) {
+				d.Selected, d.Reason = vs.last.selected, vs.last.reason
+				break
+			}
+			if v, hit := vs.byKey[string(p.key)]; hit {
 				d.Selected, d.Reason = v.selected, v.reason
+				vs.remember(p.key, v)
 				break
 			}
 			ok, err := r.When.True(scope)
@@ -194,11 +226,15 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 				d.Reason = "the condition could not be evaluated: " + err.Error()
 			case ok:
 				d.Selected = true
-			default:
+			case !p.unexplained:
 				d.Reason = explain(r.When, scope)
 			}
-			if err == nil && len(m.verdicts) < memoMax {
-				m.verdicts[string(p.key)] = verdict{selected: d.Selected, reason: d.Reason}
+			if err == nil {
+				v := verdict{selected: d.Selected, reason: d.Reason}
+				if len(vs.byKey) < memoMax {
+					vs.byKey[string(p.key)] = v
+				}
+				vs.remember(p.key, v)
 			}
 		}
 		out = append(out, d)

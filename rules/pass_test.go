@@ -91,3 +91,35 @@ func TestPassSharesVerdictsPerZone(t *testing.T) {
 		}
 	}
 }
+
+// TestPassBeyondMemoMax checks that rules with the same condition decide
+// as Rule.Evaluate does also once a Pass remembers no more verdicts (more
+// distinct values than memoMax), explained or not (LeaveUnexplained).
+func TestPassBeyondMemoMax(t *testing.T) {
+	now := time.Date(2026, 6, 10, 12, 0, 0, 0, time.UTC)
+	var recs []*Record
+	for i := range memoMax + 50 {
+		id := fmt.Sprint(i)
+		recs = append(recs, GroupRows("record_id", []map[string]string{{"record_id": id, "email": "p" + id + "@x.org", "n": fmt.Sprint(i % 7)}})[0])
+	}
+	cond := "[email] <> '' and [n] > 2"
+	r1 := mustRule(t, Rule{Name: "a", Enabled: true}, cond)
+	r2 := mustRule(t, Rule{Name: "b", Enabled: true}, cond)
+	for _, unexplained := range []bool{false, true} {
+		pass := NewPass(now, nil)
+		if unexplained {
+			pass.LeaveUnexplained()
+		}
+		for _, rec := range recs {
+			want := r1.Evaluate(rec, now, nil)
+			if unexplained {
+				want[0].Reason = ""
+			}
+			for _, r := range []*Rule{r1, r2} {
+				if g, w := describeDecisions(pass.Evaluate(r, rec, nil)), describeDecisions(want); g != w {
+					t.Fatalf("rule %s, record %s, unexplained %v:\npass     %s\nevaluate %s", r.Name, rec.ID, unexplained, g, w)
+				}
+			}
+		}
+	}
+}

@@ -89,15 +89,28 @@ func plainColumn(cols *columns, r logic.Ref) int {
 	return -1
 }
 
-// sameColumns reports whether values has exactly the columns of cols.
-func sameColumns(cols *columns, values map[string]string) bool {
-	if cols == nil || len(cols.names) != len(values) {
+// newColumns is the column list of values' columns.
+func newColumns(values map[string]string) *columns {
+	cols := &columns{names: make([]string, 0, len(values)), index: make(map[string]int, len(values))}
+	for c := range values {
+		cols.index[c] = len(cols.names)
+		cols.names = append(cols.names, c)
+	}
+	return cols
+}
+
+// fill puts each of values in its column's place in row, and reports
+// whether values has exactly the columns of cols (as many as row holds).
+func fill(row []string, cols *columns, values map[string]string) bool {
+	if len(values) != len(cols.names) {
 		return false
 	}
-	for _, c := range cols.names {
-		if _, ok := values[c]; !ok {
+	for c, v := range values {
+		i, ok := cols.index[c]
+		if !ok {
 			return false
 		}
+		row[i] = v
 	}
 	return true
 }
@@ -128,21 +141,20 @@ func GroupRows(idField string, rows []map[string]string) []*Record {
 			byID[id] = rec
 			recs = append(recs, rec)
 		}
-		if !sameColumns(cols, values) {
-			cols = &columns{names: make([]string, 0, len(values)), index: make(map[string]int, len(values))}
-			for c := range values {
-				cols.index[c] = len(cols.names)
-				cols.names = append(cols.names, c)
-			}
+		if cols == nil || len(cols.names) != len(values) {
+			cols = newColumns(values)
 		}
 		if len(vals) < len(cols.names) {
 			vals = make([]string, max(len(cols.names)*256, 4096))
 		}
 		row := vals[:len(cols.names):len(cols.names)]
-		vals = vals[len(cols.names):]
-		for i, c := range cols.names {
-			row[i] = values[c]
+		if !fill(row, cols, values) {
+			// Not the columns of the rows before.
+			cols = newColumns(values)
+			row = vals[:len(cols.names):len(cols.names)]
+			fill(row, cols, values)
 		}
+		vals = vals[len(cols.names):]
 		if len(block) == 0 {
 			block = make([]Row, 256)
 		}

@@ -66,6 +66,7 @@ import (
 	"fmt"
 	"html"
 	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/nudge-study/nudge/rules/dict"
@@ -158,6 +159,35 @@ type Text struct {
 	refs    []logic.Ref
 	surveys []SurveyRef
 	html    bool // escape piped values for HTML
+	// fields holds the data dictionary's field of each tag for the
+	// dictionary last rendered with: dictionaries change only on a reload.
+	fields atomic.Pointer[tagFields]
+}
+
+// tagFields is the data dictionary's field of each part's tag, by the
+// part's place; nil where the tag's field is not in the dictionary (or the
+// part is not a field tag).
+type tagFields struct {
+	d      *dict.Dictionary
+	fields []*dict.Field
+}
+
+// fieldsFor returns the fields of t's tags in d.
+func (t *Text) fieldsFor(d *dict.Dictionary) *tagFields {
+	if tf := t.fields.Load(); tf != nil && tf.d == d {
+		return tf
+	}
+	tf := &tagFields{d: d, fields: make([]*dict.Field, len(t.parts))}
+	for i, p := range t.parts {
+		if p.tag == nil || p.tag.survey != nil || d == nil {
+			continue
+		}
+		if f, ok := d.Field(p.tag.ref.Field); ok {
+			tf.fields[i] = &f
+		}
+	}
+	t.fields.Store(tf)
+	return tf
 }
 
 // part is literal text or one piping tag.
@@ -182,6 +212,7 @@ type tag struct {
 	fallback    string
 	hasFallback bool
 	survey      *SurveyRef // a survey link tag; ref is unused
+	smart       bool       // ref is a smart variable (ref.IsSmart)
 }
 
 // Parse parses src, a template read from file (used in errors only). Errors
@@ -222,7 +253,8 @@ func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
 		size += len(p.lit) + 16 // room for a typical piped value
 	}
 	b.Grow(size)
-	for _, p := range t.parts {
+	fields := t.fieldsFor(d)
+	for i, p := range t.parts {
 		if p.tag == nil {
 			b.WriteString(p.lit)
 			continue
@@ -233,7 +265,7 @@ func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
 			}
 			continue
 		}
-		v, err := p.tag.value(src, d)
+		v, err := p.tag.value(src, fields.fields[i])
 		if err != nil {
 			return "", err
 		}
@@ -293,17 +325,18 @@ func LinkText(instrument string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// value looks up what the tag pipes; "" means blank.
-func (tg *tag) value(src Source, d *dict.Dictionary) (string, error) {
+// value looks up what the tag pipes, given the data dictionary's field
+// (nil when unknown); "" means blank.
+func (tg *tag) value(src Source, field *dict.Field) (string, error) {
 	r := tg.ref
-	if r.IsSmart() || r.Code != "" {
+	if tg.smart || r.Code != "" {
 		v, _ := src.Lookup(r)
 		return v, nil
 	}
 	var f dict.Field
-	known := false
-	if d != nil {
-		f, known = d.Field(r.Field)
+	known := field != nil
+	if known {
+		f = *field
 	}
 	if known && f.Type == "checkbox" {
 		return checkbox(src, r, f, tg.mod), nil
@@ -397,6 +430,7 @@ func parse(file, src string, line, col int, escapeHTML bool) (*Text, error) {
 		if err != nil {
 			return nil, err
 		}
+		tg.smart = tg.ref.IsSmart()
 		p.flush()
 		p.text.parts = append(p.text.parts, part{tag: tg})
 		if tg.survey != nil {
