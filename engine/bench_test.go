@@ -243,21 +243,13 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	var planned int
 	for b.Loop() {
-		rows, err := redcap.DecodeRows(body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		flat := make([]map[string]string, len(rows))
-		for i, r := range rows {
-			flat[i] = r
-		}
-		recs := rules.GroupRows("record_id", flat)
+		recs := benchDecode(b, body)
 		snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
 		// As a pass does (see Engine.pass), minus the store: the decisions
 		// are counted and the messages handed on as they come.
 		plan := &Plan{}
 		planned = 0
-		err = e.PlanEach(ctx, snaps, now, PlanOptions{Unexplained: true}, func(d *Decision) error {
+		err := e.PlanEach(ctx, snaps, now, PlanOptions{Unexplained: true}, func(d *Decision) error {
 			plan.keep(e, d)
 			if d.Message != nil {
 				planned++
@@ -270,10 +262,7 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(planned), "messages/op")
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
-		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB") // Linux reports kilobytes
-	}
+	reportPeakRSS(b)
 	if planned == 0 {
 		b.Fatal("the benchmark study planned nothing")
 	}
@@ -292,15 +281,7 @@ func BenchmarkExportSelectPreview(b *testing.B) {
 	b.SetBytes(int64(len(body)))
 	var planned int
 	for b.Loop() {
-		rows, err := redcap.DecodeRows(body)
-		if err != nil {
-			b.Fatal(err)
-		}
-		flat := make([]map[string]string, len(rows))
-		for i, r := range rows {
-			flat[i] = r
-		}
-		recs := rules.GroupRows("record_id", flat)
+		recs := benchDecode(b, body)
 		plan, err := e.Plan(ctx, map[string]*Snapshot{"main": {Project: "main", Records: recs}}, now, PlanOptions{})
 		if err != nil {
 			b.Fatal(err)
@@ -308,6 +289,26 @@ func BenchmarkExportSelectPreview(b *testing.B) {
 		planned = len(plan.Messages())
 	}
 	b.ReportMetric(float64(planned), "messages/op")
+	reportPeakRSS(b)
+}
+
+// benchDecode decodes a REDCap JSON export and groups its rows into
+// records, as Engine.Export does.
+func benchDecode(b *testing.B, body []byte) []*rules.Record {
+	rows, err := redcap.DecodeRows(body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	flat := make([]map[string]string, len(rows))
+	for i, r := range rows {
+		flat[i] = r
+	}
+	return rules.GroupRows("record_id", flat)
+}
+
+// reportPeakRSS reports the process's peak resident set size in MB, which
+// includes the benchmark's own setup.
+func reportPeakRSS(b *testing.B) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
 		b.ReportMetric(float64(ru.Maxrss)/1024, "peak-RSS-MB") // Linux reports kilobytes
