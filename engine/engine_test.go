@@ -86,22 +86,7 @@ func newFixtureWith(t testing.TB, opt demo.Options) *fixture {
 // enqueue exports, plans and enqueues the given rules at the clock's time.
 func (f *fixture) enqueue(t *testing.T, rules ...string) *engine.Plan {
 	t.Helper()
-	snaps, err := f.e.Export(f.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opt := engine.PlanOptions{Rules: map[string]bool{}}
-	for _, r := range rules {
-		opt.Rules[r] = true
-	}
-	plan, err := f.e.Plan(f.ctx, snaps, f.clk.Now(), opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.e.Store.EnqueueBatch(f.ctx, plan.Messages()); err != nil {
-		t.Fatal(err)
-	}
-	return plan
+	return planAt(t, f, nil, rules...)
 }
 
 func (f *fixture) messages(t *testing.T, rule string) []storage.Message {
