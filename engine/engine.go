@@ -109,6 +109,10 @@ type Engine struct {
 	inbound  *storage.InboundWriter
 
 	reloaded atomic.Pointer[rules.Study] // the study a reload put in force, nil = Study
+	// parsed holds the addresses the last plan parsed, for the next to
+	// reuse: parsing a phone number is a plan's costliest step, and from
+	// one pass to the next a study's numbers seldom change.
+	parsed atomic.Pointer[parsedAddresses]
 	// studyMu is held for reading by Serve's jobs and catch-up while they
 	// work, and for writing by a reload, so that no pass reads records
 	// exported for one study and plans them with another. The webhooks do

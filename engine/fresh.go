@@ -110,7 +110,7 @@ func (f *freshness) planner(ctx context.Context) (*planner, error) {
 		if err != nil {
 			return nil, err
 		}
-		f.pl = &planner{e: f.e, bad: bad, addrs: newParsedAddresses(), links: newSurveyLinks(ctx, f.e, linkFetch)}
+		f.pl = &planner{e: f.e, bad: bad, addrs: newParsedAddresses(f.e.parsed.Load()), links: newSurveyLinks(ctx, f.e, linkFetch)}
 	}
 	return f.pl, nil
 }

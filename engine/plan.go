@@ -142,9 +142,15 @@ type PlanOptions struct {
 // The decisions come rule by rule, in file order.
 func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions) (*Plan, error) {
 	plan := &Plan{}
+	var kept messageArena // the plan's own copies of the messages
 	err := e.plan(ctx, snaps, now, opt, func(total int) { plan.Decisions = make([]Decision, total) },
 		func(slot int, d *Decision) error {
 			plan.Decisions[slot] = *d
+			if d.Message != nil {
+				m := kept.next()
+				*m = *d.Message
+				plan.Decisions[slot].Message = m
+			}
 			return nil
 		})
 	if err != nil {
@@ -159,7 +165,8 @@ func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 // each record's in rule order; those whose messages pipe survey links come
 // last, once the links are fetched. An error from emit stops planning and
 // is returned, as is a store error, after which nothing more is emitted.
-// emit must not keep d itself; it may keep a copy, and d's messages.
+// d and d.Message are the planner's, reused once emit returns: emit may
+// keep copies of them, never the pointers. d.More's messages it may keep.
 func (e *Engine) PlanEach(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions, emit func(d *Decision) error) error {
 	return e.plan(ctx, snaps, now, opt, nil, func(_ int, d *Decision) error { return emit(d) })
 }
@@ -207,7 +214,7 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		return err
 	}
 	passes := make(map[string]*rules.Pass, len(snaps))
-	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, addrs: newParsedAddresses(),
+	pl := &planner{e: e, ctx: ctx, now: now, optedOut: optedOut, sent: sent, bad: bad, paused: paused, addrs: newParsedAddresses(e.parsed.Load()),
 		optOutTails: make(map[string]bool, len(optedOut)), passes: passes, unexplained: opt.Unexplained,
 		senders: make(map[string]rules.Sender), texts: make(map[string][]time.Time), planned: make(map[string][]time.Time), links: newSurveyLinks(ctx, e, linkPreview)}
 	for p := range optedOut {
@@ -274,15 +281,19 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		idx := byProject[project]
 		recs := snap.Records
 		n := (len(recs) + planChunk - 1) / planChunk
-		work := func(w *planner, k int, out []plannedItem) ([]plannedItem, error) {
+		work := func(w *planner, k int, out *chunk) error {
 			return w.work(active, idx, snap, recs[k*planChunk:min((k+1)*planChunk, len(recs))], opt, out)
 		}
-		err := pl.inOrder(n, workers, work, func(items []plannedItem) error {
-			for j := range items {
-				it := &items[j]
+		err := pl.inOrder(n, workers, work, func(c *chunk) error {
+			for j := range c.items {
+				it := &c.items[j]
 				slot := next[it.rule]
 				next[it.rule]++
 				if it.d.Message != nil && linking[it.rule] {
+					// Held past this chunk: the message is copied out of
+					// the chunk's, which are reused.
+					m := *it.d.Message
+					it.d.Message = &m
 					linked = append(linked, pendingLinks{slot: slot, d: it.d, rule: active[it.rule], rec: it.rec, row: it.row, missing: snap.Missing})
 					continue
 				}
@@ -301,6 +312,12 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		if err := emit(linked[i].slot, &linked[i].d); err != nil {
 			return err
 		}
+	}
+	if pl.err == nil && opt.Records == nil {
+		// The next plan reuses what this one parsed; a plan of a few
+		// records would leave it too little.
+		pl.addrs.forget()
+		e.parsed.Store(pl.addrs)
 	}
 	return pl.err
 }
@@ -330,16 +347,58 @@ type plannedItem struct {
 	row  *rules.Row
 }
 
+// chunk is the decisions of one chunk of records, worked out and waiting
+// to be handed on, and the messages they plan. Once handed on, a chunk is
+// reset and reused for another: a pass plans many messages, and
+// allocating each anew would keep the garbage collector busy.
+type chunk struct {
+	items []plannedItem
+	msgs  messageArena
+}
+
+// reset empties c for reuse.
+func (c *chunk) reset() {
+	clear(c.items) // nothing of the records is kept alive by a spare chunk
+	c.items = c.items[:0]
+	c.msgs.reset()
+}
+
+// messageArena hands out messages from blocks it keeps: after reset, the
+// same messages are handed out again.
+type messageArena struct {
+	blocks [][]storage.Message
+	n      int // messages handed out since the last reset
+}
+
+// arenaBlock is how many messages a messageArena allocates at a time.
+const arenaBlock = 256
+
+// next returns a message of the arena's. Its fields are those it had when
+// last handed out (or zero): the caller sets them all.
+func (a *messageArena) next() *storage.Message {
+	b, i := a.n/arenaBlock, a.n%arenaBlock
+	if b == len(a.blocks) {
+		a.blocks = append(a.blocks, make([]storage.Message, arenaBlock))
+	}
+	a.n++
+	return &a.blocks[b][i]
+}
+
+// reset takes back every message handed out.
+func (a *messageArena) reset() { a.n = 0 }
+
 // work appends to out the decisions of the rules idx (places in active,
 // all of snap's project) for records recs, record by record, each
-// record's in rule order. A store error stops it: the decisions so far
-// are returned with it.
-func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []*rules.Record, opt PlanOptions, out []plannedItem) ([]plannedItem, error) {
+// record's in rule order, their messages taken from out's. A store error
+// stops it: the decisions so far are in out.
+func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []*rules.Record, opt PlanOptions, out *chunk) error {
 	pass := pl.passes[snap.Project]
 	if pass == nil {
 		pass = newPass(pl.now, snap.Missing, opt)
 		pl.passes[snap.Project] = pass
 	}
+	pl.arena = &out.msgs
+	defer func() { pl.arena = nil }()
 	for _, rec := range recs {
 		if opt.Records != nil && !opt.Records[rec.ID] {
 			continue
@@ -348,50 +407,52 @@ func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []
 			r := active[i]
 			pl.ds = pass.Evaluate(r, rec, pl.ds[:0])
 			for _, d := range pl.ds {
-				dec := pl.decide(r, rec, d, snap)
+				out.items = append(out.items, plannedItem{rule: i, rec: rec, row: d.Row})
+				dec := &out.items[len(out.items)-1].d
+				pl.decideInto(dec, r, rec, d, snap)
 				if pl.err != nil {
-					return out, pl.err // the caps could not be counted: this decision may be wrong
+					return pl.err // the caps could not be counted: this decision may be wrong
 				}
 				if pl.unexplained && dec.Outcome != Skipped {
 					dec.Reason = "" // also those decideTimed explained
 				}
-				out = append(out, plannedItem{rule: i, d: dec, rec: rec, row: d.Row})
 			}
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // inOrder works out chunks 0 to n-1 with work, on up to workers
 // goroutines each with a planner of its own (see fork), and hands each
-// chunk's decisions to use in chunk order. A few chunks at most are worked
-// out ahead of use, so the decisions held stay few. An error from use or
-// work stops it; the decisions work made before its error are used first.
-func (pl *planner) inOrder(n, workers int, work func(w *planner, k int, out []plannedItem) ([]plannedItem, error), use func(items []plannedItem) error) error {
+// chunk to use in chunk order. A few chunks at most are worked out ahead
+// of use, so the decisions held stay few; each is reused once used. An
+// error from use or work stops it; the decisions work made before its
+// error are used first.
+func (pl *planner) inOrder(n, workers int, work func(w *planner, k int, out *chunk) error, use func(c *chunk) error) error {
 	if workers <= 1 || n <= 1 {
-		var buf []plannedItem
+		c := &chunk{}
 		for k := 0; k < n; k++ {
-			items, err := work(pl, k, buf[:0])
-			if uerr := use(items); uerr != nil {
+			err := work(pl, k, c)
+			if uerr := use(c); uerr != nil {
 				return uerr
 			}
 			if err != nil {
 				return err
 			}
-			buf = items
+			c.reset()
 		}
 		return nil
 	}
 	type result struct {
-		items []plannedItem
-		err   error
+		c   *chunk
+		err error
 	}
 	results := make([]chan result, n)
 	for k := range results {
 		results[k] = make(chan result, 1)
 	}
 	ahead := make(chan struct{}, 2*workers) // chunks handed out and not yet used
-	free := make(chan []plannedItem, 2*workers)
+	free := make(chan *chunk, 2*workers)
 	jobs := make(chan int)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -418,25 +479,28 @@ func (pl *planner) inOrder(n, workers int, work func(w *planner, k int, out []pl
 		go func() {
 			defer wg.Done()
 			for k := range jobs {
-				var buf []plannedItem
+				var c *chunk
 				select {
-				case buf = <-free:
+				case c = <-free:
 				default:
+					c = &chunk{}
 				}
-				items, err := work(w, k, buf[:0])
-				results[k] <- result{items, err}
+				err := work(w, k, c)
+				results[k] <- result{c, err}
 			}
 		}()
 	}
 	for k := 0; k < n; k++ {
 		r := <-results[k]
-		err := use(r.items)
-		<-ahead
-		clear(r.items)
+		err := use(r.c)
+		// The chunk is reset before the next one is handed out: no
+		// worker writes to it while use reads it.
+		r.c.reset()
 		select {
-		case free <- r.items[:0]:
+		case free <- r.c:
 		default:
 		}
+		<-ahead
 		if err != nil {
 			return err
 		}
@@ -454,6 +518,7 @@ func (pl *planner) fork() *planner {
 	w := *pl
 	w.toReasons = nil
 	w.block = nil
+	w.arena = nil
 	w.ds = nil
 	w.passes = make(map[string]*rules.Pass, len(pl.passes))
 	w.senders = make(map[string]rules.Sender)
@@ -470,11 +535,12 @@ type planner struct {
 	sent      map[string]storage.Occurrence
 	bad       map[string]storage.BadNumber // numbers Twilio said cannot get texts
 	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
-	addrs     *parsedAddresses             // raw values parsed, once per pass: parsing is the planner's costliest step
+	addrs     *parsedAddresses             // raw values parsed, once per plan (or taken from the last plan's)
 	ds        []rules.Decision             // work's verdicts of the record and rule at hand
 	scope     rules.Scope                  // decide's scope of the row at hand
 	toReasons map[string]string            // address → toReason's reason
 	block     []storage.Message            // the messages message has yet to hand out
+	arena     *messageArena                // when set, where message takes its messages from (see work)
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
@@ -589,9 +655,19 @@ type phone struct {
 	err  error
 }
 
+// decide is the decision of rule r for a row of record rec (d: the
+// rule's verdict on it).
 func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, snap *Snapshot) Decision {
+	var out Decision
+	pl.decideInto(&out, r, rec, d, snap)
+	return out
+}
+
+// decideInto is decide, writing its decision to out: a pass decides
+// millions, each straight into its place.
+func (pl *planner) decideInto(out *Decision, r *rules.Rule, rec *rules.Record, d rules.Decision, snap *Snapshot) {
 	row := d.Row
-	out := Decision{Rule: r.Name, Project: r.Project, Record: rec.ID, Event: row.Event,
+	*out = Decision{Rule: r.Name, Project: r.Project, Record: rec.ID, Event: row.Event,
 		Instrument: row.RepeatInstrument, Instance: row.Instance, Selected: d.Selected}
 	switch {
 	case pl.isOptedOut(r, d.To):
@@ -599,27 +675,29 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		// usually makes the condition false too, and "opted out" is the
 		// reason a coordinator needs to see.
 		out.Outcome, out.Reason = Skipped, "opted out"
-		return out
+		return
 	case d.Err != nil:
 		out.Outcome, out.Reason = Skipped, "the condition could not be evaluated: "+d.Err.Error()
-		return out
+		return
 	case !d.Selected:
 		out.Outcome, out.Reason = Excluded, d.Reason
-		return out
+		return
 	}
 
 	to, reason := pl.address(r, d.To)
 	if reason != "" {
 		if r.Fallback != nil {
 			if fb, ok := pl.fallback(r, rec, d, snap, reason); ok {
-				return fb
+				*out = fb
+				return
 			}
 		}
 		out.Outcome, out.Reason = Skipped, reason
-		return out
+		return
 	}
 	if r.Timed() {
-		return pl.decideTimed(r, rec, d, snap, out, to)
+		*out = pl.decideTimed(r, rec, d, snap, *out, to)
+		return
 	}
 
 	// Repeat schedule: which occurrence is due, if any. With once_per it is
@@ -629,7 +707,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		value, reason = r.OncePerDigest(rules.NewScope(rec, row, pl.now, snap.Missing))
 		if reason != "" {
 			out.Outcome, out.Reason = Skipped, reason
-			return out
+			return
 		}
 	}
 	occ := pl.occurrences(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value)
@@ -650,14 +728,14 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		if !pl.unexplained {
 			out.Reason = fmt.Sprintf("already messaged (%d of %d)%s", occ.Count, max, per)
 		}
-		return out
+		return
 	case occ.Count > 0 && pl.now.Sub(occ.Last) < r.Repeat.Every:
 		next := occ.Last.Add(r.Repeat.Every).In(pl.e.study().Config.Location)
 		out.Outcome = Done
 		if !pl.unexplained {
 			out.Reason = fmt.Sprintf("messaged %d of %d%s; the next one is due %s", occ.Count, max, per, next.Format("2006-01-02 15:04"))
 		}
-		return out
+		return
 	}
 
 	// The scope is the planner's own, reused: nothing keeps it.
@@ -666,7 +744,7 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	loc, err := r.Location(scope, pl.e.study().Config.Location)
 	if err != nil {
 		out.Outcome, out.Reason = Skipped, err.Error()
-		return out
+		return
 	}
 	key := messageKey(r.Project, r.Name, rec.ID, r.KeyEvent(row), row.Instance, value, occ.Next)
 	notBefore, expires, reason := pl.when(r, loc, to, key)
@@ -679,12 +757,12 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 	}
 	if !notBefore.Before(expires) {
 		out.Outcome, out.Reason = Skipped, reason+"; the first time it may go out is after it would expire"
-		return out
+		return
 	}
 	c, reason := pl.content(r, scope, to)
 	if reason != "" {
 		out.Outcome, out.Reason = Skipped, reason
-		return out
+		return
 	}
 	if r.Channel == rules.ChannelSMS && pl.e.study().Config.Caps.Active() {
 		// Counted for the caps only.
@@ -703,12 +781,15 @@ func (pl *planner) decide(r *rules.Rule, rec *rules.Record, d rules.Decision, sn
 		out.Reason = pl.toReason(r, to)
 	}
 	out.Message = m
-	return out
 }
 
-// message returns a new zero message. Messages are allocated in blocks: a
-// pass plans many, and all live until it ends.
+// message returns a message for decide to fill in: one of the chunk's
+// being worked out (see work), or else a new one. Messages are allocated
+// in blocks: a plan has many.
 func (pl *planner) message() *storage.Message {
+	if pl.arena != nil {
+		return pl.arena.next()
+	}
 	if len(pl.block) == 0 {
 		pl.block = make([]storage.Message, 256)
 	}
@@ -809,38 +890,77 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	return p.e164, ""
 }
 
-// parsedAddresses holds the phone numbers and email addresses a pass has
-// parsed, by raw value, for all its planners.
+// parsedAddresses holds the phone numbers and email addresses a plan has
+// parsed, by raw value, for all its planners. Those it has not parsed it
+// takes from the last plan's (prev) when there, so that it ends holding
+// just those of its own plan.
 type parsedAddresses struct {
 	mu             sync.RWMutex
-	phones, emails map[string]phone // the email's address is in e164
+	phones, emails map[string]phone // the email's address is in e164; phones by region and raw value (phoneKey)
+	prev           *parsedAddresses // the last plan's, or nil
+	parsed         int              // how many values this plan parsed itself
 }
 
-func newParsedAddresses() *parsedAddresses {
-	return &parsedAddresses{phones: make(map[string]phone), emails: make(map[string]phone)}
+func newParsedAddresses(prev *parsedAddresses) *parsedAddresses {
+	a := &parsedAddresses{phones: make(map[string]phone), emails: make(map[string]phone), prev: prev}
+	if prev != nil {
+		a.phones = make(map[string]phone, len(prev.phones))
+	}
+	return a
+}
+
+// forget lets go of the last plan's: a holds what it took from it.
+func (a *parsedAddresses) forget() {
+	a.mu.Lock()
+	a.prev = nil
+	a.mu.Unlock()
 }
 
 // get returns the parsed email address (email) or phone number raw,
 // parsing it the first time; region is NormalizePhone's.
 func (a *parsedAddresses) get(email bool, raw, region string) phone {
-	m := a.phones
+	m, key := a.phones, raw
 	if email {
 		m = a.emails
+	} else if region != "" {
+		key = region + "\x00" + raw
 	}
 	a.mu.RLock()
-	p, ok := m[raw]
+	p, ok := m[key]
+	prev := a.prev
 	a.mu.RUnlock()
+	if ok {
+		return p
+	}
+	if prev != nil {
+		p, ok = prev.lookup(email, key)
+	}
 	if !ok {
 		if email {
 			p = parseEmail(raw)
 		} else {
 			p.e164, p.err = NormalizePhone(raw, region)
 		}
-		a.mu.Lock()
-		m[raw] = p
-		a.mu.Unlock()
 	}
+	a.mu.Lock()
+	m[key] = p
+	if !ok {
+		a.parsed++
+	}
+	a.mu.Unlock()
 	return p
+}
+
+// lookup returns what a parsed of key (see get), without parsing it.
+func (a *parsedAddresses) lookup(email bool, key string) (phone, bool) {
+	m := a.phones
+	if email {
+		m = a.emails
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	p, ok := m[key]
+	return p, ok
 }
 
 // plainEmail reports whether raw is a plain address local@domain: ASCII

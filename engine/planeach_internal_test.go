@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/nudge-study/nudge/rules"
+	"github.com/nudge-study/nudge/storage"
 )
 
 // TestPlanEachMatchesPlan checks that a streamed plan decides exactly as
@@ -169,5 +171,141 @@ func TestPlanUnexplainedDecidesTheSame(t *testing.T) {
 	}
 	if excluded == 0 || skipped == 0 {
 		t.Fatalf("%d decisions excluded, %d skipped", excluded, skipped)
+	}
+}
+
+// TestSafetyPassEnqueuesWhatItPlanned checks that a pass stores exactly
+// the messages Plan plans, each whole: the planner reuses its messages
+// chunk after chunk, so a pass keeping the planner's messages instead of
+// copies would store some twice (under one key: the outbox keeps one) and
+// lose others, or store one participant's text to another's number. The
+// records span many chunks and enqueue batches, with a few skipped; the
+// pass plans on one core (as with caps), then on every core.
+func TestSafetyPassEnqueuesWhatItPlanned(t *testing.T) {
+	for _, cores := range []int{1, runtime.GOMAXPROCS(0)} {
+		t.Run(fmt.Sprintf("%d cores", cores), func(t *testing.T) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(cores))
+			testPassEnqueuesWhatItPlanned(t)
+		})
+	}
+}
+
+func testPassEnqueuesWhatItPlanned(t *testing.T) {
+	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := benchEngineFor(t, study)
+	recs := benchRecords(12*planChunk + 7)
+	recs[8].Rows[0].Values["phone"] = "not a number"
+	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for _, m := range plan.Messages() {
+		want[m.Key] = describeMessage(m)
+	}
+	if len(want) < 3*enqueueBatch {
+		t.Fatalf("only %d messages planned: the test needs several enqueue batches", len(want))
+	}
+	id, err := e.Store.StartRun(ctx, "run", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := &RunResult{RunID: id}
+	if err := e.planAndEnqueue(ctx, snaps, now, PlanOptions{}, res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Enqueued != len(want) {
+		t.Errorf("the pass enqueued %d messages, Plan planned %d", res.Enqueued, len(want))
+	}
+	got := 0
+	for _, r := range study.Rules {
+		ms, err := e.Store.ByRule(ctx, r.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range ms {
+			m := &ms[i]
+			got++
+			if m.RunID != res.RunID {
+				t.Errorf("message %s stored with run %d, want %d", m.Key, m.RunID, res.RunID)
+			}
+			if w, ok := want[m.Key]; !ok {
+				t.Errorf("message %s stored, not planned", m.Key)
+			} else if d := describeMessage(m); d != w {
+				t.Errorf("message %s stored as\n%s\nplanned as\n%s", m.Key, d, w)
+			}
+		}
+	}
+	if got != len(want) {
+		t.Errorf("%d messages stored, %d planned", got, len(want))
+	}
+	if len(res.Plan.Decisions) == 0 {
+		t.Error("the pass kept no skipped decision")
+	}
+}
+
+// describeMessage is what of a planned message must be stored as planned.
+func describeMessage(m *storage.Message) string {
+	return fmt.Sprintf("%s %s/%s/%s/%s#%d occ %d %s: to %s from %s %q %q %q segs %d; not before %s, expires %s, %s",
+		m.Key, m.Project, m.Rule, m.Record, m.Event, m.Instance, m.Occurrence, m.Channel, m.To, m.From,
+		m.Subject, m.Body, m.HTML, m.Segments, m.NotBefore.UTC(), m.ExpiresAt.UTC(), m.Zone)
+}
+
+// TestSafetyParsedNumbersReusedUntilCorrected checks that a plan takes the
+// numbers the last plan parsed instead of parsing them again, and that a
+// number corrected in REDCap is parsed and used at once: the reuse goes by
+// the value as typed, never by participant.
+func TestSafetyParsedNumbersReusedUntilCorrected(t *testing.T) {
+	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := benchEngineFor(t, study)
+	recs := benchRecords(300)
+	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	ctx := context.Background()
+	// Record 3 gets the welcome text.
+	welcomeTo := func() string {
+		t.Helper()
+		plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range plan.Messages() {
+			if m.Rule == "welcome" && m.Record == recs[2].ID {
+				return m.To
+			}
+		}
+		t.Fatal("no welcome text for record 3")
+		return ""
+	}
+	steps := []struct {
+		phone      string // record 3's number as typed; "" leaves it
+		wantTo     string
+		wantParsed func(n int) bool
+		what       string
+	}{
+		{"", "+13125550002", func(n int) bool { return n > 100 }, "every number, the first time"},
+		{"", "+13125550002", func(n int) bool { return n == 0 }, "none, the numbers unchanged"},
+		{"312-555-0199", "+13125550199", func(n int) bool { return n == 1 }, "only the corrected number"},
+		{"", "+13125550199", func(n int) bool { return n == 0 }, "none, the correction already parsed"},
+	}
+	for i, s := range steps {
+		if s.phone != "" {
+			recs[2].Rows[0].Values["phone"] = s.phone
+		}
+		if got := welcomeTo(); got != s.wantTo {
+			t.Errorf("plan %d: welcome text to %s, want %s", i+1, got, s.wantTo)
+		}
+		if n := e.parsed.Load().parsed; !s.wantParsed(n) {
+			t.Errorf("plan %d parsed %d numbers, want %s", i+1, n, s.what)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/nudge-study/nudge/storage"
 )
@@ -101,6 +102,10 @@ func (s *RuleSummary) add(d *Decision) {
 func (p *Plan) keep(e *Engine, d *Decision) {
 	if d.Outcome == Skipped {
 		p.Decisions = append(p.Decisions, *d)
+		if m := d.Message; m != nil { // the planner's, reused (see PlanEach)
+			c := *m
+			p.Decisions[len(p.Decisions)-1].Message = &c
+		}
 		return
 	}
 	s := p.counted[d.Rule]
@@ -152,45 +157,10 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 	}
 	now := e.now()
 	e.progress(Progress{Stage: "plan"})
-	// The messages are enqueued a batch at a time while planning goes on,
-	// so that a pass over many records does not hold them all. Each was
-	// decided in full: when planning fails later, those enqueued stand.
-	plan := &Plan{}
-	batch := make([]*storage.Message, 0, enqueueBatch)
-	enqueue := func() error {
-		n, err := e.Store.EnqueueBatch(ctx, batch)
-		res.Enqueued += n
-		clear(batch)
-		batch = batch[:0]
-		if err != nil {
-			return fmt.Errorf("enqueue: %w", err)
-		}
-		return nil
-	}
-	opt.Unexplained = true // excluded decisions are only counted (see keep)
-	err = e.PlanEach(ctx, snaps, now, opt, func(d *Decision) error {
-		plan.keep(e, d)
-		from := len(batch)
-		if d.Message != nil {
-			batch = append(batch, d.Message)
-		}
-		batch = append(batch, d.More...)
-		for _, m := range batch[from:] {
-			m.RunID = res.RunID
-		}
-		if len(batch) < enqueueBatch {
-			return nil
-		}
-		return enqueue()
-	})
-	if err == nil && len(batch) > 0 {
-		err = enqueue()
-	}
-	if err != nil {
+	if err := e.planAndEnqueue(ctx, snaps, now, opt, res); err != nil {
 		return err
 	}
-	res.Plan = plan
-	e.logPlan(ctx, plan, res.Enqueued)
+	e.logPlan(ctx, res.Plan, res.Enqueued)
 	if res.Dispatch, err = e.Dispatch(ctx); err != nil {
 		return fmt.Errorf("dispatch: %w", err)
 	}
@@ -206,6 +176,58 @@ func (e *Engine) pass(ctx context.Context, res *RunResult, opt PlanOptions) erro
 	for _, p := range res.Problems() {
 		e.log().WithField("problem", p).Error("sending was held back")
 	}
+	return nil
+}
+
+// planAndEnqueue plans snaps at now as a pass does and enqueues the
+// messages planned, for run res: res.Plan gets the plan (its skipped
+// decisions kept, the others counted) and res.Enqueued the messages new
+// to the outbox.
+func (e *Engine) planAndEnqueue(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions, res *RunResult) error {
+	// The messages are enqueued a batch at a time while planning goes on,
+	// so that a pass over many records does not hold them all. Each was
+	// decided in full: when planning fails later, those enqueued stand.
+	plan := &Plan{}
+	// The batch holds copies: the planner reuses its messages.
+	batch := make([]storage.Message, 0, enqueueBatch+8)
+	ptrs := make([]*storage.Message, 0, cap(batch))
+	enqueue := func() error {
+		ptrs = ptrs[:0]
+		for i := range batch {
+			ptrs = append(ptrs, &batch[i])
+		}
+		n, err := e.Store.EnqueueBatch(ctx, ptrs)
+		res.Enqueued += n
+		clear(batch)
+		batch = batch[:0]
+		if err != nil {
+			return fmt.Errorf("enqueue: %w", err)
+		}
+		return nil
+	}
+	opt.Unexplained = true // excluded decisions are only counted (see keep)
+	err := e.PlanEach(ctx, snaps, now, opt, func(d *Decision) error {
+		plan.keep(e, d)
+		if d.Message != nil {
+			batch = append(batch, *d.Message)
+			batch[len(batch)-1].RunID = res.RunID
+		}
+		for _, m := range d.More {
+			batch = append(batch, *m)
+			batch[len(batch)-1].RunID = res.RunID
+		}
+		if len(batch) < enqueueBatch {
+			return nil
+		}
+		return enqueue()
+	})
+	if err == nil && len(batch) > 0 {
+		err = enqueue()
+	}
+	if err != nil {
+		return err
+	}
+	res.Plan = plan
 	return nil
 }
 

@@ -153,11 +153,15 @@ type verdicts struct {
 	lastKey []byte
 	last    verdict
 	hasLast bool
+	// lastRow is the row last given a verdict (last). The verdict of a
+	// condition depends on nothing but the row (with its record) and the
+	// Pass, so other rules with the condition take it as it is.
+	lastRow *Row
 }
 
-// remember makes v, for key, the last verdict given.
-func (vs *verdicts) remember(key []byte, v verdict) {
-	vs.lastKey, vs.last, vs.hasLast = append(vs.lastKey[:0], key...), v, true
+// remember makes v, for key and row, the last verdict given.
+func (vs *verdicts) remember(row *Row, key []byte, v verdict) {
+	vs.lastKey, vs.last, vs.hasLast, vs.lastRow = append(vs.lastKey[:0], key...), v, true, row
 }
 
 // NewPass returns a Pass at time now; missing lists the project's
@@ -197,6 +201,9 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 			d.Reason = "the rule is disabled (enabled: false)"
 		case r.When == nil:
 			d.Selected = true
+		case m.verdicts.lastRow == row:
+			// Another rule with this condition, on this row: its verdict.
+			d.Selected, d.Reason = m.verdicts.last.selected, m.verdicts.last.reason
 		default:
 			p.key = p.key[:0]
 			for i, ref := range m.refs {
@@ -212,11 +219,12 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 			vs := m.verdicts
 			if vs.hasLast && string(vs.lastKey) == string(p.key) {
 				d.Selected, d.Reason = vs.last.selected, vs.last.reason
+				vs.lastRow = row
 				break
 			}
 			if v, hit := vs.byKey[string(p.key)]; hit {
 				d.Selected, d.Reason = v.selected, v.reason
-				vs.remember(p.key, v)
+				vs.remember(row, p.key, v)
 				break
 			}
 			ok, err := r.When.True(scope)
@@ -234,7 +242,7 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 				if len(vs.byKey) < memoMax {
 					vs.byKey[string(p.key)] = v
 				}
-				vs.remember(p.key, v)
+				vs.remember(row, p.key, v)
 			}
 		}
 		out = append(out, d)
