@@ -263,3 +263,38 @@ func TestRenderRefSourceConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// BenchmarkRenderScope renders an SMS and an email's parts on an export's
+// row, through a Scope's RefSource methods and through Lookup alone.
+func BenchmarkRenderScope(b *testing.B) {
+	d := refsDict()
+	rec := refsRecords()[0]
+	scope := NewScope(rec, rec.Rows[0], time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), nil)
+	var texts []*templates.Text
+	for _, src := range []string{
+		"Hi [first_name], your next study visit is on [visit_date|your scheduled day]. Reply STOP to opt out.",
+		"Your visit on [visit_date]",
+		"Dear [first_name],\n\nWe look forward to seeing you on [visit_date] ([arm:label] arm). Race: [race].",
+	} {
+		text, err := templates.Parse("t.txt", src)
+		if err != nil {
+			b.Fatal(err)
+		}
+		texts = append(texts, text)
+	}
+	for _, bm := range []struct {
+		name string
+		src  templates.Source
+	}{{"RefSource", scope}, {"Lookup", lookupOnly{scope}}} {
+		b.Run(bm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				for _, text := range texts {
+					if _, err := text.Render(bm.src, d); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
