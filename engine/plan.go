@@ -841,10 +841,11 @@ func (pl *planner) content(r *rules.Rule, scope *rules.Scope, to string) (storag
 	switch r.Channel {
 	case rules.ChannelSMS:
 		if c.Body, err = r.SMS.Body.Render(src, dict); err == nil {
-			if n := utf8.RuneCountInString(c.Body); n > maxSMSLength {
+			segs, n := templates.Measure(c.Body)
+			if n > maxSMSLength {
 				err = fmt.Errorf("the message is %d characters long; Twilio refuses more than %d", n, maxSMSLength)
 			}
-			c.Segments = templates.Count(c.Body).Count
+			c.Segments = segs.Count
 		}
 	case rules.ChannelEmail:
 		if c.Subject, err = r.Email.Subject.Render(src, dict); err == nil {

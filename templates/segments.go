@@ -79,42 +79,51 @@ func gsmLookup(r rune) int {
 // When a long body is split, a two-unit character is never divided between
 // segments: it moves whole to the next one, which may add a segment.
 func Count(body string) Segments {
-	if s, ok := countGSM(body); ok {
-		return s
+	s, _ := Measure(body)
+	return s
+}
+
+// Measure is Count, and also counts the characters (runes) of body.
+func Measure(body string) (s Segments, chars int) {
+	if s, chars, ok := countGSM(body); ok {
+		return s, chars
 	}
 	return countUCS2(body)
 }
 
-// countGSM counts body as GSM-7; ok is false when a character has no GSM-7 form.
-func countGSM(body string) (s Segments, ok bool) {
+// countGSM counts body as GSM-7, and its characters; ok is false when a
+// character has no GSM-7 form.
+func countGSM(body string) (s Segments, chars int, ok bool) {
 	s.Encoding = GSM7
 	for _, r := range body {
 		u := gsmUnits(r)
 		if u == 0 {
-			return Segments{}, false
+			return Segments{}, 0, false
 		}
 		s.Units += u
+		chars++
 	}
 	if s.Units <= gsmSingle {
 		s.Count = min(s.Units, 1)
-		return s, true
+		return s, chars, true
 	}
 	s.Count = pack(body, gsmPart, gsmUnits)
-	return s, true
+	return s, chars, true
 }
 
-// countUCS2 counts body as UCS-2 (UTF-16 code units).
-func countUCS2(body string) Segments {
-	s := Segments{Encoding: UCS2}
+// countUCS2 counts body as UCS-2 (UTF-16 code units), and its characters.
+func countUCS2(body string) (s Segments, chars int) {
+	s.Encoding = UCS2
 	for _, r := range body {
 		s.Units += utf16.RuneLen(r)
+		chars++
 	}
 	if s.Units <= ucs2Single {
 		s.Count = min(s.Units, 1)
-		return s
+		return s, chars
 	}
 	s.Count = pack(body, ucs2Part, utf16.RuneLen)
-	return s
+	return s, chars
 }
 
 // pack fills segments of size units greedily, keeping each character whole,

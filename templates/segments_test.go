@@ -3,6 +3,7 @@ package templates
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCount(t *testing.T) {
@@ -47,6 +48,10 @@ func TestCount(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := Count(tt.body); got != tt.want {
 				t.Errorf("Count(%q) = %+v, want %+v", tt.body, got, tt.want)
+			}
+			got, chars := Measure(tt.body)
+			if got != tt.want || chars != utf8.RuneCountInString(tt.body) {
+				t.Errorf("Measure(%q) = %+v, %d; want %+v, %d", tt.body, got, chars, tt.want, utf8.RuneCountInString(tt.body))
 			}
 		})
 	}

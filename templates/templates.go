@@ -79,6 +79,28 @@ type Source interface {
 	Lookup(r logic.Ref) (value string, ok bool)
 }
 
+// RefSource is a Source that reads a template's references faster than
+// one Lookup each; rules.Scope satisfies it. Render has it prepare the
+// list of references a template reads once per template and data
+// dictionary, keeps the list with the template, and reads each value by
+// its place in the list.
+type RefSource interface {
+	Source
+	// PrepareRefs prepares refs (which it may keep: they do not change)
+	// for LookupRef. The result is used by many goroutines at once, with
+	// many sources: it must be safe for concurrent use.
+	PrepareRefs(refs []logic.Ref) PreparedRefs
+	// LookupRef returns Lookup(p.Ref(i)). p may come from another
+	// RefSource's PrepareRefs.
+	LookupRef(p PreparedRefs, i int) (value string, ok bool)
+}
+
+// PreparedRefs is a list of references a RefSource prepared.
+type PreparedRefs interface {
+	// Ref returns the list's i-th reference.
+	Ref(i int) logic.Ref
+}
+
 // Error is a piping syntax error at a position of a template file. Line and
 // Col are 1-based; Col counts characters (runes), not bytes.
 type Error struct {
@@ -166,28 +188,77 @@ type Text struct {
 
 // tagFields is the data dictionary's field of each part's tag, by the
 // part's place; nil where the tag's field is not in the dictionary (or the
-// part is not a field tag).
+// part is not a field tag). It also lists the references the tags read:
+// a checkbox tag's one per choice, [race(1)], [race(2)], …, any other
+// field tag its own; first holds where each part's lie in refs.
 type tagFields struct {
 	d      *dict.Dictionary
 	fields []*dict.Field
+	refs   []logic.Ref
+	first  []int
+	// prepared is refs prepared by the first RefSource rendered with.
+	prepared atomic.Pointer[preparedRefs]
 }
+
+type preparedRefs struct{ p PreparedRefs }
 
 // fieldsFor returns the fields of t's tags in d.
 func (t *Text) fieldsFor(d *dict.Dictionary) *tagFields {
 	if tf := t.fields.Load(); tf != nil && tf.d == d {
 		return tf
 	}
-	tf := &tagFields{d: d, fields: make([]*dict.Field, len(t.parts))}
+	tf := &tagFields{d: d, fields: make([]*dict.Field, len(t.parts)), first: make([]int, len(t.parts))}
 	for i, p := range t.parts {
-		if p.tag == nil || p.tag.survey != nil || d == nil {
+		tf.first[i] = -1
+		if p.tag == nil || p.tag.survey != nil {
 			continue
 		}
-		if f, ok := d.Field(p.tag.ref.Field); ok {
-			tf.fields[i] = &f
+		tf.first[i] = len(tf.refs)
+		var field *dict.Field
+		if d != nil {
+			if f, ok := d.Field(p.tag.ref.Field); ok {
+				field = &f
+				tf.fields[i] = field
+			}
 		}
+		if p.tag.readsChoices(field) {
+			for _, c := range field.Choices {
+				cr := p.tag.ref
+				cr.Code = c.Code
+				tf.refs = append(tf.refs, cr)
+			}
+			continue
+		}
+		tf.refs = append(tf.refs, p.tag.ref)
 	}
 	t.fields.Store(tf)
 	return tf
+}
+
+// preparedFor returns the tags' references prepared by src.
+func (tf *tagFields) preparedFor(src RefSource) PreparedRefs {
+	if p := tf.prepared.Load(); p != nil {
+		return p.p
+	}
+	tf.prepared.CompareAndSwap(nil, &preparedRefs{p: src.PrepareRefs(tf.refs)})
+	return tf.prepared.Load().p
+}
+
+// reader reads the references of a template's tags (tagFields.refs) by
+// their place: through a RefSource's prepared list, or through Lookup.
+type reader struct {
+	src  Source
+	rs   RefSource // nil when src is not one
+	p    PreparedRefs
+	refs []logic.Ref
+}
+
+// lookup returns the value of the i-th reference.
+func (r *reader) lookup(i int) (string, bool) {
+	if r.rs != nil {
+		return r.rs.LookupRef(r.p, i)
+	}
+	return r.src.Lookup(r.refs[i])
 }
 
 // part is literal text or one piping tag.
@@ -247,71 +318,89 @@ func (t *Text) Surveys() []SurveyRef {
 // are unavailable. A blank value without a fallback is a *MissingError, a
 // multiple-choice code without a label a *ChoiceError.
 func (t *Text) Render(src Source, d *dict.Dictionary) (string, error) {
-	var b strings.Builder
-	size := 0
-	for _, p := range t.parts {
-		size += len(p.lit) + 16 // room for a typical piped value
+	tf := t.fieldsFor(d)
+	rd := reader{src: src, refs: tf.refs}
+	if rs, ok := src.(RefSource); ok {
+		rd.rs, rd.p = rs, tf.preparedFor(rs)
 	}
-	b.Grow(size)
-	fields := t.fieldsFor(d)
+	// Each part's text is worked out first, so that the result is
+	// allocated once, at its size.
+	var stack [16]string
+	texts := stack[:0]
+	if len(t.parts) > len(stack) {
+		texts = make([]string, 0, len(t.parts))
+	}
+	size := 0
 	for i, p := range t.parts {
-		if p.tag == nil {
-			b.WriteString(p.lit)
-			continue
-		}
-		if p.tag.survey != nil {
-			if err := t.writeLink(&b, src, *p.tag.survey); err != nil {
+		s := p.lit
+		if p.tag != nil {
+			var err error
+			if s, err = t.piped(p.tag, &rd, tf.fields[i], tf.first[i]); err != nil {
 				return "", err
 			}
-			continue
 		}
-		v, err := p.tag.value(src, fields.fields[i])
-		if err != nil {
-			return "", err
-		}
-		if strings.TrimSpace(v) == "" {
-			if !p.tag.hasFallback {
-				return "", &MissingError{Ref: p.tag.ref}
-			}
-			b.WriteString(p.tag.fallback)
-			continue
-		}
-		if t.html {
-			v = html.EscapeString(v)
-		}
-		b.WriteString(v)
+		texts = append(texts, s)
+		size += len(s)
+	}
+	if len(texts) == 1 {
+		return texts[0], nil
+	}
+	var b strings.Builder
+	b.Grow(size)
+	for _, s := range texts {
+		b.WriteString(s)
 	}
 	return b.String(), nil
 }
 
-// writeLink writes a survey link: in HTML an <a> element for
+// piped is the text tag tg pipes: its value, escaped in HTML, or its
+// fallback. field is its field in the data dictionary (nil when unknown),
+// at the place of its references in rd.
+func (t *Text) piped(tg *tag, rd *reader, field *dict.Field, at int) (string, error) {
+	if tg.survey != nil {
+		return t.link(rd.src, *tg.survey)
+	}
+	v, err := tg.value(rd, field, at)
+	if err != nil {
+		return "", err
+	}
+	if strings.TrimSpace(v) == "" {
+		if !tg.hasFallback {
+			return "", &MissingError{Ref: tg.ref}
+		}
+		return tg.fallback, nil
+	}
+	if t.html {
+		v = html.EscapeString(v)
+	}
+	return v, nil
+}
+
+// link is what a survey tag pipes: in HTML an <a> element for
 // [survey-link:…], otherwise the URL.
-func (t *Text) writeLink(b *strings.Builder, src Source, s SurveyRef) error {
+func (t *Text) link(src Source, s SurveyRef) (string, error) {
 	l, ok := src.(Linker)
 	if !ok {
-		return fmt.Errorf("%s: %w", s, ErrNoLinks)
+		return "", fmt.Errorf("%s: %w", s, ErrNoLinks)
 	}
 	u, err := l.SurveyLink(s)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if strings.TrimSpace(u) == "" {
-		return fmt.Errorf("%s: no survey link", s)
+		return "", fmt.Errorf("%s: no survey link", s)
 	}
 	if !t.html {
-		b.WriteString(u)
-		return nil
+		return u, nil
 	}
 	if !s.Link {
-		b.WriteString(html.EscapeString(u))
-		return nil
+		return html.EscapeString(u), nil
 	}
 	text := s.Text
 	if text == "" {
 		text = LinkText(s.Instrument)
 	}
-	b.WriteString(`<a href="` + html.EscapeString(u) + `">` + html.EscapeString(text) + `</a>`)
-	return nil
+	return `<a href="` + html.EscapeString(u) + `">` + html.EscapeString(text) + `</a>`, nil
 }
 
 // LinkText is the text of a [survey-link:instrument] in HTML without a
@@ -325,31 +414,33 @@ func LinkText(instrument string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
+// readsChoices reports whether the tag reads one reference per choice of
+// field (nil when unknown): a checkbox field's tag without a choice code.
+func (tg *tag) readsChoices(field *dict.Field) bool {
+	return field != nil && field.Type == "checkbox" && !tg.smart && tg.ref.Code == ""
+}
+
 // value looks up what the tag pipes, given the data dictionary's field
-// (nil when unknown); "" means blank.
-func (tg *tag) value(src Source, field *dict.Field) (string, error) {
+// (nil when unknown) and where the tag's references lie in rd; "" means
+// blank.
+func (tg *tag) value(rd *reader, field *dict.Field, at int) (string, error) {
 	r := tg.ref
 	if tg.smart || r.Code != "" {
-		v, _ := src.Lookup(r)
+		v, _ := rd.lookup(at)
 		return v, nil
 	}
-	var f dict.Field
-	known := field != nil
-	if known {
-		f = *field
-	}
-	if known && f.Type == "checkbox" {
-		return checkbox(src, r, f, tg.mod), nil
+	if tg.readsChoices(field) {
+		return checkbox(rd, at, field, tg.mod), nil
 	}
 	if tg.mod == modChecked || tg.mod == modUnchecked {
 		return "", fmt.Errorf("[%s:%s] is for checkbox fields, and %s is not one in the data dictionary", r.Field, tg.mod, r.Field)
 	}
-	v, _ := src.Lookup(r)
+	v, _ := rd.lookup(at)
 	v = strings.TrimSpace(v)
-	if v == "" || tg.mod == modValue || !known {
+	if v == "" || tg.mod == modValue || field == nil {
 		return v, nil
 	}
-	choices := choicesOf(f)
+	choices := choicesOf(field)
 	if choices == nil {
 		return v, nil
 	}
@@ -361,20 +452,27 @@ func (tg *tag) value(src Source, field *dict.Field) (string, error) {
 	return "", &ChoiceError{Ref: r}
 }
 
+// The labels yesno and truefalse fields pipe when the data dictionary
+// lists no choices of their own.
+var (
+	yesNoChoices     = []dict.Choice{{Code: "1", Label: "Yes"}, {Code: "0", Label: "No"}}
+	trueFalseChoices = []dict.Choice{{Code: "1", Label: "True"}, {Code: "0", Label: "False"}}
+)
+
 // choicesOf returns the choices whose label [field] pipes, nil for a field
 // that pipes its value.
-func choicesOf(f dict.Field) []dict.Choice {
+func choicesOf(f *dict.Field) []dict.Choice {
 	switch f.Type {
 	case "dropdown", "radio":
 		return f.Choices
 	case "yesno":
 		if len(f.Choices) == 0 {
-			return []dict.Choice{{Code: "1", Label: "Yes"}, {Code: "0", Label: "No"}}
+			return yesNoChoices
 		}
 		return f.Choices
 	case "truefalse":
 		if len(f.Choices) == 0 {
-			return []dict.Choice{{Code: "1", Label: "True"}, {Code: "0", Label: "False"}}
+			return trueFalseChoices
 		}
 		return f.Choices
 	}
@@ -382,27 +480,44 @@ func choicesOf(f dict.Field) []dict.Choice {
 }
 
 // checkbox pipes a checkbox field: labels (or codes, for :value) of the
-// checked choices, or labels of the unchecked ones, joined by ", ".
-func checkbox(src Source, r logic.Ref, f dict.Field, mod string) string {
-	var out []string
-	for _, c := range f.Choices {
-		cr := r
-		cr.Code = c.Code
-		v, ok := src.Lookup(cr)
+// checked choices, or labels of the unchecked ones, joined by ", ". The
+// value of choice k lies at place at+k of rd.
+func checkbox(rd *reader, at int, f *dict.Field, mod string) string {
+	var b strings.Builder
+	first, n := "", 0
+	for k, c := range f.Choices {
+		v, ok := rd.lookup(at + k)
 		if !ok {
 			continue // no data for this choice: neither checked nor unchecked
 		}
 		checked := strings.TrimSpace(v) == "1"
+		var s string
 		switch {
 		case mod == modUnchecked && !checked:
-			out = append(out, c.Label)
+			s = c.Label
 		case mod == modValue && checked:
-			out = append(out, c.Code)
+			s = c.Code
 		case mod != modUnchecked && mod != modValue && checked:
-			out = append(out, c.Label)
+			s = c.Label
+		default:
+			continue
 		}
+		switch n {
+		case 0:
+			first = s
+		case 1:
+			b.WriteString(first)
+			fallthrough
+		default:
+			b.WriteString(", ")
+			b.WriteString(s)
+		}
+		n++
 	}
-	return strings.Join(out, ", ")
+	if n > 1 {
+		return b.String()
+	}
+	return first
 }
 
 // parser turns template source into parts. Positions are computed from byte
