@@ -405,7 +405,7 @@ func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []
 		}
 		for _, i := range idx {
 			r := active[i]
-			pl.ds = pass.Evaluate(r, rec, pl.ds[:0])
+			pl.ds = pass.EvaluateNth(i, r, rec, pl.ds[:0])
 			for _, d := range pl.ds {
 				out.items = append(out.items, plannedItem{rule: i, rec: rec, row: d.Row})
 				dec := &out.items[len(out.items)-1].d
@@ -519,6 +519,7 @@ func (pl *planner) fork() *planner {
 	w.toReasons = nil
 	w.block = nil
 	w.arena = nil
+	w.phones = nil
 	w.ds = nil
 	w.passes = make(map[string]*rules.Pass, len(pl.passes))
 	w.senders = make(map[string]rules.Sender)
@@ -536,6 +537,7 @@ type planner struct {
 	bad       map[string]storage.BadNumber // numbers Twilio said cannot get texts
 	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
 	addrs     *parsedAddresses             // raw values parsed, once per plan (or taken from the last plan's)
+	phones    map[addressKey]phone         // the phone numbers this planner took from addrs
 	ds        []rules.Decision             // work's verdicts of the record and rule at hand
 	scope     rules.Scope                  // decide's scope of the row at hand
 	toReasons map[string]string            // address → toReason's reason
@@ -881,7 +883,7 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 		}
 		return a.e164, ""
 	}
-	p := pl.addrs.get(false, raw, pl.e.study().Config.Twilio.Region)
+	p := pl.phone(raw, pl.e.study().Config.Twilio.Region)
 	if p.err != nil {
 		return "", fmt.Sprintf(reasonBadPhone+"%s (%s): %v", field(), redact(raw), p.err)
 	}
@@ -891,21 +893,41 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 	return p.e164, ""
 }
 
+// phone is pl.addrs.get of a phone number, remembered by the planner too:
+// its own map needs no lock, which the planners on other cores would
+// contend for.
+func (pl *planner) phone(raw, region string) phone {
+	k := addressKey{region, raw}
+	if p, ok := pl.phones[k]; ok {
+		return p
+	}
+	p := pl.addrs.get(false, raw, region)
+	if pl.phones == nil {
+		pl.phones = make(map[addressKey]phone)
+	}
+	pl.phones[k] = p
+	return p
+}
+
 // parsedAddresses holds the phone numbers and email addresses a plan has
 // parsed, by raw value, for all its planners. Those it has not parsed it
 // takes from the last plan's (prev) when there, so that it ends holding
 // just those of its own plan.
 type parsedAddresses struct {
-	mu             sync.RWMutex
-	phones, emails map[string]phone // the email's address is in e164; phones by region and raw value (phoneKey)
-	prev           *parsedAddresses // the last plan's, or nil
-	parsed         int              // how many values this plan parsed itself
+	mu     sync.RWMutex
+	phones map[addressKey]phone // by NormalizePhone's region and the raw value
+	emails map[addressKey]phone // by the raw value alone; the address is in e164
+	prev   *parsedAddresses     // the last plan's, or nil
+	parsed int                  // how many values this plan parsed itself
 }
 
+// addressKey is a raw address with the region a phone number is read in.
+type addressKey struct{ region, raw string }
+
 func newParsedAddresses(prev *parsedAddresses) *parsedAddresses {
-	a := &parsedAddresses{phones: make(map[string]phone), emails: make(map[string]phone), prev: prev}
+	a := &parsedAddresses{phones: make(map[addressKey]phone), emails: make(map[addressKey]phone), prev: prev}
 	if prev != nil {
-		a.phones = make(map[string]phone, len(prev.phones))
+		a.phones = make(map[addressKey]phone, len(prev.phones))
 	}
 	return a
 }
@@ -920,11 +942,9 @@ func (a *parsedAddresses) forget() {
 // get returns the parsed email address (email) or phone number raw,
 // parsing it the first time; region is NormalizePhone's.
 func (a *parsedAddresses) get(email bool, raw, region string) phone {
-	m, key := a.phones, raw
+	m, key := a.phones, addressKey{region, raw}
 	if email {
 		m = a.emails
-	} else if region != "" {
-		key = region + "\x00" + raw
 	}
 	a.mu.RLock()
 	p, ok := m[key]
@@ -953,7 +973,7 @@ func (a *parsedAddresses) get(email bool, raw, region string) phone {
 }
 
 // lookup returns what a parsed of key (see get), without parsing it.
-func (a *parsedAddresses) lookup(email bool, key string) (phone, bool) {
+func (a *parsedAddresses) lookup(email bool, key addressKey) (phone, bool) {
 	m := a.phones
 	if email {
 		m = a.emails

@@ -61,6 +61,7 @@ type Pass struct {
 	now     time.Time
 	missing map[string]bool
 	memo    map[*Rule]*memo
+	nth     []*memo // by the numbers EvaluateNth's caller gives the rules
 	// shared holds the verdicts by condition: rules whose conditions read
 	// the same (and read 'today' in the same zone) share them.
 	shared map[condKey]*verdicts
@@ -80,6 +81,7 @@ func (p *Pass) LeaveUnexplained() { p.unexplained = true }
 // memo is what a Pass remembers for one rule: the condition's references
 // and, by the values they have, the verdicts.
 type memo struct {
+	rule     *Rule
 	refs     []logic.Ref
 	verdicts *verdicts
 	// cols is the column list of the rows last evaluated, and at says
@@ -90,11 +92,28 @@ type memo struct {
 	to   int
 }
 
+// memoAt is memoFor for the rule a caller numbered n (see EvaluateNth).
+func (p *Pass) memoAt(n int, r *Rule, cols *columns) *memo {
+	if n < 0 {
+		return p.memoFor(r, cols)
+	}
+	if n < len(p.nth) {
+		if m := p.nth[n]; m != nil && m.rule == r && m.cols == cols {
+			return m
+		}
+	} else {
+		p.nth = append(p.nth, make([]*memo, n+1-len(p.nth))...)
+	}
+	m := p.memoFor(r, cols)
+	p.nth[n] = m
+	return m
+}
+
 // memoFor is the Pass's memo of rule r, ready for rows with columns cols.
 func (p *Pass) memoFor(r *Rule, cols *columns) *memo {
 	m := p.memo[r]
 	if m == nil {
-		m = &memo{to: -1}
+		m = &memo{rule: r, to: -1}
 		if r.When != nil {
 			m.refs = r.When.Refs()
 			k := condKey{text: r.When.String(), zone: r.zone}
@@ -179,6 +198,14 @@ func (p *Pass) Scope(rec *Record, row *Row, now time.Time) *Scope {
 // Evaluate appends to out the rule's Decision for each candidate row of
 // rec, as Rule.Evaluate does, and returns the extended slice.
 func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
+	return p.EvaluateNth(-1, r, rec, out)
+}
+
+// EvaluateNth is Evaluate for a caller that numbers the rules it has
+// evaluated from 0: n is r's number (the same for every record), with
+// which the Pass finds what it remembers of r at once. A negative n
+// numbers nothing.
+func (p *Pass) EvaluateNth(n int, r *Rule, rec *Record, out []Decision) []Decision {
 	now := p.now
 	if r.zone != nil {
 		now = now.In(r.zone)
@@ -189,7 +216,7 @@ func (p *Pass) Evaluate(r *Rule, rec *Record, out []Decision) []Decision {
 		}
 		p.scope = Scope{rec: rec, row: row, now: now, missing: p.missing}
 		scope := &p.scope
-		m := p.memoFor(r, row.cols)
+		m := p.memoAt(n, r, row.cols)
 		d := Decision{Record: rec.ID, Row: row}
 		if r.ToAddress != "" {
 			d.To = r.ToAddress

@@ -53,6 +53,30 @@ func TestPassMatchesEvaluate(t *testing.T) {
 			}
 		}
 	}
+	// Every condition twice over (two rules each), evaluated record by
+	// record in rule order as the planner does, the rules numbered for
+	// EvaluateNth by their place, all alike (a caller's mistake), or not.
+	var rs []*Rule
+	for k := range 2 {
+		for i, cond := range conds {
+			rs = append(rs, mustRule(t, Rule{Name: fmt.Sprintf("r%d-%d", i, k), Enabled: true}, cond))
+		}
+	}
+	for _, numbering := range []string{"by place", "all 0", "none"} {
+		pass := NewPass(now, missing)
+		for round := 0; round < 2; round++ {
+			for _, rec := range recs {
+				for i, r := range rs {
+					n := map[string]int{"by place": i, "all 0": 0, "none": -1}[numbering]
+					got := pass.EvaluateNth(n, r, rec, nil)
+					want := r.Evaluate(rec, now, missing)
+					if g, w := describeDecisions(got), describeDecisions(want); g != w {
+						t.Errorf("numbered %s: rule %s (%s), record %s, round %d:\npass     %s\nevaluate %s", numbering, r.Name, r.When, rec.ID, round, g, w)
+					}
+				}
+			}
+		}
+	}
 }
 
 func describeDecisions(ds []Decision) string {

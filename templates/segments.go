@@ -1,6 +1,9 @@
 package templates
 
-import "unicode/utf16"
+import (
+	"unicode/utf16"
+	"unicode/utf8"
+)
 
 // Encodings reported by Count.
 const (
@@ -95,7 +98,17 @@ func Measure(body string) (s Segments, chars int) {
 // character has no GSM-7 form.
 func countGSM(body string) (s Segments, chars int, ok bool) {
 	s.Encoding = GSM7
-	for _, r := range body {
+	// ASCII, the common case, byte by byte; the rest rune by rune.
+	i := 0
+	for ; i < len(body) && body[i] < utf8.RuneSelf; i++ {
+		u := gsmASCII[body[i]]
+		if u == 0 {
+			return Segments{}, 0, false
+		}
+		s.Units += int(u)
+	}
+	chars = i
+	for _, r := range body[i:] {
 		u := gsmUnits(r)
 		if u == 0 {
 			return Segments{}, 0, false

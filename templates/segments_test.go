@@ -43,6 +43,8 @@ func TestCount(t *testing.T) {
 		{"emoji pushes third part", r("a", 66) + "👍" + r("a", 66), Segments{UCS2, 134, 3}},
 		{"extension char in ucs2 is one unit", "–{", Segments{UCS2, 2, 1}},
 		{"cyrillic", "Привет", Segments{UCS2, 6, 1}},
+		{"ascii without gsm form forces ucs2", "a`b", Segments{UCS2, 3, 1}},
+		{"ascii then accent then extension", "Hi Zoé {x}", Segments{GSM7, 12, 1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
