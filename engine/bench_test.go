@@ -295,15 +295,11 @@ func BenchmarkExportSelectPreview(b *testing.B) {
 // benchDecode decodes a REDCap JSON export and groups its rows into
 // records, as Engine.Export does.
 func benchDecode(b *testing.B, body []byte) []*rules.Record {
-	rows, err := redcap.DecodeRows(body)
+	t, err := redcap.DecodeTable(body)
 	if err != nil {
 		b.Fatal(err)
 	}
-	flat := make([]map[string]string, len(rows))
-	for i, r := range rows {
-		flat[i] = r
-	}
-	return rules.GroupRows("record_id", flat)
+	return rules.GroupTable("record_id", t)
 }
 
 // reportPeakRSS reports the process's peak resident set size in MB, which
