@@ -213,8 +213,9 @@ func GroupTable(idField string, t Table) []*Record {
 		r.text, r.offs = t.Row(i)
 		r.Event, _ = r.at(eventAt)
 		r.RepeatInstrument, _ = r.at(instrumentAt)
-		inst, _ := r.at(instanceAt)
-		r.Instance, _ = strconv.Atoi(strings.TrimSpace(inst))
+		if inst, _ := r.at(instanceAt); inst != "" { // Atoi's error for "" would be allocated
+			r.Instance, _ = strconv.Atoi(strings.TrimSpace(inst))
+		}
 		rec := recs[recOf[i]]
 		rec.Rows = append(rec.Rows, r)
 	}

@@ -1,19 +1,30 @@
 package redcap
 
 import (
+	"bytes"
 	"encoding/json"
 )
 
 // flatDecoder reads REDCap's flat JSON export without encoding/json's
 // generic values, into a Table: column names are interned (one string per
-// column for the whole export) and each row's values share one string.
+// column for the whole export) and the values of a run of rows share one
+// string.
 type flatDecoder struct {
-	b     []byte
-	i     int
-	t     *Table
-	buf   []byte // the current row's values, end to end
-	cells []cell // the current row's columns
+	b       []byte
+	i       int
+	t       *Table
+	buf     []byte // the values of the rows not yet given their text, end to end
+	pending []span // those rows
+	cells   []cell // the current row's columns
 }
+
+// span is a row of the table and where its values lie in flatDecoder.buf.
+type span struct {
+	row, start, end int
+}
+
+// chunk is about how many bytes of values the rows of one string hold.
+const chunk = 64 << 10
 
 // cell is one column of the row being read: its number in the table and
 // where its value lies in flatDecoder.buf.
@@ -35,6 +46,9 @@ func decodeFlat(body []byte) (rows []Row, ok bool) {
 // decodeFlatTable is decodeFlat into a table.
 func decodeFlatTable(body []byte) (t *Table, ok bool) {
 	d := &flatDecoder{b: body, t: newTable()}
+	// Every row opens with a brace: their number is at most the braces'.
+	rows := min(bytes.Count(body, []byte{'{'}), len(body)/2)
+	d.t.texts, d.t.offs = make([]string, 0, rows), make([][]uint32, 0, rows)
 	d.space()
 	if !d.eat('[') {
 		return nil, false
@@ -43,6 +57,7 @@ func decodeFlatTable(body []byte) (t *Table, ok bool) {
 	if d.eat(']') {
 		return d.t, d.end()
 	}
+	defer d.flush()
 	for {
 		d.space()
 		if !d.object() {
@@ -88,7 +103,11 @@ func (d *flatDecoder) object() bool {
 	if !d.eat('{') {
 		return false
 	}
-	d.buf, d.cells = d.buf[:0], d.cells[:0]
+	if len(d.buf) >= chunk {
+		d.flush()
+	}
+	row := len(d.buf)
+	d.cells = d.cells[:0]
 	d.space()
 	if !d.eat('}') {
 		for {
@@ -118,10 +137,20 @@ func (d *flatDecoder) object() bool {
 	}
 	offs := d.t.offsets(len(d.t.cols))
 	for _, c := range d.cells {
-		offs[2*c.col], offs[2*c.col+1] = uint32(c.start), uint32(c.end)
+		offs[2*c.col], offs[2*c.col+1] = uint32(c.start-row), uint32(c.end-row)
 	}
-	d.t.add(string(d.buf), offs)
+	d.pending = append(d.pending, span{row: d.t.Len(), start: row, end: len(d.buf)})
+	d.t.add("", offs)
 	return true
+}
+
+// flush gives the pending rows their text, one string for all.
+func (d *flatDecoder) flush() {
+	all := string(d.buf)
+	for _, p := range d.pending {
+		d.t.texts[p.row] = all[p.start:p.end]
+	}
+	d.buf, d.pending = d.buf[:0], d.pending[:0]
 }
 
 // column is the table's number of the column key names, added when new.
