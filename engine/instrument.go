@@ -99,6 +99,12 @@ func (t timedREDCap) ExportRecords(ctx context.Context, p redcap.ExportParams) (
 	return out, err
 }
 
+func (t timedREDCap) ExportTable(ctx context.Context, p redcap.ExportParams) (out *redcap.Table, err error) {
+	defer since(t.m, metrics.SystemREDCap, "export_records", time.Now(), &err)
+	out, err = exportTable(ctx, t.REDCap, p)
+	return out, err
+}
+
 func (t timedREDCap) ImportRecords(ctx context.Context, rows []redcap.Row) (out redcap.ImportResult, err error) {
 	defer since(t.m, metrics.SystemREDCap, "import_records", time.Now(), &err)
 	out, err = t.REDCap.ImportRecords(ctx, rows)

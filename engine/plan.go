@@ -93,16 +93,12 @@ func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
 		fields = append([]string{id}, fields...)
 		start := time.Now()
 		at := e.now()
-		rows, err := e.REDCap[p.Name].ExportRecords(ctx, redcap.ExportParams{Fields: dedupe(fields)})
+		rows, err := exportTable(ctx, e.REDCap[p.Name], redcap.ExportParams{Fields: dedupe(fields)})
 		if err != nil {
 			return nil, fmt.Errorf("project %s: exporting records: %w", p.Name, err)
 		}
-		flat := make([]map[string]string, len(rows))
-		for i, r := range rows {
-			flat[i] = r
-		}
-		recs := rules.GroupRows(id, flat)
-		e.log().WithFields(map[string]any{"project": p.Name, "records": len(recs), "rows": len(rows),
+		recs := rules.GroupTable(id, rows)
+		e.log().WithFields(map[string]any{"project": p.Name, "records": len(recs), "rows": rows.Len(),
 			"fields": len(fields), "took": time.Since(start).Round(time.Millisecond).String()}).Info("exported records")
 		snap := &Snapshot{Project: p.Name, Records: recs, Missing: e.infos[p.Name].MissingCodes, At: at}
 		snaps[p.Name] = snap
@@ -112,6 +108,28 @@ func (e *Engine) Export(ctx context.Context) (map[string]*Snapshot, error) {
 		}
 	}
 	return snaps, nil
+}
+
+// tableExporter is a REDCap that exports records as a table (the API
+// client does), which the planner groups without a map per row.
+type tableExporter interface {
+	ExportTable(ctx context.Context, p redcap.ExportParams) (*redcap.Table, error)
+}
+
+// The planner's tables are the rules' tables.
+var _ rules.Table = (*redcap.Table)(nil)
+
+// exportTable exports records from rc as a table: with ExportTable when
+// rc has it, else with ExportRecords.
+func exportTable(ctx context.Context, rc REDCap, p redcap.ExportParams) (*redcap.Table, error) {
+	if t, ok := rc.(tableExporter); ok {
+		return t.ExportTable(ctx, p)
+	}
+	rows, err := rc.ExportRecords(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return redcap.TableOf(rows), nil
 }
 
 func dedupe(xs []string) []string {

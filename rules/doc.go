@@ -7,7 +7,8 @@
 // CheckWriteEvents then check the rules against a REDCap project's data
 // dictionary, events and the instruments designated for each event.
 //
-// Evaluation is pure: GroupRows turns a REDCap export into Records, a Scope
-// answers field references for one row, and Rule.Evaluate decides which
-// rows a rule selects at a given time and says why the others were not.
+// Evaluation is pure: GroupTable (or GroupRows) turns a REDCap export into
+// Records, a Scope answers field references for one row, and Rule.Evaluate
+// decides which rows a rule selects at a given time and says why the others
+// were not.
 package rules

@@ -144,7 +144,7 @@ func (p *Pass) memoFor(r *Rule, cols *columns) *memo {
 func lookupAt(scope *Scope, ref logic.Ref, at int) (string, bool) {
 	if row := scope.row; at >= 0 {
 		// As lookupDefault: an instance row's blank falls back to the base row.
-		if v := row.vals[at]; v != "" || row.Instance == 0 {
+		if v, ok := row.at(at); ok && (v != "" || row.Instance == 0) {
 			return v, true
 		}
 	}

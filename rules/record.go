@@ -27,12 +27,15 @@ type Row struct {
 	RepeatInstrument string
 	Instance         int // 0 = base row
 	// Values holds the row's values by column, for rows built by hand.
-	// Rows GroupRows builds leave it nil and hold their values by the
-	// column's place in a column list their export's rows share: read a
-	// row's values with Value and Columns.
+	// Rows GroupRows and GroupTable build leave it nil and hold their
+	// values in the compact form of a Table (one string and the offsets
+	// of each column's value in it), by the column's place in a column
+	// list their export's rows share: read a row's values with Value and
+	// Columns.
 	Values map[string]string
 	cols   *columns
-	vals   []string // by the column's place in cols
+	text   string
+	offs   []uint32 // by the column's place in cols: start, end (see Table)
 }
 
 // columns is a column list rows share, with each column's place in it.
@@ -41,12 +44,37 @@ type columns struct {
 	index map[string]int
 }
 
+// Absent is the start offset of a column a Table row does not have.
+const Absent = ^uint32(0)
+
+// Table is a flat REDCap export in compact form, as GroupTable reads it:
+// columns shared by every row and, for each row, its values end to end in
+// one string with where each column's value lies in it.
+type Table interface {
+	// Columns are the names of the columns, each once.
+	Columns() []string
+	// Len is the number of rows.
+	Len() int
+	// Row returns row i's values and their offsets: column c's value is
+	// text[offsets[2c]:offsets[2c+1]]. A column the row does not have has
+	// Absent as its start or lies past the end of offsets.
+	Row(i int) (text string, offsets []uint32)
+}
+
+// at is the row's value of the column at place i in its column list.
+func (r *Row) at(i int) (string, bool) {
+	if i < 0 || 2*i+1 >= len(r.offs) || r.offs[2*i] == Absent {
+		return "", false
+	}
+	return r.text[r.offs[2*i]:r.offs[2*i+1]], true
+}
+
 // Value returns the row's value of column col; ok is false when the row
 // has no such column.
 func (r *Row) Value(col string) (string, bool) {
 	if r.cols != nil {
 		if i, ok := r.cols.index[col]; ok {
-			return r.vals[i], true
+			return r.at(i)
 		}
 		return "", false
 	}
@@ -58,7 +86,20 @@ func (r *Row) Value(col string) (string, bool) {
 // The slice may be shared: do not change it.
 func (r *Row) Columns() []string {
 	if r.cols != nil {
-		return r.cols.names
+		all := len(r.offs) == 2*len(r.cols.names)
+		for i := 0; all && i < len(r.offs); i += 2 {
+			all = r.offs[i] != Absent
+		}
+		if all {
+			return r.cols.names
+		}
+		var names []string
+		for i, name := range r.cols.names {
+			if _, ok := r.at(i); ok {
+				names = append(names, name)
+			}
+		}
+		return names
 	}
 	names := make([]string, 0, len(r.Values))
 	for c := range r.Values {
@@ -89,32 +130,6 @@ func plainColumn(cols *columns, r logic.Ref) int {
 	return -1
 }
 
-// newColumns is the column list of values' columns.
-func newColumns(values map[string]string) *columns {
-	cols := &columns{names: make([]string, 0, len(values)), index: make(map[string]int, len(values))}
-	for c := range values {
-		cols.index[c] = len(cols.names)
-		cols.names = append(cols.names, c)
-	}
-	return cols
-}
-
-// fill puts each of values in its column's place in row, and reports
-// whether values has exactly the columns of cols (as many as row holds).
-func fill(row []string, cols *columns, values map[string]string) bool {
-	if len(values) != len(cols.names) {
-		return false
-	}
-	for c, v := range values {
-		i, ok := cols.index[c]
-		if !ok {
-			return false
-		}
-		row[i] = v
-	}
-	return true
-}
-
 // Record is one REDCap record with every exported row of it.
 type Record struct {
 	ID   string
@@ -124,53 +139,139 @@ type Record struct {
 // GroupRows groups REDCap flat export rows (with the redcap_event_name,
 // redcap_repeat_instrument and redcap_repeat_instance pseudo-columns when
 // present) into records, in the order records first appear. The rows
-// keep the values by column (see Row.Value), not the maps: rows with the
-// same columns, as an export's are, share one list of them.
+// keep the values by column (see Row.Value) in the compact form of
+// GroupTable, not the maps.
 func GroupRows(idField string, rows []map[string]string) []*Record {
+	return GroupTable(idField, tableOf(rows))
+}
+
+// groupBlock is how many records or rows GroupTable allocates at a time.
+const groupBlock = 1024
+
+// GroupTable groups a REDCap flat export in compact form into records, as
+// GroupRows does. The rows keep the table's strings and offsets and share
+// its column list.
+func GroupTable(idField string, t Table) []*Record {
+	names := t.Columns()
+	cols := &columns{names: names, index: make(map[string]int, len(names))}
+	for i, name := range names {
+		cols.index[name] = i
+	}
+	place := func(col string) int {
+		if i, ok := cols.index[col]; ok {
+			return i
+		}
+		return -1
+	}
+	idAt, eventAt, instrumentAt, instanceAt := place(idField), place(ColEvent), place(ColRepeatInstrument), place(ColRepeatInstance)
+
+	// First each row's record and each record's number of rows, so that
+	// the records' lists of rows are carved from blocks.
+	n := t.Len()
+	recOf := make([]int32, n)
 	var recs []*Record
-	byID := make(map[string]*Record, len(rows))
-	var cols *columns
-	// The rows and their values are allocated in blocks.
-	var block []Row
-	var vals []string
-	for _, values := range rows {
-		id := values[idField]
-		rec := byID[id]
-		if rec == nil {
-			rec = &Record{ID: id}
-			byID[id] = rec
+	var counts []int
+	byID := make(map[string]int32, n)
+	var recBlock []Record
+	for i := range n {
+		r := Row{cols: cols}
+		r.text, r.offs = t.Row(i)
+		id, _ := r.at(idAt)
+		k, ok := byID[id]
+		if !ok {
+			k = int32(len(recs))
+			byID[id] = k
+			if len(recBlock) == 0 {
+				recBlock = make([]Record, groupBlock)
+			}
+			rec := &recBlock[0]
+			recBlock = recBlock[1:]
+			rec.ID = id
 			recs = append(recs, rec)
+			counts = append(counts, 0)
 		}
-		if cols == nil || len(cols.names) != len(values) {
-			cols = newColumns(values)
+		recOf[i] = k
+		counts[k]++
+	}
+	var ptrs []*Row
+	for k, rec := range recs {
+		c := counts[k]
+		if len(ptrs) < c {
+			ptrs = make([]*Row, max(groupBlock, c))
 		}
-		if len(vals) < len(cols.names) {
-			vals = make([]string, max(len(cols.names)*256, 4096))
-		}
-		row := vals[:len(cols.names):len(cols.names)]
-		if !fill(row, cols, values) {
-			// Not the columns of the rows before.
-			cols = newColumns(values)
-			row = vals[:len(cols.names):len(cols.names)]
-			fill(row, cols, values)
-		}
-		vals = vals[len(cols.names):]
+		rec.Rows = ptrs[:0:c]
+		ptrs = ptrs[c:]
+	}
+	var block []Row
+	for i := range n {
 		if len(block) == 0 {
-			block = make([]Row, 256)
+			block = make([]Row, min(groupBlock, n-i))
 		}
 		r := &block[0]
 		block = block[1:]
-		inst, _ := strconv.Atoi(strings.TrimSpace(values[ColRepeatInstance]))
-		*r = Row{
-			Event:            values[ColEvent],
-			RepeatInstrument: values[ColRepeatInstrument],
-			Instance:         inst,
-			cols:             cols,
-			vals:             row,
+		r.cols = cols
+		r.text, r.offs = t.Row(i)
+		r.Event, _ = r.at(eventAt)
+		r.RepeatInstrument, _ = r.at(instrumentAt)
+		if inst, _ := r.at(instanceAt); inst != "" { // Atoi's error for "" would be allocated
+			r.Instance, _ = strconv.Atoi(strings.TrimSpace(inst))
 		}
+		rec := recs[recOf[i]]
 		rec.Rows = append(rec.Rows, r)
 	}
 	return recs
+}
+
+// mapTable is rows given as maps in the form of a Table.
+type mapTable struct {
+	names []string
+	texts []string
+	offs  [][]uint32
+}
+
+func (t *mapTable) Columns() []string            { return t.names }
+func (t *mapTable) Len() int                     { return len(t.texts) }
+func (t *mapTable) Row(i int) (string, []uint32) { return t.texts[i], t.offs[i] }
+
+// tableOf is rows as a Table, with each row's columns (when new) added in
+// name order.
+func tableOf(rows []map[string]string) *mapTable {
+	t := &mapTable{texts: make([]string, len(rows)), offs: make([][]uint32, len(rows))}
+	index := map[string]int{}
+	var keys []string
+	var buf []byte
+	var block []uint32
+	for i, values := range rows {
+		keys = keys[:0]
+		for c := range values {
+			keys = append(keys, c)
+		}
+		slices.Sort(keys)
+		for _, c := range keys {
+			if _, ok := index[c]; !ok {
+				index[c] = len(t.names)
+				t.names = append(t.names, c)
+			}
+		}
+		w := 2 * len(t.names)
+		if len(block) < w {
+			block = make([]uint32, max(w*256, 4096))
+		}
+		offs := block[:w:w]
+		block = block[w:]
+		for j := range offs {
+			offs[j] = Absent
+		}
+		buf = buf[:0]
+		for _, c := range keys {
+			at := index[c]
+			offs[2*at] = uint32(len(buf))
+			buf = append(buf, values[c]...)
+			offs[2*at+1] = uint32(len(buf))
+		}
+		t.texts[i], t.offs[i] = string(buf), offs
+	}
+	return t
 }
 
 // Scope is one record and the row being evaluated: it answers field

@@ -1,50 +1,71 @@
 package redcap
 
 import (
+	"bytes"
 	"encoding/json"
 )
 
 // flatDecoder reads REDCap's flat JSON export without encoding/json's
-// generic values: column names are interned (one string per column for the
-// whole export) and each row's values share one string.
+// generic values, into a Table: column names are interned (one string per
+// column for the whole export) and the values of a run of rows share one
+// string.
 type flatDecoder struct {
-	b     []byte
-	i     int
-	names map[string]string // column name as read → its one string
-	buf   []byte            // the current row's values, end to end
-	cells []cell            // the current row's columns
+	b       []byte
+	i       int
+	t       *Table
+	buf     []byte // the values of the rows not yet given their text, end to end
+	pending []span // those rows
+	cells   []cell // the current row's columns
 }
 
-// cell is one column of the row being read: its name and where its value
-// lies in flatDecoder.buf.
+// span is a row of the table and where its values lie in flatDecoder.buf.
+type span struct {
+	row, start, end int
+}
+
+// chunk is about how many bytes of values the rows of one string hold.
+const chunk = 64 << 10
+
+// cell is one column of the row being read: its number in the table and
+// where its value lies in flatDecoder.buf.
 type cell struct {
-	name       string
+	col        int
 	start, end int
 }
 
 // decodeFlat decodes body when it is an array of flat objects; ok is false
 // when it is anything else (or not valid JSON), for decodeGeneric to read.
 func decodeFlat(body []byte) (rows []Row, ok bool) {
-	d := &flatDecoder{b: body, names: map[string]string{}}
+	t, ok := decodeFlatTable(body)
+	if !ok {
+		return nil, false
+	}
+	return t.Rows(), true
+}
+
+// decodeFlatTable is decodeFlat into a table.
+func decodeFlatTable(body []byte) (t *Table, ok bool) {
+	d := &flatDecoder{b: body, t: newTable()}
+	// Every row opens with a brace: their number is at most the braces'.
+	rows := min(bytes.Count(body, []byte{'{'}), len(body)/2)
+	d.t.texts, d.t.offs = make([]string, 0, rows), make([][]uint32, 0, rows)
 	d.space()
 	if !d.eat('[') {
 		return nil, false
 	}
-	rows = []Row{}
 	d.space()
 	if d.eat(']') {
-		return rows, d.end()
+		return d.t, d.end()
 	}
+	defer d.flush()
 	for {
 		d.space()
-		r, ok := d.object()
-		if !ok {
+		if !d.object() {
 			return nil, false
 		}
-		rows = append(rows, r)
 		d.space()
 		if d.eat(']') {
-			return rows, d.end()
+			return d.t, d.end()
 		}
 		if !d.eat(',') {
 			return nil, false
@@ -77,50 +98,72 @@ func (d *flatDecoder) eat(c byte) bool {
 	return false
 }
 
-// object reads one row.
-func (d *flatDecoder) object() (Row, bool) {
+// object reads one row into the table.
+func (d *flatDecoder) object() bool {
 	if !d.eat('{') {
-		return nil, false
+		return false
 	}
-	d.buf, d.cells = d.buf[:0], d.cells[:0]
+	if len(d.buf) >= chunk {
+		d.flush()
+	}
+	row := len(d.buf)
+	d.cells = d.cells[:0]
 	d.space()
 	if !d.eat('}') {
 		for {
 			d.space()
 			key, ok := d.str()
 			if !ok {
-				return nil, false
-			}
-			name, known := d.names[string(key)]
-			if !known {
-				name = string(key)
-				d.names[name] = name
+				return false
 			}
 			d.space()
 			if !d.eat(':') {
-				return nil, false
+				return false
 			}
 			d.space()
 			start := len(d.buf)
 			if !d.value() {
-				return nil, false
+				return false
 			}
-			d.cells = append(d.cells, cell{name: name, start: start, end: len(d.buf)})
+			d.cells = append(d.cells, cell{col: d.column(key), start: start, end: len(d.buf)})
 			d.space()
 			if d.eat('}') {
 				break
 			}
 			if !d.eat(',') {
-				return nil, false
+				return false
 			}
 		}
 	}
-	all := string(d.buf)
-	r := make(Row, len(d.cells))
+	offs := d.t.offsets(len(d.t.cols))
 	for _, c := range d.cells {
-		r[c.name] = all[c.start:c.end]
+		offs[2*c.col], offs[2*c.col+1] = uint32(c.start-row), uint32(c.end-row)
 	}
-	return r, true
+	d.pending = append(d.pending, span{row: d.t.Len(), start: row, end: len(d.buf)})
+	d.t.add("", offs)
+	return true
+}
+
+// flush gives the pending rows their text, one string for all.
+func (d *flatDecoder) flush() {
+	all := string(d.buf)
+	for _, p := range d.pending {
+		d.t.texts[p.row] = all[p.start:p.end]
+	}
+	d.buf, d.pending = d.buf[:0], d.pending[:0]
+}
+
+// column is the table's number of the column key names, added when new.
+// Rows usually list their columns in the same order, so the column at the
+// key's place in the row is tried first.
+func (d *flatDecoder) column(key []byte) int {
+	if k := len(d.cells); k < len(d.t.cols) && d.t.cols[k] == string(key) {
+		return k
+	}
+	if c, ok := d.t.index[string(key)]; ok {
+		return c
+	}
+	return d.t.column(string(key))
 }
 
 // value appends the text of one scalar value to d.buf as text() gives it.

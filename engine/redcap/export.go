@@ -69,6 +69,16 @@ func (e *MissingColumnsError) Is(target error) bool { return target == ErrMissin
 //     (ErrMissingRecords); no longer listed, it was deleted meanwhile and is left out. Records
 //     named in Records that REDCap does not have are left out: they do not exist.
 func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]Row, error) {
+	t, err := c.ExportTable(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return t.Rows(), nil
+}
+
+// ExportTable is ExportRecords with the rows in one table, all batches
+// appended.
+func (c *Client) ExportTable(ctx context.Context, p ExportParams) (*Table, error) {
 	d, err := c.dictionary(ctx, false)
 	if err != nil {
 		return nil, err
@@ -95,19 +105,21 @@ func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]Row, erro
 			return nil, err
 		}
 	}
-	rows := []Row{}
+	rows := newTable()
 	var absent []string
 	seen := map[string]bool{} // columns of the answers
 	for start := 0; start < len(asked); start += c.batch {
 		batch := asked[start:min(start+c.batch, len(asked))]
 		q.Records = batch
-		got, err := c.exportRows(ctx, q)
+		got, err := c.exportTable(ctx, q)
 		if err != nil {
 			return nil, err
 		}
-		if len(got) > 0 {
-			for col := range got[0] {
-				seen[col] = true
+		if got.Len() > 0 {
+			for col, name := range got.cols {
+				if got.has(0, col) {
+					seen[name] = true
+				}
 			}
 		}
 		want := make(map[string]bool, len(batch))
@@ -116,8 +128,12 @@ func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]Row, erro
 		}
 		present := make(map[string]bool, len(batch))
 		stray := 0
-		for _, r := range got {
-			id := r[idField]
+		idCol, hasID := got.index[idField]
+		for i := range got.Len() {
+			var id string
+			if hasID {
+				id, _ = got.valueAt(i, idCol)
+			}
 			if !want[id] {
 				stray++
 			}
@@ -131,7 +147,7 @@ func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]Row, erro
 				absent = append(absent, id)
 			}
 		}
-		rows = append(rows, got...)
+		rows.Append(got)
 	}
 	if len(absent) > 0 && listed {
 		if err := c.confirmDeleted(ctx, idField, p, absent); err != nil {
@@ -141,7 +157,7 @@ func (c *Client) ExportRecords(ctx context.Context, p ExportParams) ([]Row, erro
 	if len(absent) > 0 {
 		c.log.WithField("records", len(absent)).Debug("redcap: records asked for are not in REDCap (deleted or never created)")
 	}
-	if len(rows) == 0 {
+	if rows.Len() == 0 {
 		return rows, nil
 	}
 	if err := c.checkColumns(ctx, d, p, seen); err != nil {
@@ -169,8 +185,8 @@ func (c *Client) dictionary(ctx context.Context, refresh bool) (*dict.Dictionary
 	return c.Metadata(ctx)
 }
 
-// exportRows makes one record export request.
-func (c *Client) exportRows(ctx context.Context, p ExportParams) ([]Row, error) {
+// exportTable makes one record export request.
+func (c *Client) exportTable(ctx context.Context, p ExportParams) (*Table, error) {
 	v := url.Values{}
 	v.Set("type", "flat")
 	v.Set("rawOrLabel", "raw")
@@ -185,24 +201,24 @@ func (c *Client) exportRows(ctx context.Context, p ExportParams) ([]Row, error) 
 	if err != nil {
 		return nil, err
 	}
-	rows, err := decodeRows(body)
+	t, err := DecodeTable(body)
 	if err != nil {
 		return nil, c.wrap("record", err)
 	}
-	return rows, nil
+	return t, nil
 }
 
 // recordIDs exports the ids of the records an export with p's Events and FilterLogic holds,
 // each once, in REDCap's order.
 func (c *Client) recordIDs(ctx context.Context, idField string, p ExportParams) ([]string, error) {
-	rows, err := c.exportRows(ctx, ExportParams{Fields: []string{idField}, Events: p.Events, FilterLogic: p.FilterLogic})
+	t, err := c.exportTable(ctx, ExportParams{Fields: []string{idField}, Events: p.Events, FilterLogic: p.FilterLogic})
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, 0, len(rows))
-	seen := make(map[string]bool, len(rows))
-	for i, r := range rows {
-		id, ok := r[idField]
+	ids := make([]string, 0, t.Len())
+	seen := make(map[string]bool, t.Len())
+	for i := range t.Len() {
+		id, ok := t.Value(i, idField)
 		if !ok || id == "" {
 			return nil, c.wrap("record", fmt.Errorf("row %d of the list of record ids has no %s: the record-id field of the metadata does not match the export", i+1, idField))
 		}
