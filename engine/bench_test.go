@@ -151,7 +151,7 @@ var _ = os.Getenv
 
 // benchStudy20 copies the bench study into a temporary directory with its
 // five rules four times over (20 rules), and loads it.
-func benchStudy20(b *testing.B) *rules.Study {
+func benchStudy20(b testing.TB) *rules.Study {
 	b.Helper()
 	src := filepath.Join("testdata", "bench")
 	dir := b.TempDir()

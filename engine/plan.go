@@ -303,19 +303,28 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 			return w.work(active, idx, snap, recs[k*planChunk:min((k+1)*planChunk, len(recs))], opt, out)
 		}
 		err := pl.inOrder(n, workers, work, func(c *chunk) error {
+			var excluded Decision
 			for j := range c.items {
 				it := &c.items[j]
 				slot := next[it.rule]
 				next[it.rule]++
-				if it.d.Message != nil && linking[it.rule] {
-					// Held past this chunk: the message is copied out of
-					// the chunk's, which are reused.
-					m := *it.d.Message
-					it.d.Message = &m
-					linked = append(linked, pendingLinks{slot: slot, d: it.d, rule: active[it.rule], rec: it.rec, row: it.row, missing: snap.Missing})
+				if it.dec < 0 {
+					excluded = excludedDecision(active[it.rule], it.rec, it.row)
+					if err := emit(slot, &excluded); err != nil {
+						return err
+					}
 					continue
 				}
-				if err := emit(slot, &it.d); err != nil {
+				d := &c.decs[it.dec]
+				if d.Message != nil && linking[it.rule] {
+					// Held past this chunk: the message is copied out of
+					// the chunk's, which are reused.
+					m := *d.Message
+					d.Message = &m
+					linked = append(linked, pendingLinks{slot: slot, d: *d, rule: active[it.rule], rec: it.rec, row: it.row, missing: snap.Missing})
+					continue
+				}
+				if err := emit(slot, d); err != nil {
 					return err
 				}
 			}
@@ -351,18 +360,29 @@ func newPass(now time.Time, missing []string, opt PlanOptions) *rules.Pass {
 }
 
 // planChunk is how many records a planner works out at a time.
-const planChunk = 256
+const planChunk = 64
 
 // maxPlanWorkers bounds the planners working out records at once.
 const maxPlanWorkers = 4
 
 // plannedItem is one decision worked out and waiting to be handed on in
-// order, with its rule's place in the rules that run.
+// order, with its rule's place in the rules that run. The decision is
+// its chunk's decs[dec], or, when dec is -1, the rule's condition is
+// false and the decision an unexplained exclusion (excludedDecision):
+// a pass has millions, and writing each out in full costs more than the
+// rest of their work.
 type plannedItem struct {
 	rule int
-	d    Decision
+	dec  int
 	rec  *rules.Record
 	row  *rules.Row
+}
+
+// excludedDecision is the decision of rule r on a row its condition is
+// false for, unexplained, as decide would make it.
+func excludedDecision(r *rules.Rule, rec *rules.Record, row *rules.Row) Decision {
+	return Decision{Rule: r.Name, Project: r.Project, Record: rec.ID, Event: row.Event,
+		Instrument: row.RepeatInstrument, Instance: row.Instance, Outcome: Excluded}
 }
 
 // chunk is the decisions of one chunk of records, worked out and waiting
@@ -371,13 +391,15 @@ type plannedItem struct {
 // allocating each anew would keep the garbage collector busy.
 type chunk struct {
 	items []plannedItem
+	decs  []Decision
 	msgs  messageArena
 }
 
 // reset empties c for reuse.
 func (c *chunk) reset() {
 	clear(c.items) // nothing of the records is kept alive by a spare chunk
-	c.items = c.items[:0]
+	clear(c.decs)
+	c.items, c.decs = c.items[:0], c.decs[:0]
 	c.msgs.reset()
 }
 
@@ -425,8 +447,14 @@ func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []
 			r := active[i]
 			pl.ds = pass.EvaluateNth(i, r, rec, pl.ds[:0])
 			for _, d := range pl.ds {
-				out.items = append(out.items, plannedItem{rule: i, rec: rec, row: d.Row})
-				dec := &out.items[len(out.items)-1].d
+				if pl.unexplained && !d.Selected && d.Err == nil && !pl.isOptedOut(r, d.To) {
+					// As decide decides, unexplained.
+					out.items = append(out.items, plannedItem{rule: i, dec: -1, rec: rec, row: d.Row})
+					continue
+				}
+				out.items = append(out.items, plannedItem{rule: i, dec: len(out.decs), rec: rec, row: d.Row})
+				out.decs = append(out.decs, Decision{})
+				dec := &out.decs[len(out.decs)-1]
 				pl.decideInto(dec, r, rec, d, snap)
 				if pl.err != nil {
 					return pl.err // the caps could not be counted: this decision may be wrong
@@ -538,6 +566,8 @@ func (pl *planner) fork() *planner {
 	w.block = nil
 	w.arena = nil
 	w.phones = nil
+	w.rendered = nil
+	w.lastPhone.ok = false
 	w.ds = nil
 	w.passes = make(map[string]*rules.Pass, len(pl.passes))
 	w.senders = make(map[string]rules.Sender)
@@ -556,11 +586,17 @@ type planner struct {
 	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
 	addrs     *parsedAddresses             // raw values parsed, once per plan (or taken from the last plan's)
 	phones    map[addressKey]phone         // the phone numbers this planner took from addrs
-	ds        []rules.Decision             // work's verdicts of the record and rule at hand
-	scope     rules.Scope                  // decide's scope of the row at hand
-	toReasons map[string]string            // address → toReason's reason
-	block     []storage.Message            // the messages message has yet to hand out
-	arena     *messageArena                // when set, where message takes its messages from (see work)
+	rendered  map[any]renderedRow          // by template (*templates.SMS, *templates.Email): its last row's content
+	lastPhone struct {                     // the number phone gave last
+		key addressKey
+		p   phone
+		ok  bool
+	}
+	ds        []rules.Decision  // work's verdicts of the record and rule at hand
+	scope     rules.Scope       // decide's scope of the row at hand
+	toReasons map[string]string // address → toReason's reason
+	block     []storage.Message // the messages message has yet to hand out
+	arena     *messageArena     // when set, where message takes its messages from (see work)
 	// optOutTails holds the last four digits of every opted-out number, so
 	// only the few rows that could be opted out have their number parsed.
 	optOutTails map[string]bool
@@ -779,7 +815,7 @@ func (pl *planner) decideInto(out *Decision, r *rules.Rule, rec *rules.Record, d
 		out.Outcome, out.Reason = Skipped, reason+"; the first time it may go out is after it would expire"
 		return
 	}
-	c, reason := pl.content(r, scope, to)
+	c, reason := pl.rowContent(r, rec, row, scope, to)
 	if reason != "" {
 		out.Outcome, out.Reason = Skipped, reason
 		return
@@ -849,6 +885,39 @@ func (e *Engine) sender(r *rules.Rule, to string) string {
 	return e.study().Config.SenderFor(r.Project).Pick(to)
 }
 
+// rowContent is content for the row at hand, whose scope is the
+// planner's own at the plan's time. A template piping no survey link
+// renders the same for every rule that uses it on one row: it is rendered
+// once per row, and the other rules take the text as it came out.
+func (pl *planner) rowContent(r *rules.Rule, rec *rules.Record, row *rules.Row, scope *rules.Scope, to string) (storage.Content, string) {
+	if hasSurveyLinks(r) {
+		return pl.content(r, scope, to)
+	}
+	var tmpl any = r.SMS
+	if r.Channel == rules.ChannelEmail {
+		tmpl = r.Email
+	}
+	if e, ok := pl.rendered[tmpl]; ok && e.rec == rec && e.row == row && e.project == r.Project {
+		e.c.To = to
+		return e.c, e.reason
+	}
+	c, reason := pl.content(r, scope, to)
+	if pl.rendered == nil {
+		pl.rendered = make(map[any]renderedRow)
+	}
+	pl.rendered[tmpl] = renderedRow{rec: rec, row: row, project: r.Project, c: c, reason: reason}
+	return c, reason
+}
+
+// renderedRow is a template's content for a row (see rowContent).
+type renderedRow struct {
+	rec     *rules.Record
+	row     *rules.Row
+	project string
+	c       storage.Content
+	reason  string
+}
+
 // content renders a rule's message for one participant row: the text (and
 // for email the subject and HTML part) and its SMS segments. to is the
 // recipient, already checked. The reason is set when the message cannot be
@@ -914,16 +983,22 @@ func (pl *planner) address(r *rules.Rule, raw string) (string, string) {
 // phone is pl.addrs.get of a phone number, remembered by the planner too:
 // its own map needs no lock, which the planners on other cores would
 // contend for.
+// The last number looked up is at hand without a map: the rules that text
+// a participant look up the same number one after the other.
 func (pl *planner) phone(raw, region string) phone {
 	k := addressKey{region, raw}
-	if p, ok := pl.phones[k]; ok {
-		return p
+	if pl.lastPhone.ok && pl.lastPhone.key == k {
+		return pl.lastPhone.p
 	}
-	p := pl.addrs.get(false, raw, region)
-	if pl.phones == nil {
-		pl.phones = make(map[addressKey]phone)
+	p, ok := pl.phones[k]
+	if !ok {
+		p = pl.addrs.get(false, raw, region)
+		if pl.phones == nil {
+			pl.phones = make(map[addressKey]phone)
+		}
+		pl.phones[k] = p
 	}
-	pl.phones[k] = p
+	pl.lastPhone.key, pl.lastPhone.p, pl.lastPhone.ok = k, p, true
 	return p
 }
 

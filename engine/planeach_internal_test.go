@@ -196,7 +196,7 @@ func testPassEnqueuesWhatItPlanned(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := benchEngineFor(t, study)
-	recs := benchRecords(12*planChunk + 7)
+	recs := benchRecords(max(12*planChunk, 3000) + 7)
 	recs[8].Rows[0].Values["phone"] = "not a number"
 	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
 	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
@@ -307,5 +307,57 @@ func TestSafetyParsedNumbersReusedUntilCorrected(t *testing.T) {
 		if n := e.parsed.Load().parsed; !s.wantParsed(n) {
 			t.Errorf("plan %d parsed %d numbers, want %s", i+1, n, s.what)
 		}
+	}
+}
+
+// TestSafetySharedTemplateRenderedPerRow checks every planned text against
+// its template rendered afresh for its own participant: rules sharing a
+// template render it once per row (rowContent), and a participant must
+// never get a text rendered for another. Each of the bench study's rules
+// is there four times, so many rows get one template from several rules.
+func TestSafetySharedTemplateRenderedPerRow(t *testing.T) {
+	study := benchStudy20(t) // the bench study's rules four times over
+	e := benchEngineFor(t, study)
+	recs := benchRecords(3*planChunk + 5)
+	byID := map[string]*rules.Record{}
+	for _, rec := range recs {
+		byID[rec.ID] = rec
+	}
+	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
+	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	var err error
+	plan, err := e.Plan(context.Background(), snaps, now, PlanOptions{Unexplained: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := 0
+	templates := map[string]int{} // record/template → messages
+	for _, m := range plan.Messages() {
+		r := study.Rule(m.Rule)
+		rec := byID[m.Record]
+		scope := rules.NewScope(rec, rec.Rows[0], now, nil)
+		dict := e.Dicts[r.Project]
+		var want storage.Message
+		switch r.Channel {
+		case rules.ChannelSMS:
+			want.Body, err = r.SMS.Body.Render(scope, dict)
+		case rules.ChannelEmail:
+			if want.Subject, err = r.Email.Subject.Render(scope, dict); err == nil {
+				want.Body, err = r.Email.Text.Render(scope, dict)
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", m.Key, err)
+		}
+		if m.Body != want.Body || m.Subject != want.Subject {
+			t.Errorf("%s: planned %q / %q, its template renders %q / %q", m.Key, m.Subject, m.Body, want.Subject, want.Body)
+		}
+		k := m.Record + "/" + r.Channel + "/" + r.Template
+		if templates[k]++; templates[k] == 2 {
+			shared++
+		}
+	}
+	if shared < 100 {
+		t.Fatalf("only %d rows got one template from two rules: the test needs many", shared)
 	}
 }

@@ -214,8 +214,19 @@ func (p *Pass) EvaluateNth(n int, r *Rule, rec *Record, out []Decision) []Decisi
 		if !r.Candidate(row) {
 			continue
 		}
-		p.scope = Scope{rec: rec, row: row, now: now, missing: p.missing}
+		// Only what changed is set: the scope is written for every rule
+		// and row of a pass, mostly with the record, time and codes it
+		// already holds.
 		scope := &p.scope
+		if scope.rec != rec || scope.row != row {
+			scope.rec, scope.row = rec, row
+		}
+		if scope.now != now {
+			scope.now = now
+		}
+		if scope.missing == nil {
+			scope.missing = p.missing
+		}
 		m := p.memoAt(n, r, row.cols)
 		d := Decision{Record: rec.ID, Row: row}
 		if r.ToAddress != "" {
