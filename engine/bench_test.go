@@ -249,7 +249,8 @@ func BenchmarkExportSelectPlan(b *testing.B) {
 		// are counted and the messages handed on as they come.
 		plan := &Plan{}
 		planned = 0
-		err := e.PlanEach(ctx, snaps, now, PlanOptions{Unexplained: true}, func(d *Decision) error {
+		opt := PlanOptions{Unexplained: true, CountExcluded: func(rule string, n int) { plan.countExcluded(e, rule, n) }}
+		err := e.PlanEach(ctx, snaps, now, opt, func(d *Decision) error {
 			plan.keep(e, d)
 			if d.Message != nil {
 				planned++

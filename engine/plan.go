@@ -152,6 +152,13 @@ type PlanOptions struct {
 	// blank, for a pass that only counts them (see Plan.keep): explaining
 	// a false condition, or saying when a message is due, is costly.
 	Unexplained bool
+	// CountExcluded, when set, is told how many rows each rule's condition
+	// is false for (a rule at a time, a few times a plan), and PlanEach
+	// does not hand on those decisions one by one: a pass with many
+	// records has millions, and only counts them. Rows of an opted-out
+	// number are handed on as ever (they are skipped, not excluded), and
+	// so are all rows of a plan that explains its decisions.
+	CountExcluded func(rule string, n int)
 }
 
 // Plan evaluates every enabled rule over every exported record row and
@@ -160,6 +167,7 @@ type PlanOptions struct {
 // The decisions come rule by rule, in file order.
 func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions) (*Plan, error) {
 	plan := &Plan{}
+	opt.CountExcluded = nil // a Plan has every decision
 	var kept messageArena // the plan's own copies of the messages
 	err := e.plan(ctx, snaps, now, opt, func(total int) { plan.Decisions = make([]Decision, total) },
 		func(slot int, d *Decision) error {
@@ -303,6 +311,11 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 			return w.work(active, idx, snap, recs[k*planChunk:min((k+1)*planChunk, len(recs))], opt, out)
 		}
 		err := pl.inOrder(n, workers, work, func(c *chunk) error {
+			for i, n := range c.excluded {
+				if n > 0 {
+					opt.CountExcluded(active[i].Name, n)
+				}
+			}
 			var excluded Decision
 			for j := range c.items {
 				it := &c.items[j]
@@ -393,12 +406,17 @@ type chunk struct {
 	items []plannedItem
 	decs  []Decision
 	msgs  messageArena
+	// excluded counts, by place in the rules that run, the rows those
+	// rules' conditions are false for, when PlanOptions.CountExcluded
+	// counts them instead of items.
+	excluded []int
 }
 
 // reset empties c for reuse.
 func (c *chunk) reset() {
 	clear(c.items) // nothing of the records is kept alive by a spare chunk
 	clear(c.decs)
+	clear(c.excluded)
 	c.items, c.decs = c.items[:0], c.decs[:0]
 	c.msgs.reset()
 }
@@ -449,6 +467,13 @@ func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []
 			for _, d := range pl.ds {
 				if pl.unexplained && !d.Selected && d.Err == nil && !pl.isOptedOut(r, d.To) {
 					// As decide decides, unexplained.
+					if opt.CountExcluded != nil {
+						if out.excluded == nil {
+							out.excluded = make([]int, len(active))
+						}
+						out.excluded[i]++
+						continue
+					}
 					out.items = append(out.items, plannedItem{rule: i, dec: -1, rec: rec, row: d.Row})
 					continue
 				}

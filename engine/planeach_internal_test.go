@@ -248,6 +248,10 @@ func testPassEnqueuesWhatItPlanned(t *testing.T) {
 	if len(res.Plan.Decisions) == 0 {
 		t.Error("the pass kept no skipped decision")
 	}
+	// The pass counts the excluded decisions it is not handed.
+	if got, want := res.Plan.Summaries(e), plan.Summaries(e); !reflect.DeepEqual(got, want) {
+		t.Errorf("the pass's summaries:\n%+v\nPlan's:\n%+v", got, want)
+	}
 }
 
 // describeMessage is what of a planned message must be stored as planned.

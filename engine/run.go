@@ -108,18 +108,29 @@ func (p *Plan) keep(e *Engine, d *Decision) {
 		}
 		return
 	}
-	s := p.counted[d.Rule]
+	p.summary(e, d.Rule).add(d)
+}
+
+// countExcluded counts n decisions of rule that its condition is false
+// for, as keep counts them (see PlanOptions.CountExcluded).
+func (p *Plan) countExcluded(e *Engine, rule string, n int) {
+	p.summary(e, rule).Excluded += n
+}
+
+// summary is the count of rule's decisions the plan did not keep.
+func (p *Plan) summary(e *Engine, rule string) *RuleSummary {
+	s := p.counted[rule]
 	if s == nil {
 		if p.counted == nil {
 			p.counted = make(map[string]*RuleSummary)
 		}
-		s = &RuleSummary{Name: d.Rule}
-		if r := e.study().Rule(d.Rule); r != nil {
+		s = &RuleSummary{Name: rule}
+		if r := e.study().Rule(rule); r != nil {
 			s.Channel = r.Channel
 		}
-		p.counted[d.Rule] = s
+		p.counted[rule] = s
 	}
-	s.add(d)
+	return s
 }
 
 // enqueueBatch is how many messages a pass enqueues at a time while it
@@ -205,7 +216,9 @@ func (e *Engine) planAndEnqueue(ctx context.Context, snaps map[string]*Snapshot,
 		}
 		return nil
 	}
-	opt.Unexplained = true // excluded decisions are only counted (see keep)
+	// Excluded decisions are only counted (see keep), and need no reason.
+	opt.Unexplained = true
+	opt.CountExcluded = func(rule string, n int) { plan.countExcluded(e, rule, n) }
 	err := e.PlanEach(ctx, snaps, now, opt, func(d *Decision) error {
 		plan.keep(e, d)
 		if d.Message != nil {
