@@ -168,7 +168,7 @@ type PlanOptions struct {
 func (e *Engine) Plan(ctx context.Context, snaps map[string]*Snapshot, now time.Time, opt PlanOptions) (*Plan, error) {
 	plan := &Plan{}
 	opt.CountExcluded = nil // a Plan has every decision
-	var kept messageArena // the plan's own copies of the messages
+	var kept messageArena   // the plan's own copies of the messages
 	err := e.plan(ctx, snaps, now, opt, func(total int) { plan.Decisions = make([]Decision, total) },
 		func(slot int, d *Decision) error {
 			plan.Decisions[slot] = *d
