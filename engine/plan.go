@@ -592,6 +592,7 @@ func (pl *planner) fork() *planner {
 	w.arena = nil
 	w.phones = nil
 	w.rendered = nil
+	w.windows = nil
 	w.lastPhone.ok = false
 	w.ds = nil
 	w.passes = make(map[string]*rules.Pass, len(pl.passes))
@@ -612,6 +613,7 @@ type planner struct {
 	addrs     *parsedAddresses             // raw values parsed, once per plan (or taken from the last plan's)
 	phones    map[addressKey]phone         // the phone numbers this planner took from addrs
 	rendered  map[any]renderedRow          // by template (*templates.SMS, *templates.Email): its last row's content
+	windows   map[windowKey]window         // when's hours, worked out
 	lastPhone struct {                     // the number phone gave last
 		key addressKey
 		p   phone
@@ -658,14 +660,28 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 	if until := pl.paused[to]; r.Channel == rules.ChannelSMS && until.After(start) {
 		start, reason = until, "the participant paused their texts"
 	}
-	notBefore, _ = r.NextAllowed(start, loc, quiet)
-	if reason == "" && notBefore.After(pl.now) {
-		reason = "outside the allowed hours"
-		if quiet != nil && r.Window.Contains(start, loc) {
-			reason = "in the study's quiet hours " + quiet.String()
+	// The hours allowed are worked out once per rule, zone and start: a
+	// pass asks for the same few many times over.
+	wk := windowKey{r, loc, start}
+	w, ok := pl.windows[wk]
+	if !ok {
+		w.notBefore, _ = r.NextAllowed(start, loc, quiet)
+		if w.notBefore.After(pl.now) {
+			w.reason = "outside the allowed hours"
+			if quiet != nil && r.Window.Contains(start, loc) {
+				w.reason = "in the study's quiet hours " + quiet.String()
+			}
 		}
+		w.expires = r.ExpiresAt(w.notBefore, loc)
+		if pl.windows == nil {
+			pl.windows = make(map[windowKey]window)
+		}
+		pl.windows[wk] = w
 	}
-	expires = r.ExpiresAt(notBefore, loc)
+	notBefore, expires = w.notBefore, w.expires
+	if reason == "" {
+		reason = w.reason
+	}
 	if r.Channel != rules.ChannelSMS || !cfg.Caps.Active() {
 		return notBefore, expires, reason
 	}
@@ -679,6 +695,20 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 		notBefore, _ = r.NextAllowed(rules.NextDay(notBefore, loc), loc, quiet)
 	}
 	return notBefore, expires, reason
+}
+
+// windowKey is what the hours a message may go out in depend on: its
+// rule, the participant's zone and the earliest time it may go (see when).
+type windowKey struct {
+	r     *rules.Rule
+	loc   *time.Location
+	start time.Time
+}
+
+// window is when's answer for a windowKey, before the caps.
+type window struct {
+	notBefore, expires time.Time
+	reason             string
 }
 
 // capTexts is the texts stored for number to that count for the caps,
