@@ -3,6 +3,7 @@ package redcap
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
 )
 
 // flatDecoder reads REDCap's flat JSON export without encoding/json's
@@ -43,19 +44,105 @@ func decodeFlat(body []byte) (rows []Row, ok bool) {
 	return t.Rows(), true
 }
 
-// decodeFlatTable is decodeFlat into a table.
+// decodeFlatTable is decodeFlat into a table. A large body is decoded in
+// two parts at once (see decodeHalves).
 func decodeFlatTable(body []byte) (t *Table, ok bool) {
+	if len(body) >= halvesFrom && runtime.GOMAXPROCS(0) > 1 {
+		if t, ok := decodeHalves(body); ok {
+			return t, true
+		}
+	}
+	return decodeFlatPart(body, true, true)
+}
+
+// halvesFrom is the size of a body from which decodeFlatTable decodes it
+// in two parts at once.
+const halvesFrom = 1 << 20
+
+// decodeHalves decodes body in two parts at once, split between two rows
+// near its middle (see splitRows), and joins them. ok is false when no
+// split is found or either part is not rows: the body is then decoded
+// whole, so the outcome never depends on the split. A split that falls in
+// a value's text cannot be taken for one between rows: the first part
+// must end where its last row closes, and that row's text would not.
+func decodeHalves(body []byte) (t *Table, ok bool) {
+	end, start := splitRows(body)
+	if end < 0 {
+		return nil, false
+	}
+	var second *Table
+	var secondOK bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		second, secondOK = decodeFlatPart(body[start:], false, true)
+	}()
+	t, ok = decodeFlatPart(body[:end], true, false)
+	<-done
+	if !ok || !secondOK {
+		return nil, false
+	}
+	t.Append(second)
+	return t, true
+}
+
+// splitRows finds, from the middle of body on, a brace closing a row
+// followed by a comma and one opening the next with a key: body[:end]
+// would be the rows before, body[start:] those after. end is -1 when there
+// is none. The bytes may as well lie inside a value's text (though a quote
+// there is escaped): decodeHalves finds out.
+func splitRows(body []byte) (end, start int) {
+	for i := len(body) / 2; i < len(body); {
+		k := bytes.IndexByte(body[i:], '}')
+		if k < 0 {
+			return -1, -1
+		}
+		i += k + 1
+		j := i
+		for j < len(body) && isSpace(body[j]) {
+			j++
+		}
+		if j == len(body) || body[j] != ',' {
+			continue
+		}
+		j++
+		for j < len(body) && isSpace(body[j]) {
+			j++
+		}
+		if j == len(body) || body[j] != '{' {
+			continue
+		}
+		// A row opens with a key (or closes at once).
+		k = j + 1
+		for k < len(body) && isSpace(body[k]) {
+			k++
+		}
+		if k < len(body) && (body[k] == '"' || body[k] == '}') {
+			return i, j
+		}
+	}
+	return -1, -1
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+// decodeFlatPart decodes rows of a flat export: the whole array when
+// first and last, its opening (from '[' to the end of a row) when only
+// first, its closing (from a row's '{' to ']') when only last.
+func decodeFlatPart(body []byte, first, last bool) (t *Table, ok bool) {
 	d := &flatDecoder{b: body, t: newTable()}
 	// Every row opens with a brace: their number is at most the braces'.
 	rows := min(bytes.Count(body, []byte{'{'}), len(body)/2)
 	d.t.texts, d.t.offs = make([]string, 0, rows), make([][]uint32, 0, rows)
 	d.space()
-	if !d.eat('[') {
-		return nil, false
-	}
-	d.space()
-	if d.eat(']') {
-		return d.t, d.end()
+	if first {
+		if !d.eat('[') {
+			return nil, false
+		}
+		d.space()
+		if last && d.eat(']') {
+			return d.t, d.end()
+		}
 	}
 	defer d.flush()
 	for {
@@ -64,7 +151,10 @@ func decodeFlatTable(body []byte) (t *Table, ok bool) {
 			return nil, false
 		}
 		d.space()
-		if d.eat(']') {
+		if !last && d.i == len(d.b) {
+			return d.t, true
+		}
+		if last && d.eat(']') {
 			return d.t, d.end()
 		}
 		if !d.eat(',') {
@@ -80,13 +170,8 @@ func (d *flatDecoder) end() bool {
 }
 
 func (d *flatDecoder) space() {
-	for d.i < len(d.b) {
-		switch d.b[d.i] {
-		case ' ', '\t', '\n', '\r':
-			d.i++
-		default:
-			return
-		}
+	for d.i < len(d.b) && isSpace(d.b[d.i]) {
+		d.i++
 	}
 }
 

@@ -1,7 +1,9 @@
 package redcap
 
 import (
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -98,4 +100,67 @@ func TestTableOf(t *testing.T) {
 		t.Errorf("rows %#v, want %#v", got.Rows(), rows)
 	}
 	checkTable(t, "TableOf", got, rows)
+}
+
+// TestDecodeHalvesMatchesWhole checks that a body decoded in two parts at
+// once gives exactly the rows decoding it whole gives, and that a split
+// falling inside a value's text is refused, never taken for one between
+// rows.
+func TestDecodeHalvesMatchesWhole(t *testing.T) {
+	var big strings.Builder
+	big.WriteString("[")
+	for i := range 30000 {
+		if i > 0 {
+			big.WriteString(",\n ")
+		}
+		fmt.Fprintf(&big, `{"record_id":"%d","name":"P\u00e9 %d","note":"a},{b","phone":"+1312555%04d"}`, i, i, i%10000)
+	}
+	big.WriteString("]")
+	// The middle of this body lies in a value ending in "},{", its closing
+	// quote after: the first split found is inside the text.
+	tricky := `[{"a":"1"},{"a":"` + strings.Repeat("x", 40) + `},{"},{"a":"2"}]`
+	tests := []struct {
+		name     string
+		body     string
+		wantOK   bool // decodeHalves decodes it
+		wantRows int
+	}{
+		{"many rows", big.String(), true, 30000},
+		{"split inside a value", tricky, false, 3},
+		{"one row", `[{"a":"1"}]`, false, 1},
+		{"three rows, spaced", "[{\"a\":\"1\"} , {\"b\":\"2\"} ,\n {\"c\":\"3\"}]", true, 3},
+		{"not rows after the split", `[{"a":"1"},{"a":"2"},{"a":[1]}]`, false, 0},
+	}
+	for _, c := range decodeCases {
+		tests = append(tests, struct {
+			name     string
+			body     string
+			wantOK   bool
+			wantRows int
+		}{"case " + c.body, c.body, false, -1})
+	}
+	for _, tt := range tests {
+		whole, wholeOK := decodeFlatPart([]byte(tt.body), true, true)
+		got, ok := decodeHalves([]byte(tt.body))
+		if tt.wantRows >= 0 && ok != tt.wantOK {
+			t.Errorf("%s: decodeHalves ok %v, want %v", tt.name, ok, tt.wantOK)
+		}
+		if ok {
+			if !wholeOK {
+				t.Errorf("%s: decoded in halves, not whole", tt.name)
+				continue
+			}
+			if !reflect.DeepEqual(got.Rows(), whole.Rows()) {
+				t.Errorf("%s: rows decoded in halves differ from those decoded whole", tt.name)
+			}
+		}
+		if tt.wantRows > 0 {
+			all, err := DecodeTable([]byte(tt.body))
+			if err != nil {
+				t.Errorf("%s: DecodeTable: %v", tt.name, err)
+			} else if all.Len() != tt.wantRows {
+				t.Errorf("%s: DecodeTable gives %d rows, want %d", tt.name, all.Len(), tt.wantRows)
+			}
+		}
+	}
 }
