@@ -263,6 +263,11 @@ func (e *Engine) plan(ctx context.Context, snaps map[string]*Snapshot, now time.
 		byProject[r.Project] = append(byProject[r.Project], len(active))
 		active = append(active, r)
 	}
+	var nTemplates int
+	pl.slots, nTemplates = templateSlots(active)
+	pl.rendered = make([]renderedRow, nTemplates)
+	pl.windows = make([]windowMemo, len(active))
+	pl.at = -1
 	if err := pl.loadTimed(ctx, active); err != nil {
 		return err
 	}
@@ -480,7 +485,9 @@ func (pl *planner) work(active []*rules.Rule, idx []int, snap *Snapshot, recs []
 				out.items = append(out.items, plannedItem{rule: i, dec: len(out.decs), rec: rec, row: d.Row})
 				out.decs = append(out.decs, Decision{})
 				dec := &out.decs[len(out.decs)-1]
+				pl.at = i
 				pl.decideInto(dec, r, rec, d, snap)
+				pl.at = -1
 				if pl.err != nil {
 					return pl.err // the caps could not be counted: this decision may be wrong
 				}
@@ -591,8 +598,8 @@ func (pl *planner) fork() *planner {
 	w.block = nil
 	w.arena = nil
 	w.phones = nil
-	w.rendered = nil
-	w.windows = nil
+	w.rendered = make([]renderedRow, len(pl.rendered))
+	w.windows = make([]windowMemo, len(pl.windows))
 	w.lastPhone.ok = false
 	w.ds = nil
 	w.passes = make(map[string]*rules.Pass, len(pl.passes))
@@ -604,17 +611,23 @@ func (pl *planner) fork() *planner {
 }
 
 type planner struct {
-	e         *Engine
-	now       time.Time
-	optedOut  map[string]bool
-	sent      map[string]storage.Occurrence
-	bad       map[string]storage.BadNumber // numbers Twilio said cannot get texts
-	paused    map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
-	addrs     *parsedAddresses             // raw values parsed, once per plan (or taken from the last plan's)
-	phones    map[addressKey]phone         // the phone numbers this planner took from addrs
-	rendered  map[any]renderedRow          // by template (*templates.SMS, *templates.Email): its last row's content
-	windows   map[windowKey]window         // when's hours, worked out
-	lastPhone struct {                     // the number phone gave last
+	e        *Engine
+	now      time.Time
+	optedOut map[string]bool
+	sent     map[string]storage.Occurrence
+	bad      map[string]storage.BadNumber // numbers Twilio said cannot get texts
+	paused   map[string]time.Time         // numbers whose texts a reply paused, with the pause's end
+	addrs    *parsedAddresses             // raw values parsed, once per plan (or taken from the last plan's)
+	phones   map[addressKey]phone         // the phone numbers this planner took from addrs
+	// at is the place in the rules that run of the rule work is deciding
+	// (-1: none), by which the caches below are found without a map.
+	at int
+	// slots gives, by place in the rules that run, the place in rendered
+	// of the rule's template (shared by the planners, never changed).
+	slots     []int
+	rendered  []renderedRow // by template slot: its last row's content (see rowContent)
+	windows   []windowMemo  // by place in the rules that run: when's last hours
+	lastPhone struct {      // the number phone gave last
 		key addressKey
 		p   phone
 		ok  bool
@@ -663,8 +676,13 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 	// The hours allowed are worked out once per rule, zone and start: a
 	// pass asks for the same few many times over.
 	wk := windowKey{r, loc, start}
-	w, ok := pl.windows[wk]
-	if !ok {
+	var memo *windowMemo
+	if pl.at >= 0 && pl.at < len(pl.windows) {
+		memo = &pl.windows[pl.at]
+	}
+	w := memo.get(wk)
+	if w == nil {
+		w = new(window)
 		w.notBefore, _ = r.NextAllowed(start, loc, quiet)
 		if w.notBefore.After(pl.now) {
 			w.reason = "outside the allowed hours"
@@ -673,10 +691,7 @@ func (pl *planner) when(r *rules.Rule, loc *time.Location, to, key string) (notB
 			}
 		}
 		w.expires = r.ExpiresAt(w.notBefore, loc)
-		if pl.windows == nil {
-			pl.windows = make(map[windowKey]window)
-		}
-		pl.windows[wk] = w
+		memo.set(wk, *w)
 	}
 	notBefore, expires = w.notBefore, w.expires
 	if reason == "" {
@@ -709,6 +724,28 @@ type windowKey struct {
 type window struct {
 	notBefore, expires time.Time
 	reason             string
+}
+
+// windowMemo is a rule's last window and its key.
+type windowMemo struct {
+	key windowKey
+	w   window
+	ok  bool
+}
+
+// get returns the window of k when it is the memo's; m may be nil.
+func (m *windowMemo) get(k windowKey) *window {
+	if m == nil || !m.ok || m.key != k {
+		return nil
+	}
+	return &m.w
+}
+
+// set makes w, for k, the memo's window; m may be nil.
+func (m *windowMemo) set(k windowKey, w window) {
+	if m != nil {
+		*m = windowMemo{key: k, w: w, ok: true}
+	}
 }
 
 // capTexts is the texts stored for number to that count for the caps,
@@ -948,24 +985,47 @@ func (pl *planner) rowContent(r *rules.Rule, rec *rules.Record, row *rules.Row, 
 	if hasSurveyLinks(r) {
 		return pl.content(r, scope, to)
 	}
+	if pl.at < 0 || pl.at >= len(pl.slots) {
+		return pl.content(r, scope, to)
+	}
 	var tmpl any = r.SMS
 	if r.Channel == rules.ChannelEmail {
 		tmpl = r.Email
 	}
-	if e, ok := pl.rendered[tmpl]; ok && e.rec == rec && e.row == row && e.project == r.Project {
-		e.c.To = to
-		return e.c, e.reason
+	e := &pl.rendered[pl.slots[pl.at]]
+	if e.tmpl == tmpl && e.rec == rec && e.row == row && e.project == r.Project {
+		c := e.c
+		c.To = to
+		return c, e.reason
 	}
 	c, reason := pl.content(r, scope, to)
-	if pl.rendered == nil {
-		pl.rendered = make(map[any]renderedRow)
-	}
-	pl.rendered[tmpl] = renderedRow{rec: rec, row: row, project: r.Project, c: c, reason: reason}
+	*e = renderedRow{tmpl: tmpl, rec: rec, row: row, project: r.Project, c: c, reason: reason}
 	return c, reason
+}
+
+// templateSlots numbers the templates of rules (an SMS rule's and an email
+// rule's apart), giving each rule its template's number, and says how
+// many there are.
+func templateSlots(rs []*rules.Rule) (slots []int, n int) {
+	seen := map[any]int{}
+	for _, r := range rs {
+		var tmpl any = r.SMS
+		if r.Channel == rules.ChannelEmail {
+			tmpl = r.Email
+		}
+		k, ok := seen[tmpl]
+		if !ok {
+			k = len(seen)
+			seen[tmpl] = k
+		}
+		slots = append(slots, k)
+	}
+	return slots, len(seen)
 }
 
 // renderedRow is a template's content for a row (see rowContent).
 type renderedRow struct {
+	tmpl    any // the rule's *templates.SMS or *templates.Email
 	rec     *rules.Record
 	row     *rules.Row
 	project string
