@@ -2,6 +2,7 @@ package engine_test
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/nudge-study/nudge/engine/metrics"
 	"github.com/nudge-study/nudge/engine/redcap"
 	"github.com/nudge-study/nudge/engine/redcap/redcaptest"
+	"github.com/nudge-study/nudge/storage"
 	"github.com/nudge-study/nudge/templates"
 )
 
@@ -245,4 +247,55 @@ func TestSafetySurveyLinkNeverPlaceholder(t *testing.T) {
 			t.Errorf("a text went out with the preview link")
 		}
 	}
+}
+
+// TestSafetySurveyLinksAcrossChunks: a pass over many participants plans
+// their records a chunk at a time, with the planner's messages reused from
+// chunk to chunk, while the texts that pipe a survey link wait for their
+// links until every chunk is planned. Each text must still go to its own
+// participant with its own link.
+func TestSafetySurveyLinksAcrossChunks(t *testing.T) {
+	f := newFixture(t)
+	f.clk.Set(noon)
+	const n = 300 // several chunks of records
+	rows := make([]map[string]string, n)
+	for i := range rows {
+		rows[i] = map[string]string{"record_id": strconv.Itoa(1000 + i), "first_name": "P" + strconv.Itoa(i),
+			"consent_given": "1", "sms_opt_in": "1", "baseline_complete": "0", "consent_date": "2026-11-10",
+			"mobile_phone": fmt.Sprintf("+1312555%04d", 2000+i), "tz": "America/Chicago"}
+	}
+	f.load(t, "site_a", rows...)
+	// A client of its own, unthrottled: each text's link is asked for.
+	c, err := redcap.New(f.env.REDCapURL, f.env.Token("site_a"), redcap.WithRate(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.e.REDCap["site_a"] = c
+	// Paused, so that the pass plans and queues the texts (with their
+	// links) without spending the test's time sending them.
+	if err := f.e.Store.SetPause(f.ctx, storage.Pause{Scope: storage.PauseRule, Name: "baseline-reminder", At: f.clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.e.Run(f.ctx, engine.PlanOptions{Rules: map[string]bool{"baseline-reminder": true}}); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for _, m := range f.messages(t, "baseline-reminder") {
+		i, err := strconv.Atoi(m.Record)
+		if err != nil || i < 1000 {
+			continue // the demo's own participants
+		}
+		got++
+		if want := fmt.Sprintf("+1312555%04d", 2000+i-1000); m.To != want {
+			t.Errorf("record %s: text to %s, want %s", m.Record, m.To, want)
+		}
+		l := f.link(t, "site_a", m.Record, "baseline", "", 1)
+		if want := "Hi P" + strconv.Itoa(i-1000) + ","; !strings.HasPrefix(m.Body, want) || !strings.Contains(m.Body, l) {
+			t.Errorf("record %s: body %q, want it to open %q and hold its link %s", m.Record, m.Body, want, l)
+		}
+	}
+	if got != n {
+		t.Errorf("%d of the %d participants got a text", got, n)
+	}
+	f.assertNoDuplicates(t)
 }
