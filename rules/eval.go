@@ -176,6 +176,20 @@ type verdicts struct {
 	// condition depends on nothing but the row (with its record) and the
 	// Pass, so other rules with the condition take it as it is.
 	lastRow *Row
+	// lookups and hits count the verdicts looked up by key and found.
+	lookups, hits int
+}
+
+// useful reports whether looking verdicts up by the values read is worth
+// its cost: until memoMax lookups, and then while one in four or more is
+// found.
+func (vs *verdicts) useful() bool {
+	return vs.lookups < memoMax || 4*vs.hits >= vs.lookups
+}
+
+// rememberRow makes v the verdict of row, with no key.
+func (vs *verdicts) rememberRow(row *Row, v verdict) {
+	vs.lastKey, vs.last, vs.hasLast, vs.lastRow = vs.lastKey[:0], v, false, row
 }
 
 // remember makes v, for key and row, the last verdict given.
@@ -242,6 +256,13 @@ func (p *Pass) EvaluateNth(n int, r *Rule, rec *Record, out []Decision) []Decisi
 		case m.verdicts.lastRow == row:
 			// Another rule with this condition, on this row: its verdict.
 			d.Selected, d.Reason = m.verdicts.last.selected, m.verdicts.last.reason
+		case !m.verdicts.useful():
+			// Values that seldom repeat (an email address, a date):
+			// looking verdicts up costs more than it saves.
+			d.Selected, d.Reason, d.Err = p.decide(r, rec, row, scope)
+			if d.Err == nil {
+				m.verdicts.rememberRow(row, verdict{selected: d.Selected, reason: d.Reason})
+			}
 		default:
 			p.key = p.key[:0]
 			for i, ref := range m.refs {
@@ -260,22 +281,15 @@ func (p *Pass) EvaluateNth(n int, r *Rule, rec *Record, out []Decision) []Decisi
 				vs.lastRow = row
 				break
 			}
+			vs.lookups++
 			if v, hit := vs.byKey[string(p.key)]; hit {
+				vs.hits++
 				d.Selected, d.Reason = v.selected, v.reason
 				vs.remember(row, p.key, v)
 				break
 			}
-			ok, err := r.When.True(scope)
-			switch {
-			case err != nil:
-				d.Err = fmt.Errorf("rule %q, record %s%s: %w", r.Name, rec.ID, rowLabel(row), err)
-				d.Reason = "the condition could not be evaluated: " + err.Error()
-			case ok:
-				d.Selected = true
-			case !p.unexplained:
-				d.Reason = explain(r.When, scope)
-			}
-			if err == nil {
+			d.Selected, d.Reason, d.Err = p.decide(r, rec, row, scope)
+			if d.Err == nil {
 				v := verdict{selected: d.Selected, reason: d.Reason}
 				if len(vs.byKey) < memoMax {
 					vs.byKey[string(p.key)] = v
@@ -286,6 +300,22 @@ func (p *Pass) EvaluateNth(n int, r *Rule, rec *Record, out []Decision) []Decisi
 		out = append(out, d)
 	}
 	return out
+}
+
+// decide evaluates r's condition on row: whether it selects the row, why
+// not (unless the Pass leaves that unexplained), or why it cannot say.
+func (p *Pass) decide(r *Rule, rec *Record, row *Row, scope *Scope) (selected bool, reason string, err error) {
+	ok, err := r.When.True(scope)
+	switch {
+	case err != nil:
+		return false, "the condition could not be evaluated: " + err.Error(),
+			fmt.Errorf("rule %q, record %s%s: %w", r.Name, rec.ID, rowLabel(row), err)
+	case ok:
+		return true, "", nil
+	case !p.unexplained:
+		return false, explain(r.When, scope), nil
+	}
+	return false, "", nil
 }
 
 // rowLabel describes a row's event and instance for messages.
