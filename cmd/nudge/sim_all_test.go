@@ -16,7 +16,10 @@ import (
 // maildir and the statuses in the simulated REDCap's saved records, while
 // the study's own files stay as they were.
 func TestSimAllRunsTheStudyUnchanged(t *testing.T) {
-	study := copyStudy(t, nil)
+	// `nudge run` lives at the real time of day: the copy's windows and
+	// quiet hours are lifted, so that its texts go whenever the test runs.
+	// Nothing else of the study is changed.
+	study := copyStudy(t, anyHour)
 	cfg := filepath.Join(study, "nudge.yaml")
 	records := filepath.Join(study, "redcap", "site_a.records.json")
 	before, err := os.ReadFile(records)
@@ -77,4 +80,17 @@ func TestSimAllRunsTheStudyUnchanged(t *testing.T) {
 	if after, _ := os.ReadFile(records); string(after) != string(before) {
 		t.Error("the study's own records file was changed")
 	}
+}
+
+// anyHour are the edits (see copyStudy) that lift the demo study's
+// windows and quiet hours.
+var anyHour = map[string][][2]string{
+	"nudge.yaml": {{"quiet_hours: { from: \"21:00\", to: \"08:00\" }\n", ""}},
+	"rules/site_a.yaml": {
+		{"    window: { from: \"09:00\", to: \"20:00\", timezone_field: tz }\n", ""},
+		{"    window: { from: \"09:00\", to: \"20:00\", timezone_field: tz }\n", ""},
+		{"    window: { from: \"08:00\", to: \"21:00\", timezone_field: tz }\n", ""},
+		{"    window: { from: \"09:00\", to: \"20:00\", timezone_field: tz }\n", ""},
+	},
+	"rules/site_b.yaml": {{"    window: { from: \"08:00\", to: \"21:00\" }\n", ""}},
 }
