@@ -17,15 +17,8 @@ import (
 // Plan does: the same decisions with the same reasons and messages, Plan's
 // in rule order, and a pass's counts (Plan.keep) summing to Plan's.
 func TestPlanEachMatchesPlan(t *testing.T) {
-	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := benchEngineFor(t, study)
-	recs := benchRecords(600)
+	e, study, recs, snaps, now := benchPlanFixture(t, 600)
 	recs[8].Rows[0].Values["phone"] = "not a number" // a skipped row (selected by welcome)
-	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
-	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
 	ctx := context.Background()
 	plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
 	if err != nil {
@@ -86,20 +79,13 @@ func TestPlanEachMatchesPlan(t *testing.T) {
 // several cores in chunks of records, hands its decisions on record by
 // record, each record's in rule order, as one planner alone would.
 func TestPlanEachKeepsRecordOrder(t *testing.T) {
-	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := benchEngineFor(t, study)
-	recs := benchRecords(3*planChunk + 7)
-	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
-	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	e, study, recs, snaps, now := benchPlanFixture(t, 3*planChunk+7)
 	place := map[string]int{}
 	for i, r := range study.Rules {
 		place[r.Name] = i
 	}
 	var got []string
-	err = e.PlanEach(context.Background(), snaps, now, PlanOptions{}, func(d *Decision) error {
+	err := e.PlanEach(context.Background(), snaps, now, PlanOptions{}, func(d *Decision) error {
 		got = append(got, d.Record+"/"+d.Rule)
 		return nil
 	})
@@ -191,15 +177,8 @@ func TestSafetyPassEnqueuesWhatItPlanned(t *testing.T) {
 }
 
 func testPassEnqueuesWhatItPlanned(t *testing.T) {
-	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := benchEngineFor(t, study)
-	recs := benchRecords(max(12*planChunk, 3000) + 7)
+	e, study, recs, snaps, now := benchPlanFixture(t, max(12*planChunk, 3000)+7)
 	recs[8].Rows[0].Values["phone"] = "not a number"
-	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
-	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
 	ctx := context.Background()
 	plan, err := e.Plan(ctx, snaps, now, PlanOptions{})
 	if err != nil {
@@ -266,14 +245,7 @@ func describeMessage(m *storage.Message) string {
 // number corrected in REDCap is parsed and used at once: the reuse goes by
 // the value as typed, never by participant.
 func TestSafetyParsedNumbersReusedUntilCorrected(t *testing.T) {
-	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := benchEngineFor(t, study)
-	recs := benchRecords(300)
-	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
-	now := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
+	e, _, recs, snaps, now := benchPlanFixture(t, 300)
 	ctx := context.Background()
 	// Record 3 gets the welcome text.
 	welcomeTo := func() string {
@@ -364,4 +336,17 @@ func TestSafetySharedTemplateRenderedPerRow(t *testing.T) {
 	if shared < 100 {
 		t.Fatalf("only %d rows got one template from two rules: the test needs many", shared)
 	}
+}
+
+// benchPlanFixture is the bench study (its five rules) with n of
+// benchRecords' records, planned at the benchmarks' moment.
+func benchPlanFixture(t *testing.T, n int) (*Engine, *rules.Study, []*rules.Record, map[string]*Snapshot, time.Time) {
+	t.Helper()
+	study, err := rules.Load(filepath.Join("testdata", "bench", "nudge.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := benchRecords(n)
+	snaps := map[string]*Snapshot{"main": {Project: "main", Records: recs}}
+	return benchEngineFor(t, study), study, recs, snaps, time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
 }
